@@ -1,0 +1,181 @@
+"""Checkpoints in the `plain-char-rnn/1` format: load safely, save atomically.
+
+    >>> ckpt = load_checkpoint("wp_lstm3x512.pt")   # -> Checkpoint(model, vocab, config, train, extra)
+    >>> ckpt.model(ids)
+    >>> save_checkpoint("model.pt", ckpt)            # write to a temp file, fsync, rename
+
+The format (see ../shared/models/README.md) is a dict with "format", "vocab" (index -> char),
+"config" ({cell, embedding_dim, hidden_size, num_layers, dropout}), "state_dict" and "train"
+(provenance: split sizes, loss curve, samples by step, losses). neuroscope adds optional keys:
+"excerpt" ({"text": str, "start": int, "source": str}: held-out text, so that probing works
+without --text) and "resume" (optimizer and data-loader state for `train --resume`).
+
+Checkpoints are untrusted input: they are read with `torch.load(weights_only=True)` only, so a
+file carrying pickled code is refused, never run. Float16 weights are converted to float32.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+
+import torch
+
+from .errors import UserError
+from .model import CELLS, CharRNN, ModelConfig
+from .text import Vocab
+
+FORMAT = "plain-char-rnn/1"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that cannot be used; the message is one line, fit for a user."""
+
+
+@dataclass
+class Checkpoint:
+    model: CharRNN
+    vocab: Vocab
+    train: dict = field(default_factory=dict)     # provenance, curve, samples, losses
+    extra: dict = field(default_factory=dict)     # neuroscope's own keys: excerpt, resume, ...
+    path: str | None = None
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def excerpt(self) -> dict | None:
+        return self.extra.get("excerpt")
+
+    @property
+    def name(self) -> str:
+        return os.path.splitext(os.path.basename(self.path))[0] if self.path else "model"
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint; raises CheckpointError with a one-line message."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):
+        raise CheckpointError(f"expected a checkpoint file, got a directory: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()
+        why = next((ln for ln in first if "Unsupported global" in ln or "Weights only" in ln), "")
+        raise CheckpointError(
+            f"{path} is not a safe checkpoint: it needs code to load, which is refused "
+            f"(weights_only=True){': ' + why.strip() if why else ''}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg})") from None
+    return checkpoint_from_dict(blob, path=path, device=device)
+
+
+def checkpoint_from_dict(blob, path: str | None = None, device="cpu") -> Checkpoint:
+    where = path or "checkpoint"
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{where} is not a {FORMAT} checkpoint (format: {got!r})")
+    for key in ("vocab", "config", "state_dict"):
+        if key not in blob:
+            raise CheckpointError(f"{where} lacks the {key!r} entry of a {FORMAT} checkpoint")
+    vocab = blob["vocab"]
+    if not isinstance(vocab, (list, tuple)) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
+        raise CheckpointError(f"{where}: 'vocab' must be a list of one-character strings")
+    cfg = dict(blob["config"])
+    if cfg.get("cell") not in CELLS:
+        raise CheckpointError(f"{where}: unknown cell {cfg.get('cell')!r} (known: {', '.join(CELLS)})")
+    try:
+        config = ModelConfig(vocab_size=len(vocab), cell=cfg["cell"],
+                             embedding_dim=int(cfg.get("embedding_dim") or cfg["hidden_size"]),
+                             hidden_size=int(cfg["hidden_size"]), num_layers=int(cfg["num_layers"]),
+                             dropout=float(cfg.get("dropout", 0.0)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{where}: bad config ({exc})") from None
+    model = CharRNN(config)
+    state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
+             for k, v in blob["state_dict"].items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        raise CheckpointError(f"{where}: weights do not fit the config ({' '.join(lines[1:3])[:300]})") from None
+    model.to(device).eval()
+    known = {"format", "vocab", "config", "state_dict", "train"}
+    extra = {k: v for k, v in blob.items() if k not in known}
+    return Checkpoint(model=model, vocab=Vocab(tuple(vocab)), train=dict(blob.get("train") or {}),
+                      extra=extra, path=path)
+
+
+def checkpoint_to_dict(ckpt: Checkpoint, half: bool = False) -> dict:
+    """The plain dict that save_checkpoint writes (weights float32, or float16 with half=True)."""
+    sd = {k: (v.detach().cpu().half() if half and v.is_floating_point() else v.detach().cpu().clone())
+          for k, v in ckpt.model.state_dict().items()}
+    blob = {"format": FORMAT, "vocab": list(ckpt.vocab.chars), "config": ckpt.config.to_dict(),
+            "state_dict": sd, "train": ckpt.train}
+    blob.update(ckpt.extra)
+    return blob
+
+
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, half: bool = False) -> None:
+    """Write atomically: a temp file in the same folder, fsync, then rename over `path`.
+
+    A run killed mid-write leaves the previous file (if any) untouched.
+    """
+    atomic_save(checkpoint_to_dict(ckpt, half=half), path)
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save `obj` to `path` atomically (temp file + fsync + os.replace)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass
+class TextSpan:
+    """The characters a command works on, and where they came from."""
+
+    text: str            # the span itself
+    start: int           # its first character's index in the source text
+    source: str          # file path, or "<checkpoint excerpt>"
+    split: str | None = None
+
+
+def choose_text(ckpt: Checkpoint | None, text_path: str | None = None, split: str | None = None,
+                start: int | None = None, chars: int | None = None, default_split: str = "test") -> TextSpan:
+    """The text a command should read: --text with --split or --start/--chars, else the
+    held-out excerpt stored in a neuroscope checkpoint; a UserError when neither exists.
+
+    With --text and neither --split nor --start/--chars, `default_split` is used.
+    """
+    from .text import read_text, select_span
+    if text_path is not None:
+        full = read_text(text_path)
+        if split is None and start is None and chars is None:
+            split = default_split
+        s, e = select_span(full, split=split, start=start, chars=chars)
+        return TextSpan(full[s:e], s, text_path, split)
+    ex = ckpt.excerpt if ckpt is not None else None
+    if not ex:
+        raise UserError("no text given: pass --text FILE (this checkpoint stores no held-out excerpt)")
+    if split not in (None, "test"):
+        raise UserError("the checkpoint's stored excerpt is held-out text; --split needs --text")
+    full = ex["text"]
+    s, e = select_span(full, start=start, chars=chars)
+    return TextSpan(full[s:e], int(ex.get("start", 0)) + s, "<checkpoint excerpt>", "test")

@@ -1,0 +1,140 @@
+"""Text in, character ids out: reading a corpus, its vocabulary, and its splits.
+
+    >>> text = read_text("warpeace.txt")            # str, UTF-8, BOM kept as a character
+    >>> vocab = Vocab.from_text(text)
+    >>> ids = vocab.encode(text[:100])              # numpy int64 [100]
+    >>> start, end = split_span(len(text), "test")  # last 10% by character index
+
+Splits follow the reference checkpoints (../shared/models/README.md): the first 80% of the
+decoded characters is training, the next 10% validation, the last 10% test, contiguous.
+Characters that are not in a model's vocabulary are mapped to a fallback id (the id of " "
+when the vocabulary has one, else 0) and counted, so that a text never stops a run; the
+count is reported wherever it is not zero.
+
+This module imports nothing of neuroscope's but its error type.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UserError
+
+SPLITS = ("train", "val", "test", "all")
+
+
+class TextError(UserError):
+    """A text that cannot be used; the message is one line, fit for a user."""
+
+
+def read_text(path: str | os.PathLike, min_chars: int = 2) -> str:
+    """Read a whole text file as UTF-8 (a leading BOM stays in the text as U+FEFF).
+
+    Line ends are kept as they are (CRLF stays CRLF): the models were trained on the raw text.
+    Raises TextError with a one-line message for a missing, unreadable, undecodable or too-short file.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise TextError(f"text file not found: {path}")
+    if os.path.isdir(path):
+        raise TextError(f"expected a text file, got a directory: {path}")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise TextError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        # "utf-8", not "utf-8-sig": the BOM is a character of the corpus the models saw.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TextError(
+            f"{path} is not UTF-8 text (undecodable byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    if len(text) < min_chars:
+        raise TextError(f"{path} holds {len(text)} characters; at least {min_chars} are needed")
+    return text
+
+
+def split_bounds(n_chars: int) -> dict[str, tuple[int, int]]:
+    """Character spans [start, end) of the 80/10/10 split of a text of n_chars characters."""
+    a, b = int(n_chars * 0.8), int(n_chars * 0.9)
+    return {"train": (0, a), "val": (a, b), "test": (b, n_chars), "all": (0, n_chars)}
+
+
+def split_span(n_chars: int, split: str) -> tuple[int, int]:
+    """[start, end) of one named split; raises TextError on an unknown name."""
+    if split not in SPLITS:
+        raise TextError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    return split_bounds(n_chars)[split]
+
+
+def select_span(text: str, split: str | None = None, start: int | None = None,
+                chars: int | None = None) -> tuple[int, int]:
+    """The [start, end) a user asked for: a named split, or --start/--chars, or the whole text.
+
+    --start/--chars may be combined with a split: they are then relative to the split's start,
+    and must stay inside it.
+    """
+    lo, hi = split_span(len(text), split) if split else (0, len(text))
+    s = lo + (start or 0)
+    if start is not None and start < 0:
+        raise TextError(f"--start must be >= 0, got {start}")
+    if chars is not None and chars < 1:
+        raise TextError(f"--chars must be >= 1, got {chars}")
+    e = hi if chars is None else s + chars
+    if s >= hi or e > hi:
+        where = f"the {split} split [{lo}, {hi})" if split else f"the text (0..{len(text)})"
+        raise TextError(f"span [{s}, {e}) lies outside {where}")
+    return s, e
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Index -> character list, as stored in a checkpoint's "vocab"."""
+
+    chars: tuple[str, ...]
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        return cls(tuple(sorted(set(text))))
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    @property
+    def fallback_id(self) -> int:
+        """Id used for characters the model never saw."""
+        return self.chars.index(" ") if " " in self.chars else 0
+
+    def encode(self, text: str) -> np.ndarray:
+        """Character ids, int64 [len(text)]; unknown characters -> fallback_id (see count_unknown)."""
+        lut = self._lut()
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        if codes.size and int(codes.max()) < lut.size:
+            return lut[codes].astype(np.int64)
+        # Rare characters beyond the table: look them up one by one.
+        table = {c: i for i, c in enumerate(self.chars)}
+        fb = self.fallback_id
+        return np.fromiter((table.get(c, fb) for c in text), dtype=np.int64, count=len(text))
+
+    def count_unknown(self, text: str) -> int:
+        """How many characters of text are not in the vocabulary."""
+        unknown = set(text) - set(self.chars)
+        return sum(text.count(c) for c in unknown)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def _lut(self) -> np.ndarray:
+        # Code point -> id table, at least over the Basic Multilingual Plane (256 KiB of int32).
+        lut = getattr(self, "_lut_cache", None)
+        if lut is None:
+            size = max([0x10000] + [ord(c) + 1 for c in self.chars])
+            lut = np.full(size, self.fallback_id, dtype=np.int32)
+            for i, c in enumerate(self.chars):
+                if ord(c) < lut.size:
+                    lut[ord(c)] = i
+            object.__setattr__(self, "_lut_cache", lut)
+        return lut

@@ -1,0 +1,47 @@
+"""Shared fixtures: the reference corpora and checkpoints in ../shared.
+
+They exist beside every CI checkout. A user's fresh clone may lack them: then the tests that need
+them are skipped with the reason, except under CI (CI=true), where a missing file is a failure.
+"""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must have ../shared beside the checkout")
+        pytest.skip(f"needs {path} (the team's ../shared folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path of ../shared/data."""
+    return _need(SHARED / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_models():
+    """Path of ../shared/models."""
+    return _need(SHARED / "models")
+
+
+@pytest.fixture(scope="session")
+def wp_small(shared_models):
+    """The small War and Peace model (2 x 128 LSTM), loaded once."""
+    from neuroscope.checkpoint import load_checkpoint
+    return load_checkpoint(shared_models / "wp_lstm2x128.pt")
+
+
+@pytest.fixture(scope="session")
+def warpeace(shared_data):
+    from neuroscope.text import read_text
+    return read_text(shared_data / "warpeace.txt")
