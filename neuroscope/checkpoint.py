@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -70,8 +69,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(
             f"{path} is not a safe checkpoint: it needs code to load, which is refused "
             f"(weights_only=True){': ' + why.strip() if why else ''}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
+        # (RuntimeError, EOFError, BadZipFile, and KeyError/IndexError/struct.error from garbage opcodes).
+        plain = isinstance(exc, (RuntimeError, EOFError, OSError, ValueError)) and str(exc).strip()
+        msg = str(exc).strip().splitlines()[0] if plain else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg})") from None
     return checkpoint_from_dict(blob, path=path, device=device)
 

@@ -130,6 +130,262 @@ def info_cmd(ckpt, as_json):
         click.echo("samples at steps: " + ", ".join(info["sample_steps"]))
 
 
+def parse_steps(value: str) -> tuple[int, ...]:
+    """"100,300,500" -> (100, 300, 500); "" -> ()."""
+    try:
+        return tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"--sample-at takes comma-separated step numbers, e.g. 100,300,500 (got {value!r})") from None
+
+
+# Defaults here are TrainConfig's (tests/test_cli_basics.py checks that they agree).
+@cli.command("train")
+@click.argument("text_path", metavar="TEXT")
+@click.option("--out", required=True, help="Checkpoint to write (best weights, atomically).")
+@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True,
+              help="Recurrent cell.")
+@click.option("--layers", type=int, default=2, show_default=True, help="Recurrent layers.")
+@click.option("--hidden", type=int, default=128, show_default=True, help="Units per layer.")
+@click.option("--embedding", type=int, default=0, show_default=True, help="Embedding size (0: --hidden).")
+@click.option("--dropout", type=float, default=0.1, show_default=True, help="Dropout between layers.")
+@click.option("--batch", type=int, default=64, show_default=True, help="Parallel streams.")
+@click.option("--seq", type=int, default=128, show_default=True, help="Characters per BPTT window.")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate.")
+@click.option("--steps", type=int, default=None, help="Total steps [default: 2000 unless --minutes].")
+@click.option("--minutes", type=float, default=None, help="Wall-clock budget of this call.")
+@device_option
+@click.option("--seed", type=int, default=0, show_default=True, help="Weights, dropout, samples.")
+@click.option("--resume", is_flag=True, help="Continue the run stored in --out.")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@click.option("--eval-every", type=int, default=200, show_default=True, help="Steps between validations.")
+@click.option("--val-chars", type=int, default=100_000, show_default=True,
+              help="Validation sample size (0: whole split).")
+@click.option("--sample-at", default="100,300,500,700,1200,2000", show_default=True,
+              help="Steps at which to store a sample.")
+@click.option("--max-chars", type=int, default=0, show_default=True, help="Use only the text's first N chars.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def train_cmd(text_path, out, cell, layers, hidden, embedding, dropout, batch, seq, lr, steps, minutes,
+              device, seed, resume, force, eval_every, val_chars, sample_at, max_chars, as_json):
+    """Train a char-RNN on TEXT (80/10/10 split); keep the best weights in --out.
+
+    Example: neuroscope train warpeace.txt --out wp.pt --layers 3 --hidden 512 --minutes 5
+    """
+    import os
+
+    from .text import read_text
+    from .train import TrainConfig, train
+    if os.path.isdir(out):
+        raise UserError(f"--out must be a file, got a directory: {out}")
+    if os.path.exists(out) and not (resume or force):
+        raise UserError(f"{out} exists; pass --resume to continue its run or --force to replace it")
+    if steps is None and minutes is None:
+        steps = 2000
+    config = TrainConfig(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
+                         batch=batch, seq=seq, lr=lr, steps=steps, minutes=minutes,
+                         device=resolve_device(device), seed=seed, eval_every=eval_every,
+                         val_chars=val_chars, sample_at=parse_steps(sample_at), max_chars=max_chars)
+    config.check()
+    ckpt = train(read_text(text_path), config, out, progress=not as_json, resume=resume, source=text_path)
+    tr = ckpt.train
+    summary = {k: tr.get(k) for k in ("steps", "seconds", "chars_per_second", "best_step", "best_val_loss_nats",
+                                      "test_loss_nats", "test_bits_per_char", "test_chars")}
+    if as_json:
+        echo_json({"out": out, **summary})
+        return
+    click.echo(f"wrote {out}: test loss {tr['test_loss_nats']:.4f} nats/char ({tr['test_bits_per_char']:.4f} "
+               f"bits/char) after {tr['steps']} steps in {tr['seconds']:.0f} s; best validation loss "
+               f"{tr['best_val_loss_nats']:.4f} at step {tr['best_step']}")
+
+
+@cli.command("sample")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@click.option("--length", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Characters to generate.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Softmax temperature (0: greedy).")
+@click.option("--prime", default="", help="Text to start from (printed too).")
+@click.option("--seed", type=int, default=None, help="Seed for a repeatable sample.")
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
+    """Generate text from a model.
+
+    Example: neuroscope sample --ckpt wp.pt --prime "The " --temperature 0.5 --seed 1
+    """
+    import torch
+
+    from .checkpoint import load_checkpoint
+    c = load_checkpoint(ckpt, device=resolve_device(device))
+    unknown = c.vocab.count_unknown(prime)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    text = c.model.sample(c.vocab, length, temperature=temperature, prime=prime, generator=gen)
+    if as_json:
+        echo_json({"text": text, "prime": prime, "length": length, "temperature": temperature, "seed": seed,
+                   "unknown_prime_chars": unknown})
+        return
+    click.echo(text)
+    if unknown:
+        click.echo(f"note: {unknown} characters of --prime are not in the vocabulary; the model read them as "
+                   f"{c.vocab.chars[c.vocab.fallback_id]!r}", err=True)
+
+
+# ---------------------------------------------------------------- features (issue 4)
+
+def feature_options(f):
+    """--feature/--feature-regex/--feature-file/--feature-span/--all-features/--lang, handed to the
+    command as ONE keyword argument, `feature_request`, a dict of neuroscope.features.resolve's
+    keyword arguments. A command labels its span with:
+
+        labels = resolve(span.text, offset=span.start, **feature_request)   # {name: array [len]}
+
+    (`offset` makes --feature-span positions source positions, as `neuroscope features --show`
+    prints them.)
+    """
+    # Choices copied from features.LANGS, so that building the CLI does not import numpy.
+    @click.option("--feature", "feature_names", multiple=True, metavar="NAME",
+                  help="Feature to use (repeatable); `neuroscope features` lists them.")
+    @click.option("--feature-regex", multiple=True, metavar="NAME=PATTERN",
+                  help="1 on every character of each match of PATTERN (repeatable).")
+    @click.option("--feature-file", multiple=True, metavar="NAME=LABELS.npy",
+                  help="Your own labels: a 1-D .npy, one value per character of the span (repeatable).")
+    @click.option("--feature-span", multiple=True, metavar="NAME=START:END[,START:END]",
+                  help="1 on hand-marked [START, END) ranges, in source positions (repeatable).")
+    @click.option("--all-features", is_flag=True, help="Every registered feature.")
+    @click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto",
+                  show_default=True, help="Language for code-aware features (auto: sniffed).")
+    @functools.wraps(f)
+    def wrapper(*args, feature_names, feature_regex, feature_file, feature_span, all_features, lang, **kwargs):
+        kwargs["feature_request"] = {"names": feature_names, "regexes": feature_regex, "files": feature_file,
+                                     "spans": feature_span, "all_features": all_features, "lang": lang}
+        return f(*args, **kwargs)
+    return wrapper
+
+
+@cli.command("features")
+@text_options
+@feature_options
+@click.option("--show", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Print the span's first N characters with labelled characters marked.")
+@click.option("--width", type=click.IntRange(min=20), default=100, show_default=True,
+              help="Characters per printed row.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def features_cmd(text_path, split, start, chars, feature_request, show, width, as_json):
+    """List the features, or label a text span with some to check their definitions by eye.
+
+    \b
+    Examples:
+      neuroscope features
+      neuroscope features --text warpeace.txt --feature in_quote --start 3000 --show 300
+      neuroscope features --text linux.txt --feature brace_depth --feature-regex num='[0-9]+' --show 500
+    """
+    from . import features as F
+    asked = [v for k, v in feature_request.items() if k != "lang"]
+    if text_path is None:
+        if any(asked) or show:
+            raise UserError("--feature/--show label a text: add --text FILE")
+        rows = [{"name": f.name, "kind": f.kind, "baseline": f.baseline, "code_aware": f.code_aware,
+                 "description": f.description} for f in F.FEATURES.values()]
+        if as_json:
+            echo_json(rows)
+            return
+        pad = max(len(r["name"]) for r in rows)
+        for r in rows:
+            tag = "baseline" if r["baseline"] else "code" if r["code_aware"] else ""
+            click.echo(f"{r['name']:<{pad}}  {r['kind']:<6}  {tag:<8}  {r['description']}")
+        return
+    if not any(asked):
+        raise UserError("name what to label: --feature NAME (see `neuroscope features`), --feature-regex, "
+                        "--feature-file, --feature-span or --all-features")
+    from .text import read_text, select_span
+    full = read_text(text_path)
+    s, e = select_span(full, split=split, start=start, chars=chars)
+    text = full[s:e]
+    labels = F.resolve(text, offset=s, **feature_request)
+    lang = F.sniff_language(text) if feature_request["lang"] == "auto" else feature_request["lang"]
+    summary = {name: F.summarize(v) for name, v in labels.items()}
+    n_show = min(show or 0, len(text))
+    if as_json:
+        out = {"source": text_path, "start": s, "end": e, "lang": lang, "features": summary}
+        if n_show:
+            out["shown"] = {"start": s, "text": text[:n_show],
+                            "labels": {name: v[:n_show].tolist() for name, v in labels.items()}}
+        echo_json(out)
+        return
+    click.echo(f"{text_path} [{s:,}, {e:,}), {len(text):,} characters, language {lang}")
+    for name, st in summary.items():
+        if st["kind"] == "binary":
+            click.echo(f"  {name}: 1 on {st['nonzero']:,} characters ({st['mean']:.2%})")
+        else:
+            click.echo(f"  {name}: {st['kind']}, mean {st['mean']:.3g}, max {st['max']:g}")
+    if n_show:
+        click.echo("")
+        click.echo(F.render(text[:n_show], {k: v[:n_show] for k, v in labels.items()}, offset=s, width=width))
+
+
+# ---------------------------------------------------------------- report, demo (issue 6)
+
+@cli.command("report")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@feature_options
+@click.option("--unit", "units", multiple=True, metavar="UNIT",
+              help="Unit to colour the text by, e.g. l2.c.323 (repeatable; default: each feature's top units).")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Top units per feature in the unit picker.")
+@click.option("--max-chars", type=int, default=5000, show_default=True,
+              help="Characters shown; a longer span is truncated, with a note.")
+@click.option("--out", required=True, help="HTML file to write.")
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, out):
+    """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
+    units, predictions, activation against feature, gate saturation. Opens from disk, offline.
+
+    With --feature, the units are ranked over the whole span first (as `neuroscope probe`).
+
+    Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
+    """
+    import os
+
+    from .checkpoint import choose_text, load_checkpoint
+    from .features import resolve
+    from .report import build_report, parse_unit
+    if max_chars < 1:
+        raise UserError(f"--max-chars must be >= 1, got {max_chars}")
+    if os.path.isdir(out):
+        raise UserError(f"--out is a directory: {out}; give a file name such as report.html")
+    c = load_checkpoint(ckpt)
+    for u in units:                       # fail on a bad unit before the slow part
+        parse_unit(u, c.config)
+    span = choose_text(c, text_path, split, start, chars)
+    labels = resolve(span.text, offset=span.start, **feature_request)
+    result = None
+    if labels:
+        from .probe import probe
+        result = probe(c.model, span.text, labels, progress=True)
+    report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
+                          n_units=top, progress=True)
+    click.echo(report.save(out))
+
+
+@cli.command("demo")
+@click.option("--out", default="neuroscope-demo", show_default=True,
+              help="Folder for the model, the ranking and the report.")
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="Training time budget (the rest takes well under a minute).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and sampling.")
+def demo_cmd(out, minutes, seed):
+    """Train a small LSTM on the Python standard library's own source, rank its units for
+    in_string and line_position, and write the full HTML report (about 3 minutes on 2 CPU cores).
+
+    Example: neuroscope demo --out neuroscope-demo
+    """
+    from .demo import run_demo
+    result = run_demo(out, minutes=minutes, seed=seed, progress=True, log=lambda m: click.echo(m, err=True))
+    for feature, (unit, r) in result.top.items():
+        click.echo(f"best unit for {feature}: {unit} (r = {r:+.3f})", err=True)
+    click.echo(f"done in {result.seconds:.0f} s; open the report:", err=True)
+    click.echo(result.report)
+
+
 def main():  # console-script entry point
     cli(prog_name="neuroscope")
 

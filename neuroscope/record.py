@@ -12,7 +12,8 @@ FIRST VERSION: a plain per-step loop (slow, exact). The hook system (issue 3) re
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,37 @@ from tqdm.auto import tqdm
 
 LSTM_GATES = ("i", "f", "g", "o")
 GRU_GATES = ("r", "z", "n")
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Edit units of one recorded quantity inside the recurrence: "zero", "clamp" to value, or "scale" by value.
+
+    name: e.g. "rnn.l1.c" (h or c); units: unit indices; positions: None (every step), or indices /
+    a slice of ids (the edit applies to the state after reading those characters).
+    """
+    name: str
+    units: Sequence[int]
+    op: str = "zero"
+    value: float = 0.0
+    positions: object = None
+
+    def apply(self, v: torch.Tensor, t: int) -> torch.Tensor:
+        if self.positions is not None:
+            pos = self.positions
+            hit = (pos.start or 0) <= t < (pos.stop if pos.stop is not None else t + 1) if isinstance(pos, slice) \
+                else t in set(np.asarray(pos).ravel().tolist())
+            if not hit:
+                return v
+        u = list(self.units)
+        v = v.clone()
+        if self.op == "zero":
+            v[..., u] = 0.0
+        elif self.op == "clamp":
+            v[..., u] = self.value
+        else:
+            v[..., u] = v[..., u] * self.value
+        return v
 
 
 def state_names(config, states: Iterable[str] = ("h", "c")) -> list[str]:
@@ -39,7 +71,8 @@ def state_names(config, states: Iterable[str] = ("h", "c")) -> list[str]:
 
 @torch.no_grad()
 def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chunk: int = 4096,
-                progress: bool = False) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+                progress: bool = False, streams: int = 1, warmup: int = 0,
+                interventions: Sequence[Intervention] | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     states = tuple(states)
     cfg = model.config
     wanted = set(state_names(cfg, states))
@@ -48,6 +81,11 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
     H, L = cfg.hidden_size, cfg.num_layers
     h = [torch.zeros(1, H) for _ in range(L)]
     c = [torch.zeros(1, H) for _ in range(L)]
+    if streams != 1 or warmup:
+        raise NotImplementedError("streams/warmup arrive with the fast recorder (issue 3)")
+    edits: dict[str, list] = {}
+    for iv in interventions or ():
+        edits.setdefault(iv.name, []).append(iv)
     bar = tqdm(total=len(ids), unit="char", unit_scale=True, disable=not progress, desc="record")
     for start in range(0, len(ids), chunk):
         x = model.encoder(x_all[start:start + chunk])          # [T, E]
@@ -69,6 +107,8 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
                     gi, gf, gg, go = (xp[t] + hh[0]).chunk(4)
                     gi, gf, gg, go = gi.sigmoid(), gf.sigmoid(), gg.tanh(), go.sigmoid()
                     cl = gf * cl + gi * gg
+                    for iv in edits.get(f"rnn.l{layer}.c", ()):
+                        cl = iv.apply(cl, start + t)
                     hl = go * cl.tanh()
                     cs[t] = cl
                     for name, v in zip(LSTM_GATES, (gi, gf, gg, go)):
@@ -84,6 +124,8 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
                 else:
                     hl = (xp[t] + hh[0]).tanh()
                 hl = hl.reshape(1, H)
+                for iv in edits.get(f"rnn.l{layer}.h", ()):
+                    hl = iv.apply(hl, start + t)
                 hs[t] = hl[0]
             h[layer], c[layer] = hl, cl
             x = hs
@@ -94,3 +136,25 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
         bar.update(T)
         yield start, out
     bar.close()
+
+
+@torch.no_grad()
+def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | None = None, chunk: int = 4096,
+                progress: bool = False) -> np.ndarray:
+    """Nats spent predicting ids[k+1] after reading ids[:k+1], float32 [len(ids)-1], interventions applied.
+
+    FIRST VERSION (slow loop); same contract as the fast one that replaces it.
+    """
+    ids = np.asarray(ids)
+    tgt = torch.as_tensor(ids[1:], dtype=torch.long)
+    out = np.empty(len(ids) - 1, dtype=np.float32)
+    last = model.config.num_layers - 1
+    for start, acts in iter_states(model, ids, states=("h",), chunk=chunk, progress=progress,
+                                   interventions=interventions):
+        h = torch.from_numpy(acts[f"rnn.l{last}.h"])
+        n = min(len(h), len(ids) - 1 - start)
+        if n <= 0:
+            continue
+        logits = model.decoder(h[:n])
+        out[start:start + n] = torch.nn.functional.cross_entropy(logits, tgt[start:start + n], reduction="none").numpy()
+    return out

@@ -1,0 +1,82 @@
+"""`neuroscope demo`: the whole path, text to report, on a corpus every machine has, in minutes of CPU.
+
+    >>> result = run_demo("neuroscope-demo", minutes=2.0)
+    >>> result.report          # "neuroscope-demo/report.html"
+    >>> result.top             # {"in_string": ("l1.c.57", 0.83), "line_position": (...)}
+
+Steps: the Python standard library's own sources (neuroscope.train.stdlib_corpus) -> a small
+LSTM trained on the CPU for `minutes` -> the held-out excerpt the checkpoint stores -> labels for
+in_string (inside a string literal: the quote cell of code) and line_position -> every unit ranked
+by Pearson r (neuroscope.probe) -> the full HTML report. Each stage shows its progress.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from .checkpoint import choose_text
+from .errors import UserError
+from .features import resolve
+from .probe import probe
+from .report import build_report, write_atomic
+from .train import TrainConfig, stdlib_corpus, train
+
+DEMO_FEATURES = ("in_string", "line_position")
+CORPUS_CHARS = 2_000_000      # characters of stdlib source: more than a few minutes of CPU can read
+PROBE_CHARS = 20_000          # held-out characters the units are ranked on
+
+
+@dataclass
+class DemoResult:
+    folder: str
+    checkpoint: str
+    report: str
+    ranking: str                                   # CSV of the full ranking
+    seconds: float                                 # wall time of the whole demo
+    test_loss_nats: float
+    top: dict[str, tuple[str, float]] = field(default_factory=dict)    # feature -> (unit id, r)
+
+
+def demo_config(minutes: float, seed: int = 0) -> TrainConfig:
+    """A 2 x 128 LSTM: small enough to learn quotes and line lengths in a few CPU minutes."""
+    return TrainConfig(cell="lstm", layers=2, hidden=128, dropout=0.0, batch=32, seq=100, lr=3e-3,
+                       steps=None, minutes=minutes, device="cpu", seed=seed, eval_every=100,
+                       val_chars=30_000, test_chars=100_000)
+
+
+def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, seed: int = 0,
+             progress: bool = True, log=print) -> DemoResult:
+    """Train, record, rank and report; returns where everything went. `minutes` bounds training only
+    (recording, ranking and the report add well under a minute on 2 CPU cores)."""
+    t0 = time.monotonic()
+    out = os.fspath(out)
+    if not minutes > 0:
+        raise UserError(f"--minutes must be > 0, got {minutes}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out must be a folder, and {out} is a file")
+    os.makedirs(out, exist_ok=True)
+
+    text = stdlib_corpus(CORPUS_CHARS)
+    log(f"[1/4] training a 2 x 128 LSTM on {len(text):,} characters of Python stdlib source for {minutes:g} min")
+    ckpt = train(text, demo_config(minutes, seed), out=os.path.join(out, "model.pt"), progress=progress,
+                 source="Python standard library (.py sources)")
+    log(f"      test loss {ckpt.train['test_loss_nats']:.3f} nats/char after {ckpt.train['steps']:,} steps")
+
+    span = choose_text(ckpt, chars=min(PROBE_CHARS, len(ckpt.excerpt["text"])))
+    log(f"[2/4] labelling {len(span.text):,} held-out characters: {', '.join(DEMO_FEATURES)}")
+    features = resolve(span.text, names=DEMO_FEATURES)
+
+    log("[3/4] recording every unit and ranking it against each feature (Pearson r)")
+    result = probe(ckpt.model, span.text, features, seed=seed, progress=progress)
+    ranking = os.path.join(out, "ranking.csv")
+    write_atomic(ranking, result.ranking.to_csv(index=False))
+
+    log("[4/4] writing the report")
+    report = build_report(ckpt, span, result, features, progress=progress).save(os.path.join(out, "report.html"))
+    top = {}
+    for f in DEMO_FEATURES:
+        best = result.ranking[result.ranking["feature"] == f].iloc[0]
+        top[f] = (str(best["unit_id"]), float(best["r"]))
+    return DemoResult(folder=out, checkpoint=ckpt.path, report=report, ranking=ranking,
+                      seconds=time.monotonic() - t0, test_loss_nats=float(ckpt.train["test_loss_nats"]), top=top)

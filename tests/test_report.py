@@ -1,0 +1,359 @@
+"""The HTML report: its numbers (unit values, predictions, gate saturation), its escaping, its
+sections, its size, and the `report` command. The browser checks are in test_browser.py."""
+import json
+import math
+import os
+import re
+from html import unescape
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neuroscope.checkpoint import Checkpoint, TextSpan, save_checkpoint
+from neuroscope.cli import cli
+from neuroscope.errors import UserError
+from neuroscope.model import CharRNN, ModelConfig, count_parameters
+from neuroscope.record import iter_states
+from neuroscope.report import (Unit, build_report, distribution_chart, most_variable_units, parse_unit, predict,
+                               record_units)
+from neuroscope.text import Vocab
+
+SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
+EVIL = 'He said "run <script>window.__pwned=1</script> now" & left </pre> <b>x</b>.\r\n\tOK\r\n'
+
+
+def quote_labels(text: str) -> np.ndarray:
+    out, inside = np.zeros(len(text), np.uint8), False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            inside = not inside
+        out[i] = inside
+    return out
+
+
+def line_position(text: str) -> np.ndarray:
+    out, col = np.zeros(len(text), np.int32), 0
+    for i, ch in enumerate(text):
+        out[i] = col
+        col = 0 if ch == "\n" else col + 1
+    return out
+
+
+class FakeProbe:
+    """What build_report reads of a ProbeResult: r from real recorded values of the tiny model."""
+
+    def __init__(self, model, text, features):
+        ids = Vocab.from_text(text).encode(text)
+        cols = {}
+        for _, acts in iter_states(model, ids, states=("h", "c")):
+            for name, v in acts.items():
+                cols.setdefault(name, []).append(np.tanh(v) if name.endswith(".c") else v)
+        rows = []
+        for f, lab in features.items():
+            for name, parts in cols.items():
+                v = np.concatenate(parts)
+                layer, state = int(name.split(".")[1][1:]), name.split(".")[2]
+                for u in range(v.shape[1]):
+                    r = float(np.corrcoef(v[:, u], lab)[0, 1])
+                    rows.append({"feature": f, "layer": layer, "state": state, "unit": u,
+                                 "unit_id": f"l{layer}.{state}.{u}", "r": r, "abs_r": abs(r),
+                                 "auroc": 0.5 + r / 2 if f == "in_quote" else float("nan"), "p_value": 1e-9,
+                                 "p_adjusted": 1e-7, "selectivity": 2 * r, "control_max_abs_r": 0.05, "flag": ""})
+        self.ranking = pd.DataFrame(rows).sort_values(["feature", "abs_r"], ascending=[True, False],
+                                                      ignore_index=True)
+        self.topk = pd.DataFrame([{"feature": f, "k": k, "score": 0.6 + 0.05 * k, "metric": "auroc"}
+                                  for f in features for k in (1, 2, 4)])
+        self.meta = {"chars": len(text)}
+
+    def top_units(self, feature, n):
+        return list(self.ranking[self.ranking["feature"] == feature]["unit_id"][:n])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    text = EVIL * 30
+    vocab = Vocab.from_text(text)
+    model = CharRNN(ModelConfig(len(vocab), "lstm", hidden_size=16, num_layers=2)).eval()
+    train = {"text": "evil.txt", "test_loss_nats": 1.5, "best_val_loss_nats": 1.6,
+             "curve": [{"step": s, "seconds": s / 10, "train_loss": 3 / s ** 0.2, "val_loss": 3.1 / s ** 0.2}
+                       for s in range(100, 1100, 100)],
+             "samples": {"1200": "late <i>sample</i>", "300": "mid\r\nsample", "100": "early", "2000": "last"}}
+    ckpt = Checkpoint(model, vocab, train=train, path="/nowhere/tiny.pt")
+    span = TextSpan(text, 1000, "evil.txt", "test")
+    features = {"in_quote": quote_labels(text), "line_position": line_position(text)}
+    return ckpt, span, features, FakeProbe(model, text, features)
+
+
+@pytest.fixture(scope="module")
+def report(tiny):
+    ckpt, span, features, result = tiny
+    return build_report(ckpt, span, result, features, max_chars=1000)
+
+
+def page_data(html: str) -> dict:
+    block = re.search(r'<script type="application/json" id="ns-data">(.*?)</script>', html, re.S).group(1)
+    return json.loads(block)
+
+
+def test_recorded_unit_values_match_nn_lstm(tiny):
+    ckpt, span, _, _ = tiny
+    model, ids = ckpt.model, ckpt.vocab.encode(span.text[:300])
+    units = [Unit(1, "h", 3), Unit(1, "h", 15), Unit(0, "c", 5), Unit(1, "c", 0)]
+    values, _ = record_units(model, ids, units, chunk=64)
+    with torch.no_grad():
+        out, (h_n, c_n) = model.rnn(model.encoder(torch.as_tensor(ids)[None]))
+    np.testing.assert_allclose(values["l1.h.3"], out[0, :, 3].numpy(), atol=1e-5)
+    np.testing.assert_allclose(values["l1.h.15"], out[0, :, 15].numpy(), atol=1e-5)
+    assert values["l0.c.5"][-1] == pytest.approx(float(c_n[0, 0, 5]), abs=1e-5)
+    assert values["l1.c.0"][-1] == pytest.approx(float(c_n[1, 0, 0]), abs=1e-5)
+
+
+def test_page_carries_unit_values_and_colours_c_by_tanh(tiny, report):
+    ckpt, span, _, result = tiny
+    data = page_data(report.html)
+    ids = ckpt.vocab.encode(span.text[:1000])
+    best = result.top_units("in_quote", 1)[0]
+    values, _ = record_units(ckpt.model, ids, [parse_unit(best, ckpt.config)])
+    np.testing.assert_allclose(data["units"][best]["values"], values[best], rtol=1e-3, atol=1e-7)
+    assert data["units"][best]["tanh"] == best.split(".")[1].startswith("c")
+    assert len(data["units"][best]["values"]) == 1000
+
+
+def test_predictions_match_one_softmax_over_the_whole_span(tiny):
+    ckpt, span, _, _ = tiny
+    ids = ckpt.vocab.encode(span.text[:500])
+    pred = predict(ckpt.model, ids, k=5, chunk=64)              # chunked, state carried
+    with torch.no_grad():
+        probs = torch.softmax(ckpt.model(torch.as_tensor(ids)[None])[0][0], -1).numpy()   # [T, V]
+    np.testing.assert_allclose(pred["top_p"], -np.sort(-probs, axis=1)[:, :5], atol=1e-5)
+    np.testing.assert_array_equal(pred["top_ids"][:, 0], probs.argmax(1))
+    assert math.isnan(pred["p_actual"][0])
+    np.testing.assert_allclose(pred["p_actual"][1:], probs[np.arange(499), ids[1:]], atol=1e-6)
+
+
+def test_gate_saturation_counts_gates_below_01_and_above_09(tiny):
+    ckpt, span, _, _ = tiny
+    ids = ckpt.vocab.encode(span.text[:400])
+    _, sat = record_units(ckpt.model, ids, [], chunk=100)
+    gates = {}
+    for _, acts in iter_states(ckpt.model, ids, states=("gates",)):
+        for k, v in acts.items():
+            gates.setdefault(k, []).append(v)
+    f1 = np.concatenate(gates["rnn.l1.gate_f"])
+    row = sat[(sat.layer == 1) & (sat.gate == "f")].sort_values("unit")
+    np.testing.assert_allclose(row["left"], (f1 < 0.1).mean(0))
+    np.testing.assert_allclose(row["right"], (f1 > 0.9).mean(0))
+    assert set(sat["gate"]) == {"f", "i", "o"} and len(sat) == 2 * 3 * 16
+
+
+def test_corpus_text_is_escaped_and_kept_exactly(tiny, report):
+    html = report.html
+    assert "<script>window.__pwned" not in html
+    assert "</pre> <b>x</b>" not in html
+    data = page_data(html)
+    assert data["text"] == tiny[1].text[:1000]                   # CRLF and tab included
+    assert "late &lt;i&gt;sample&lt;/i&gt;" in html             # samples are escaped too
+    # Only our own scripts: the inline bundle, the JSON data block and the page script.
+    assert html.count("<script") == 3
+
+
+def test_sections_in_order_with_table_of_contents(report):
+    html = report.html
+    found = re.findall(r'<section id="([a-z]+)">', html)
+    assert found == SECTIONS
+    toc = re.search(r'<nav class="toc">(.*?)</nav>', html, re.S).group(1)
+    assert re.findall(r'href="#([a-z]+)"', toc) == SECTIONS
+    for n, s in enumerate(SECTIONS, 1):
+        assert re.search(rf'<section id="{s}">\s*<h2>{n}\. ', html)
+
+
+def test_model_card_numbers(tiny, report):
+    ckpt = tiny[0]
+    card = dict(report.sections[0]["card"])
+    assert card["parameters"] == f"{count_parameters(ckpt.model):,}"
+    assert card["layers x units"] == "2 x 16"
+    assert card["test loss"] == f"1.5000 nats/char, {1.5 / math.log(2):.4f} bits/char"
+    pred = predict(ckpt.model, ckpt.vocab.encode(tiny[1].text[:1000]))
+    loss = float(-np.log(pred["p_actual"][1:]).mean())
+    assert card["loss on the shown excerpt"].startswith(f"{loss:.4f} nats/char")
+    assert report.charts["loss"].to_dict()["mark"]["type"] == "line"
+
+
+def test_samples_in_numeric_step_order(report):
+    steps = [s for s, _ in report.sections[1]["samples"]]
+    assert steps == ["step 100", "step 300", "step 1,200", "step 2,000"]
+
+
+def test_ranking_table_rows_are_the_top_units(tiny, report):
+    result = tiny[3]
+    feat = {f["name"]: f for f in report.sections[2]["features"]}
+    assert list(feat) == ["in_quote", "line_position"]
+    rows = feat["in_quote"]["rows"]
+    top = result.ranking[result.ranking.feature == "in_quote"].head(10)
+    assert [r[1] for r in rows] == list(top["unit_id"])
+    assert rows[0][4] == f"{top['r'].iloc[0]:+.3f}"
+    assert feat["line_position"]["rows"][0][5] == "–"          # no AUROC for a count feature
+    spec = report.charts["rank0"].to_dict()
+    values = next(iter(spec["datasets"].values()))
+    assert [v["unit_id"] for v in values] == list(top["unit_id"])
+
+
+def test_picker_offers_each_features_top_units(tiny, report):
+    result = tiny[3]
+    panels = report.sections[3]["panels"]
+    assert [p["feature"] for p in panels] == ["in_quote", "line_position"]
+    assert [o["id"] for o in panels[0]["options"]] == result.top_units("in_quote", 5)
+    data = page_data(report.html)
+    assert set(data["units"]) == set(result.top_units("in_quote", 5)) | set(result.top_units("line_position", 5))
+    assert data["labels"]["in_quote"] == quote_labels(tiny[1].text[:1000]).tolist()
+
+
+def test_truncation_is_announced(tiny):
+    ckpt, span, features, result = tiny
+    rep = build_report(ckpt, span, result, features, max_chars=200)
+    assert any(f"first 200 of {len(span.text):,} characters" in line for line in rep.subtitle)
+    assert len(page_data(rep.html)["text"]) == 200
+    full = build_report(ckpt, TextSpan(span.text[:150], 0, "x", None), None, {}, max_chars=200)
+    assert not any("first" in line for line in full.subtitle)
+
+
+def test_explicit_units_and_bad_unit_ids(tiny):
+    ckpt, span, features, _ = tiny
+    rep = build_report(ckpt, span, None, {"in_quote": features["in_quote"]}, units=["l0.c.3", "l1.h.0"], max_chars=300)
+    assert [o["id"] for o in rep.sections[3]["panels"][0]["options"]] == ["l0.c.3", "l1.h.0"]
+    assert "No probe result" in rep.sections[2]["notes"][0]
+    for bad, why in [("l2.c.1", "layers 0..1"), ("l0.c.16", "0..15"), ("c.3", "layer.state.unit"),
+                     ("l0.x.1", "does not exist")]:
+        with pytest.raises(UserError, match=re.escape(why)):
+            parse_unit(bad, ckpt.config)
+    gru = ModelConfig(10, "gru", hidden_size=8, num_layers=1)
+    with pytest.raises(UserError, match="states"):
+        parse_unit("l0.c.1", gru)
+    assert parse_unit("l0.gate_z.7", gru) == Unit(0, "gate_z", 7)
+
+
+def test_without_features_or_units_shows_the_most_variable_units(tiny):
+    ckpt, span, _, _ = tiny
+    ids = ckpt.vocab.encode(span.text[:400])
+    chosen = most_variable_units(ckpt.model, ids, n=3)
+    var = {}
+    for _, acts in iter_states(ckpt.model, ids, states=("h", "c")):
+        for name, v in acts.items():
+            var.setdefault(name, []).append(np.tanh(v) if name.endswith(".c") else v)
+    scored = sorted(((np.concatenate(v)[:, u].var(), f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}")
+                     for n, v in var.items() for u in range(16)), reverse=True)
+    assert [u.id for u in chosen] == [uid for _, uid in scored[:3]]
+    rep = build_report(ckpt, TextSpan(span.text[:400], 0, "x", None), None, None, n_units=3)
+    assert [o["id"] for o in rep.sections[3]["panels"][0]["options"]] == [u.id for u in chosen]
+    assert rep.sections[5]["charts"] == []                       # nothing to compare without labels
+
+
+def test_distribution_fractions_sum_to_one_per_group(tiny):
+    ckpt, span, features, _ = tiny
+    lab = features["in_quote"][:600]
+    u = Unit(1, "c", 2)
+    values, _ = record_units(ckpt.model, ckpt.vocab.encode(span.text[:600]), [u])
+    spec = distribution_chart("in_quote", "binary", lab, values, [u]).to_dict()
+    df = pd.DataFrame(next(iter(spec["datasets"].values())))
+    sums = df.groupby("group")["fraction"].sum()
+    np.testing.assert_allclose(sums.values, 1.0)
+    inside = df[df.group.str.startswith("inside")]
+    assert inside.group.iloc[0] == f"inside in_quote (n={int(lab.sum())})"
+
+
+def test_gru_and_plain_rnn_reports(tiny):
+    _, span, features, _ = tiny
+    text = span.text[:200]
+    vocab = Vocab.from_text(span.text)
+    for cell, gates in (("gru", {"reset gate", "update gate"}), ("rnn", set())):
+        torch.manual_seed(1)
+        ck = Checkpoint(CharRNN(ModelConfig(len(vocab), cell, hidden_size=8, num_layers=1)).eval(), vocab)
+        rep = build_report(ck, TextSpan(text, 0, "x", None), None, {"in_quote": features["in_quote"][:200]},
+                           units=["l0.h.1"])
+        if gates:
+            df = pd.DataFrame(next(iter(rep.charts["gates"].to_dict()["datasets"].values())))
+            assert set(df["gate"]) == gates
+        else:
+            assert "gates" not in rep.charts and "no gates" in rep.sections[6]["notes"][0]
+
+
+def test_size_stays_small_for_5000_chars_and_5_units(wp_small, warpeace):
+    from neuroscope.text import split_span
+    s, _ = split_span(len(warpeace), "test")
+    text = warpeace[s:s + 5000]
+    feats = {"in_quote": quote_labels(text)}
+    rep = build_report(wp_small, TextSpan(text, s, "warpeace.txt", "test"), None, feats,
+                       units=["l1.c.0", "l1.c.1", "l1.h.2", "l0.c.3", "l0.h.4"])
+    html = rep.html
+    assert len(html.encode("utf-8")) < 5_000_000
+    data = page_data(html)
+    assert len(data["pred"]["top"]) == 5 * 5000 and len(data["units"]) == 5
+    assert data["text"] == text and data["text"][0] != "\r"
+
+
+def test_jupyter_views(report):
+    page = report._repr_html_()
+    assert page.startswith("<iframe srcdoc=") and "&lt;script" in page
+    assert page_data(unescape(page.split('srcdoc="', 1)[1].split('" style=')[0]))["text"] == page_data(report.html)["text"]
+    units = report.view("units")
+    assert [s["id"] for s in units.sections] == ["units"] and units.charts == {}
+    assert "<nav" not in units.html and "window.vegaEmbed=" not in units.html    # no Vega bundle without charts
+    assert set(report.view("gates").charts) == {"gates"}
+    with pytest.raises(UserError, match="no section"):
+        report.view("nope")
+
+
+def test_save_is_atomic_and_keeps_the_old_file_on_failure(report, tmp_path, monkeypatch):
+    out = tmp_path / "sub" / "r.html"
+    assert report.save(out) == str(out) and out.read_text(encoding="utf-8") == report.html
+    out.write_text("old", encoding="utf-8")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr("neuroscope.report.os.fsync", boom)
+    with pytest.raises(RuntimeError):
+        report.save(out)
+    assert out.read_text(encoding="utf-8") == "old"
+    assert os.listdir(out.parent) == ["r.html"]                  # no temp file left behind
+    with pytest.raises(UserError, match="directory"):
+        report.save(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory, tiny):
+    ckpt, span, _, _ = tiny
+    d = tmp_path_factory.mktemp("cli")
+    save_checkpoint(d / "tiny.pt", Checkpoint(ckpt.model, ckpt.vocab, train=ckpt.train))
+    (d / "evil.txt").write_text(span.text, encoding="utf-8", newline="")
+    return d
+
+
+def test_report_command_writes_the_page(tiny_files):
+    d = tiny_files
+    out = d / "r.html"
+    res = CliRunner().invoke(cli, ["report", "--ckpt", str(d / "tiny.pt"), "--text", str(d / "evil.txt"),
+                                   "--split", "all", "--unit", "l1.c.2", "--unit", "l0.h.1", "--max-chars", "700",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert str(out) in res.output
+    data = page_data(out.read_text(encoding="utf-8"))
+    assert set(data["units"]) == {"l1.c.2", "l0.h.1"} and len(data["text"]) == 700
+
+
+def test_report_command_bad_input_is_one_line_and_keeps_old_output(tiny_files):
+    d = tiny_files
+    out = d / "keep.html"
+    out.write_text("previous report", encoding="utf-8")
+    base = ["report", "--ckpt", str(d / "tiny.pt"), "--text", str(d / "evil.txt"), "--out", str(out)]
+    for extra, msg in [(["--unit", "l7.c.1"], "does not exist"), (["--max-chars", "0"], "--max-chars"),
+                       (["--unit", "nonsense"], "bad unit")]:
+        res = CliRunner().invoke(cli, base + extra)
+        assert res.exit_code == 1 and res.output.startswith("Error:") and msg in res.output, res.output
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    res = CliRunner().invoke(cli, base[:-1] + [str(d)])
+    assert res.exit_code == 1 and "directory" in res.output
+    assert out.read_text(encoding="utf-8") == "previous report"
