@@ -45,9 +45,182 @@ def cli():
 
 # ---------------------------------------------------------------- train (issue 2)
 
+def plain_lstm_steps(vocab_size: int, streams, config, device):
+    """The floor: a minimal hand-written char-LSTM training loop (embedding + nn.LSTM + linear, Adam,
+    the same gradient clipping), over the same [B, L] streams. Returns a function running n steps."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(vocab_size, config.hidden)
+            self.lstm = nn.LSTM(config.hidden, config.hidden, config.layers, batch_first=True,
+                                dropout=config.dropout if config.layers > 1 else 0.0)
+            self.out = nn.Linear(config.hidden, vocab_size)
+
+    torch.manual_seed(0)
+    net = Plain().to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, fused=device.type == "cuda")
+    T = config.seq
+    state = {"p": 0, "hc": None}
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            p = state["p"] if state["p"] + T + 1 <= streams.shape[1] else 0
+            x, y = streams[:, p:p + T], streams[:, p + 1:p + T + 1]
+            h, hc = net.lstm(net.emb(x), state["hc"])
+            loss = F.cross_entropy(net.out(F.dropout(h, config.dropout)).reshape(-1, vocab_size), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), config.clip)
+            opt.step()
+            state["hc"], state["p"] = tuple(s.detach() for s in hc), p + T
+    return run
+
+
+@cli.command("train")
+@click.option("--layers", default=None, type=int, help="LSTM layers [default: 2 on CPU, 3 on CUDA].")
+@click.option("--hidden", default=None, type=int, help="Units per layer [default: 256 on CPU, 512 on CUDA].")
+@click.option("--batch", default=None, type=int, help="Streams B [default: 32 on CPU, 128 on CUDA].")
+@click.option("--seq", default=128, show_default=True, help="Characters per window T.")
+@click.option("--dropout", default=0.25, show_default=True, help="Dropout (both loops).")
+@click.option("--steps", default=None, type=int, help="Steps per timing [default: 10 on CPU, 50 on CUDA].")
+@click.option("--repeats", default=3, show_default=True, help="Timing repeats (median), alternating the loops.")
+@click.option("--threads", default=2, show_default=True, help="torch threads.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_train(layers, hidden, batch, seq, dropout, steps, repeats, threads, device, as_json):
+    """Training throughput (chars/s) of neuroscope's training step vs a minimal nn.LSTM loop; goal ratio >= 0.95."""
+    import torch
+
+    from neuroscope.model import CharRNN
+    from neuroscope.text import Vocab, read_text, split_span
+    from neuroscope.train import TrainConfig, Trainer, pick_device, stdlib_corpus
+
+    torch.set_num_threads(threads)
+    dev = pick_device(device)
+    gpu = dev.type == "cuda"
+    if gpu:
+        torch.backends.cuda.matmul.allow_tf32 = True          # as neuroscope.train does on a GPU
+    config = TrainConfig(cell="lstm", layers=layers or (3 if gpu else 2), hidden=hidden or (512 if gpu else 256),
+                         batch=batch or (128 if gpu else 32), seq=seq, dropout=dropout, device=dev.type)
+    steps = steps or (50 if gpu else 10)
+    path = SHARED / "data" / "warpeace.txt"
+    text = read_text(path) if path.exists() else stdlib_corpus(3_000_000)
+    vocab = Vocab.from_text(text)
+    ids = torch.as_tensor(vocab.encode(text))
+    a, b = split_span(len(text), "train")
+    torch.manual_seed(0)
+    trainer = Trainer(CharRNN(config.model_config(len(vocab))).to(dev), ids[a:b], config)
+
+    def ours(n):
+        for _ in range(n):
+            trainer.step()
+
+    plain = plain_lstm_steps(len(vocab), trainer.streams, config, dev)
+
+    def timed(fn):
+        if gpu:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn(steps)
+        if gpu:
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    ours(2), plain(2)                                          # warm-up: allocations, kernels, lazy imports
+    t_ours, t_plain = [], []
+    for _ in range(repeats):                                   # alternate, so both see the same machine load
+        t_ours.append(timed(ours))
+        t_plain.append(timed(plain))
+    chars = steps * config.batch * config.seq
+    med = lambda ts: sorted(ts)[len(ts) // 2]                  # noqa: E731
+    res = {"device": torch.cuda.get_device_name(dev) if gpu else f"cpu ({threads} threads)",
+           "model": f"LSTM {config.layers}x{config.hidden}", "batch": config.batch, "seq": config.seq,
+           "dropout": dropout, "steps": steps, "repeats": repeats,
+           "neuroscope_chars_per_s": round(chars / med(t_ours)), "plain_chars_per_s": round(chars / med(t_plain)),
+           "ratio": round(med(t_plain) / med(t_ours), 3), "goal": 0.95}
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"{res['model']}, B={res['batch']} T={res['seq']}, {res['device']}, median of {repeats} x {steps} steps")
+    click.echo(f"neuroscope Trainer.step: {res['neuroscope_chars_per_s']:,} chars/s")
+    click.echo(f"plain nn.LSTM loop:      {res['plain_chars_per_s']:,} chars/s")
+    click.echo(f"ratio: {res['ratio']:.3f} (goal >= 0.95)")
+
 # ---------------------------------------------------------------- record (issue 3)
 
 # ---------------------------------------------------------------- features (issue 4)
+
+@cli.command("features")
+@click.option("--chars", default=1_000_000, show_default=True, help="Characters of warpeace.txt to label and record.")
+@click.option("--streams", default=64, show_default=True, help="Recording streams.")
+@click.option("--fallback-chars", default=20_000, show_default=True,
+              help="If the recorder does not take --streams yet: record this many chars with streams=1 "
+                   "and extrapolate linearly (said so in the output).")
+@click.option("--repeats", default=3, show_default=True, help="Timing repeats (median).")
+@click.option("--threads", default=2, show_default=True, help="torch threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_features(chars, streams, fallback_chars, repeats, threads, as_json):
+    """Labelling every built-in feature vs recording h and c of wp_lstm2x128 on the same text.
+
+    Target (issue 4): labelling < 1/10 of recording. Also the per-feature rate on linux.txt,
+    each feature labelled alone (so each pays for the scan it needs).
+    """
+    import numpy as np
+    import torch
+
+    from neuroscope import features as F
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.record import iter_states
+    from neuroscope.text import read_text
+
+    torch.set_num_threads(threads)
+    text = read_text(SHARED / "data" / "warpeace.txt")[:chars]
+    names = F.builtin_names() + F.baseline_names()
+    t_label = median_time(lambda: F.resolve(text, names=names), repeats)
+
+    ckpt = load_checkpoint(SHARED / "models" / "wp_lstm2x128.pt")
+    ids = ckpt.vocab.encode(text)
+
+    def record(ids_, streams_):
+        for _ in iter_states(ckpt.model, ids_, states=("h", "c"), streams=streams_):
+            pass
+
+    try:
+        record(ids[:1000], streams)     # does the recorder take streams yet?
+        t_record = median_time(lambda: record(ids, streams), repeats)
+        record_mode = f"streams={streams}, {len(ids):,} chars"
+    except (NotImplementedError, TypeError) as exc:
+        part = ids[:fallback_chars]
+        t_part = median_time(lambda: record(part, 1), 1)
+        t_record = t_part * len(ids) / len(part)
+        record_mode = (f"streams=1 (recorder says: {str(exc).splitlines()[0]}); timed on {len(part):,} chars, "
+                       f"extrapolated linearly to {len(ids):,}")
+
+    linux = read_text(SHARED / "data" / "linux.txt")
+    rates = {}
+    for name in names:
+        rates[name] = len(linux) / median_time(lambda: F.label(linux, name), repeats)
+    t_all_linux = median_time(lambda: F.resolve(linux, names=names), repeats)
+    out = {"chars": len(text), "features": len(names), "label_all_s": t_label, "record_s": t_record,
+           "record_mode": record_mode, "ratio_label_over_record": t_label / t_record, "target_ratio": 0.1,
+           "linux_chars": len(linux), "linux_label_all_s": t_all_linux,
+           "linux_chars_per_s": {k: round(v) for k, v in rates.items()}, "threads": threads,
+           "peak_rss_mb": peak_rss_mb()}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"warpeace.txt, first {len(text):,} chars: all {len(names)} built-in features {t_label:.3f} s; "
+               f"recording h and c (wp_lstm2x128, {record_mode}) {t_record:.2f} s")
+    click.echo(f"  labelling / recording = {t_label / t_record:.4f}  (target < 0.1)")
+    click.echo(f"linux.txt, {len(linux):,} chars: all features together {t_all_linux:.2f} s "
+               f"({len(linux) / t_all_linux / 1e6:.1f} M chars/s); each alone, M chars/s:")
+    for name, rate in rates.items():
+        click.echo(f"  {name:<16} {rate / 1e6:8.1f}")
+
 
 # ---------------------------------------------------------------- probe (issue 5)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -64,11 +65,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        why = next((ln for ln in first if "Unsupported global" in ln or "Weights only" in ln), "")
-        raise CheckpointError(
-            f"{path} is not a safe checkpoint: it needs code to load, which is refused "
-            f"(weights_only=True){': ' + why.strip() if why else ''}") from None
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        code = next((re.search(r"GLOBAL ([\w.]+)", ln) for ln in lines if re.search(r"GLOBAL [\w.]+", ln)), None)
+        if code:   # a class or function the file names: unpickling would import and call it
+            raise CheckpointError(f"{path} is not a safe checkpoint: loading it would run code "
+                                  f"({code.group(1)}), which is refused (weights_only=True)") from None
+        detail = next((ln for ln in lines if ln.startswith("Unsupported")), "unpickling failed")
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
         # (RuntimeError, EOFError, BadZipFile, and KeyError/IndexError/struct.error from garbage opcodes).
         plain = isinstance(exc, (RuntimeError, EOFError, OSError, ValueError)) and str(exc).strip()

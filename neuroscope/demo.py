@@ -46,9 +46,14 @@ def demo_config(minutes: float, seed: int = 0) -> TrainConfig:
 
 
 def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, seed: int = 0,
-             progress: bool = True, log=print) -> DemoResult:
-    """Train, record, rank and report; returns where everything went. `minutes` bounds training only
-    (recording, ranking and the report add well under a minute on 2 CPU cores)."""
+             progress: bool = True, log=print, corpus_chars: int = CORPUS_CHARS, probe_chars: int = PROBE_CHARS,
+             max_chars: int = 5000) -> DemoResult:
+    """Train, record, rank and report; returns where everything went.
+
+    `minutes` bounds training only (recording, ranking and the report add well under a minute on
+    2 CPU cores). corpus_chars, probe_chars and max_chars (characters shown in the report) are
+    there to make a quick check quicker; the defaults are the demo.
+    """
     t0 = time.monotonic()
     out = os.fspath(out)
     if not minutes > 0:
@@ -57,13 +62,13 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, s
         raise UserError(f"--out must be a folder, and {out} is a file")
     os.makedirs(out, exist_ok=True)
 
-    text = stdlib_corpus(CORPUS_CHARS)
+    text = stdlib_corpus(corpus_chars)
     log(f"[1/4] training a 2 x 128 LSTM on {len(text):,} characters of Python stdlib source for {minutes:g} min")
     ckpt = train(text, demo_config(minutes, seed), out=os.path.join(out, "model.pt"), progress=progress,
                  source="Python standard library (.py sources)")
     log(f"      test loss {ckpt.train['test_loss_nats']:.3f} nats/char after {ckpt.train['steps']:,} steps")
 
-    span = choose_text(ckpt, chars=min(PROBE_CHARS, len(ckpt.excerpt["text"])))
+    span = choose_text(ckpt, chars=min(probe_chars, len(ckpt.excerpt["text"])))
     log(f"[2/4] labelling {len(span.text):,} held-out characters: {', '.join(DEMO_FEATURES)}")
     features = resolve(span.text, names=DEMO_FEATURES)
 
@@ -73,7 +78,7 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, s
     write_atomic(ranking, result.ranking.to_csv(index=False))
 
     log("[4/4] writing the report")
-    report = build_report(ckpt, span, result, features, progress=progress).save(os.path.join(out, "report.html"))
+    report = build_report(ckpt, span, result, features, max_chars=max_chars, progress=progress).save(os.path.join(out, "report.html"))
     top = {}
     for f in DEMO_FEATURES:
         best = result.ranking[result.ranking["feature"] == f].iloc[0]

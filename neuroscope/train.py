@@ -50,8 +50,10 @@ from .text import Vocab, split_span
 
 SAMPLE_AT = (100, 300, 500, 700, 1200, 2000)
 EXCERPT_CHARS = 20_000
-# TrainConfig fields that fix the model and the data order: a resumed run takes them from the checkpoint.
-RUN_SHAPE = ("cell", "layers", "hidden", "embedding", "dropout", "batch", "seq", "seed", "max_chars")
+# TrainConfig fields that fix the model, the data order and the validation sample: a resumed run
+# takes them from the checkpoint.
+RUN_SHAPE = ("cell", "layers", "hidden", "embedding", "dropout", "batch", "seq", "seed", "max_chars",
+             "val_chars", "val_streams")
 
 
 @dataclass
@@ -73,6 +75,7 @@ class TrainConfig:
     val_streams: int = 16           # the validation sample is read as this many parallel streams
     sample_at: tuple = SAMPLE_AT    # steps at which to store a sample (besides every evaluation)
     sample_chars: int = 200         # characters per stored sample
+    final_sample_chars: int = 500   # characters of the two final samples (temperature 1 and 0.5)
     clip: float = 5.0               # gradient norm clipping
     lr_decay: float = 0.5           # learning-rate factor when the validation loss does not improve
     test_chars: int = 0             # final test loss on the first this many chars of the test split (0: all)
@@ -84,7 +87,8 @@ class TrainConfig:
             if not ok:
                 raise UserError(msg)
         need(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        for name in ("layers", "hidden", "batch", "seq", "eval_every", "val_streams", "sample_chars"):
+        for name in ("layers", "hidden", "batch", "seq", "eval_every", "val_streams", "sample_chars",
+                     "final_sample_chars"):
             need(int(getattr(self, name)) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
         for name in ("embedding", "val_chars", "test_chars", "max_chars"):
             need(int(getattr(self, name)) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
@@ -331,7 +335,8 @@ def train(text: str, config: TrainConfig, out: str | os.PathLike, progress: bool
     result = evaluate(model, test_ids, progress=progress)
     train_info.update(test_loss_nats=round(result.loss_nats, 4), test_bits_per_char=round(result.bits_per_char, 4),
                       test_chars=result.chars, interrupted=False,
-                      final_sample_t1=sample(step, 1.0, 500), final_sample_t05=sample(step, 0.5, 500))
+                      final_sample_t1=sample(step, 1.0, config.final_sample_chars),
+                      final_sample_t05=sample(step, 0.5, config.final_sample_chars))
     blob["train"] = train_info
     atomic_save(blob, out)
     model.eval()

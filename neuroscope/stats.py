@@ -1,0 +1,283 @@
+"""Statistics for ranking units against per-character features, built for long, autocorrelated text.
+
+    >>> acc = CorrAccumulator()
+    >>> for X, Y in chunks:                   # X float32 [n, U] activations, Y [n, F] labels
+    ...     acc.update(X, Y)
+    >>> acc.corr()                             # Pearson r [U, F] over every row seen, float64
+    >>> auc, rho = rank_stats(S, yb, yc)       # AUROC / Spearman on a sample S [U, N] held in memory
+    >>> p, n_shifts = circular_shift_pvalues(S_top, y, min_shift=1000)
+    >>> holm(p, m=U)                           # Holm-adjusted p-values, untested units counted in m
+
+- Pearson r streams: CorrAccumulator keeps float64 means and centred co-moments ([U], [F], [U, F])
+  and merges each chunk with Chan et al.'s pairwise update, so a 10M-character text costs
+  O(U x F) memory and no catastrophic cancellation for cell states that sit far from 0.
+- AUROC and Spearman need ranks, and the null needs whole sequences: they run on a bounded
+  sample (the caller chooses it; neuroscope.probe keeps the span's first characters, contiguous).
+- The null keeps the autocorrelation of both sides: the labels are rotated against the
+  activations by every shift s with min_shift <= s <= N - min_shift (computed at once as a circular
+  cross-correlation with FFTs), and p = (1 + #{s: |r_s| >= |r_0|}) / (1 + #shifts).
+
+This module imports nothing of neuroscope's but its error type.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft
+
+from .errors import UserError
+
+# A unit (or label) whose variance is below this fraction of its squared scale is constant:
+# its r is defined as 0, never NaN.
+CONSTANT_RTOL = 1e-12
+
+
+class CorrAccumulator:
+    """Streaming sufficient statistics for Pearson r between U activations and F labels.
+
+    update(X [n, U], Y [n, F]) per chunk; any number of chunks, any sizes, any order.
+    Per chunk the data are centred on the chunk's own means (float32, where the matrix product
+    runs), and the chunk's co-moments are merged into float64 totals (Chan, Golub & LeVeque 1979).
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.mean_x = self.mean_y = None      # float64 [U], [F]
+        self.m2_x = self.m2_y = None          # sum of squared deviations, float64 [U], [F]
+        self.m_xy = None                      # sum of cross deviations, float64 [U, F]
+
+    def update(self, X: np.ndarray, Y: np.ndarray) -> "CorrAccumulator":
+        X = np.asarray(X, dtype=np.float32)
+        Y = np.asarray(Y, dtype=np.float32)
+        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+            raise ValueError(f"need X [n, U] and Y [n, F] with the same n, got {X.shape} and {Y.shape}")
+        nb = X.shape[0]
+        if nb == 0:
+            return self
+        mx = X.mean(axis=0, dtype=np.float64)
+        my = Y.mean(axis=0, dtype=np.float64)
+        Xc = X - mx.astype(np.float32)                               # [n, U]
+        Yc = Y - my.astype(np.float32)                               # [n, F]
+        m2x = np.einsum("ij,ij->j", Xc, Xc, dtype=np.float64)
+        m2y = np.einsum("ij,ij->j", Yc, Yc, dtype=np.float64)
+        mxy = (Xc.T @ Yc).astype(np.float64)                         # [U, F]
+        if self.n == 0:
+            self.n, self.mean_x, self.mean_y = nb, mx, my
+            self.m2_x, self.m2_y, self.m_xy = m2x, m2y, mxy
+            return self
+        na, n = self.n, self.n + nb
+        dx, dy = mx - self.mean_x, my - self.mean_y
+        w = na * nb / n
+        self.m2_x += m2x + dx * dx * w
+        self.m2_y += m2y + dy * dy * w
+        self.m_xy += mxy + np.outer(dx, dy) * w
+        self.mean_x += dx * (nb / n)
+        self.mean_y += dy * (nb / n)
+        self.n = n
+        return self
+
+    def _constant(self, m2: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        return m2 <= CONSTANT_RTOL * self.n * (1.0 + mean * mean)
+
+    def constant_x(self) -> np.ndarray:
+        """bool [U]: units that did not vary over the rows seen."""
+        return self._constant(self.m2_x, self.mean_x)
+
+    def constant_y(self) -> np.ndarray:
+        """bool [F]: labels that did not vary over the rows seen."""
+        return self._constant(self.m2_y, self.mean_y)
+
+    def corr(self) -> np.ndarray:
+        """Pearson r, float64 [U, F]; 0 where the unit or the label is constant."""
+        if self.n < 2:
+            raise UserError("need at least 2 characters for a correlation")
+        denom = np.sqrt(np.outer(self.m2_x, self.m2_y))
+        ok = np.outer(~self.constant_x(), ~self.constant_y())
+        r = np.zeros_like(self.m_xy)
+        np.divide(self.m_xy, denom, out=r, where=ok)
+        return np.clip(r, -1.0, 1.0)
+
+    def binary_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean where label == 1, mean where label == 0), float64 [U, F], for 0/1 labels.
+
+        Exact from the moments: with p = mean(y), mean_on - mean_off = cov(x, y) / var(y).
+        NaN for a label that is constant.
+        """
+        p = self.mean_y                                              # [F]
+        var_y = self.m2_y / self.n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            diff = (self.m_xy / self.n) / var_y                      # [U, F]
+        diff[:, self.constant_y()] = np.nan
+        on = self.mean_x[:, None] + (1.0 - p)[None, :] * diff
+        off = self.mean_x[:, None] - p[None, :] * diff
+        return on, off
+
+
+def average_ranks(block: np.ndarray) -> np.ndarray:
+    """Ranks 1..N along the last axis, ties sharing their average rank, float64 [..., N]."""
+    block = np.asarray(block)
+    N = block.shape[-1]
+    order = np.argsort(block, axis=-1)
+    ordered = np.take_along_axis(block, order, axis=-1)
+    idx = np.broadcast_to(np.arange(N), ordered.shape)
+    first = np.ones(ordered.shape, dtype=bool)                      # first of its tie group
+    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    last = np.ones(ordered.shape, dtype=bool)                       # last of its tie group
+    last[..., :-1] = first[..., 1:]
+    start = np.maximum.accumulate(np.where(first, idx, 0), axis=-1)
+    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, idx, N - 1), -1), axis=-1), -1)
+    ranks = np.empty(ordered.shape, dtype=np.float64)
+    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=-1)
+    return ranks
+
+
+def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarray | None = None,
+               block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """AUROC against 0/1 labels and Spearman's rho against count labels, for every unit.
+
+    S: activations, unit-major [U, N] (a sample held in memory; any float dtype).
+    binary: [N, Fb] 0/1 labels; counts: [N, Fc] numeric labels.
+    Returns (auroc float64 [U, Fb], spearman float64 [U, Fc]). AUROC is the Mann-Whitney
+    probability that a unit is higher on a labelled character than on an unlabelled one (ties
+    count one half), as sklearn.metrics.roc_auc_score computes it; NaN for a label with only one
+    class. Spearman is Pearson r of average ranks; 0 where either side is constant, NaN where the
+    label is constant. Units are ranked `block` at a time, so the extra memory is [block, N].
+    """
+    S = np.asarray(S)
+    U, N = S.shape
+    Yb = np.zeros((N, 0)) if binary is None else np.asarray(binary, dtype=np.float64).reshape(N, -1)
+    Yc = np.zeros((N, 0)) if counts is None else np.asarray(counts, dtype=np.float64).reshape(N, -1)
+    n1 = Yb.sum(axis=0)                                              # [Fb]
+    n0 = N - n1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc_den = np.where((n1 > 0) & (n0 > 0), n1 * n0, np.nan)
+    Ry = average_ranks(Yc.T).T if Yc.shape[1] else Yc                # [N, Fc]
+    Ry = Ry - Ry.mean(axis=0)
+    ry_norm = np.sqrt((Ry * Ry).sum(axis=0))                         # [Fc]
+    auc = np.empty((U, Yb.shape[1]))
+    rho = np.empty((U, Yc.shape[1]))
+    for a in range(0, U, block):
+        R = average_ranks(S[a:a + block])                            # [b, N]
+        if Yb.shape[1]:
+            auc[a:a + block] = (R @ Yb - n1 * (n1 + 1) / 2.0) / auc_den
+        if Yc.shape[1]:
+            Rc = R - (N + 1) / 2.0                                   # mean rank is (N + 1) / 2
+            rx_norm = np.sqrt((Rc * Rc).sum(axis=1))                 # [b]
+            num = Rc @ Ry                                            # [b, Fc]
+            den = np.outer(rx_norm, ry_norm)
+            out = np.zeros_like(num)
+            np.divide(num, den, out=out, where=den > 0)
+            out[:, ry_norm == 0] = np.nan
+            rho[a:a + block] = out
+    return auc, rho
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> np.ndarray | float:
+    """AUROC of scores [N] or [N, U] against 0/1 labels [N]: a float, or float64 [U]."""
+    s = np.asarray(scores)
+    single = s.ndim == 1
+    auc, _ = rank_stats(s.reshape(len(s), -1).T, binary=np.asarray(labels).reshape(-1, 1))
+    return float(auc[0, 0]) if single else auc[:, 0]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
+    """Spearman's rho of x [N] or [N, U] with y [N]: a float, or float64 [U]."""
+    x = np.asarray(x)
+    single = x.ndim == 1
+    _, rho = rank_stats(x.reshape(len(x), -1).T, counts=np.asarray(y).reshape(-1, 1))
+    return float(rho[0, 0]) if single else rho[:, 0]
+
+
+def fast_length(n: int) -> int:
+    """The largest length <= n whose FFT is fast (only factors 2, 3, 5); n itself if n < 16."""
+    if n < 16:
+        return n
+    best = 1
+    p2 = 1
+    while p2 <= n:
+        p3 = p2
+        while p3 <= n:
+            p5 = p3
+            while p5 <= n:
+                best = max(best, p5)
+                p5 *= 5
+            p3 *= 3
+        p2 *= 2
+    return best
+
+
+def circular_shift_pvalues(S: np.ndarray, y: np.ndarray, min_shift: int = 1000,
+                           block: int = 64, workers: int | None = None) -> tuple[np.ndarray, int]:
+    """Circular-shift permutation p-value of each unit's |Pearson r| with one label.
+
+    S: activations, unit-major [U, N] (contiguous text, so its autocorrelation is intact);
+    y: labels [N]. The null rotates y against S by every shift s in [min_shift, N - min_shift]:
+    each rotation keeps both sequences' autocorrelation and marginals, and breaks only their
+    alignment. All rotations come from one circular cross-correlation per unit
+    (irfft(conj(fft(x)) * fft(y))). With K shifts, p = (1 + #{s: |r_s| >= |r_0|}) / (1 + K), so
+    the smallest attainable p is 1 / (1 + K). Returns (p float64 [U], K).
+    Raises UserError when N leaves no admissible shift.
+    """
+    S = np.asarray(S)
+    U, N = S.shape
+    K = N - 2 * min_shift + 1
+    if min_shift < 1 or K < 1:
+        raise UserError(f"the circular-shift null needs more than {2 * min_shift} characters "
+                        f"(shifts of at least {min_shift} each way); got {N}")
+    yc = np.asarray(y, dtype=np.float64)
+    yc = (yc - yc.mean()).astype(np.float32)
+    yf = scipy.fft.rfft(yc)
+    p = np.empty(U)
+    for a in range(0, U, block):
+        x = np.asarray(S[a:a + block], dtype=np.float32)
+        x = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+        cc = scipy.fft.irfft(np.conj(scipy.fft.rfft(x, axis=1, workers=workers)) * yf, n=N,
+                             axis=1, workers=workers)                # [b, N]: cc[:, s] = sum_t x_t y_{t+s}
+        obs = np.abs(cc[:, 0:1])
+        # Rounding in the FFT is ~1e-6 of the largest value: a null value that close to the
+        # observed one counts as reaching it (conservative).
+        tol = 1e-5 * np.abs(cc).max(axis=1, keepdims=True)
+        hits = (np.abs(cc[:, min_shift:N - min_shift + 1]) >= obs - tol).sum(axis=1)
+        p[a:a + block] = (1.0 + hits) / (1.0 + K)
+    return p, K
+
+
+def _prepare(p, m):
+    p = np.asarray(p, dtype=np.float64)
+    q = np.where(np.isnan(p), 1.0, p)                                # untested counts as p = 1
+    m = len(q) if m is None else int(m)
+    if m < len(q):
+        raise ValueError(f"m={m} is smaller than the number of p-values ({len(q)})")
+    return q, m
+
+
+def holm(p: np.ndarray, m: int | None = None) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error), float64 like p.
+
+    m: size of the family (default len(p)); tests not passed in, like NaN entries, count as
+    p = 1. Since Holm's adjusted values never fall when a raw p rises, this is conservative for
+    units that were not tested.
+    """
+    q, m = _prepare(p, m)
+    order = np.argsort(q, kind="stable")
+    mult = m - np.arange(len(q))                                     # m, m-1, ...
+    adj = np.minimum(1.0, np.maximum.accumulate(mult * q[order]))
+    out = np.empty_like(adj)
+    out[order] = adj
+    return out
+
+
+def bh(p: np.ndarray, m: int | None = None) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), float64 like p.
+
+    m: size of the family (default len(p)); tests not passed in, like NaN entries, count as p = 1.
+    """
+    q, m = _prepare(p, m)
+    order = np.argsort(q, kind="stable")
+    ranked = q[order] * m / np.arange(1, len(q) + 1)
+    adj = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    out = np.empty_like(adj)
+    out[order] = adj
+    return out
+
+
+CORRECTIONS = {"holm": holm, "bh": bh}

@@ -1,0 +1,68 @@
+"""`neuroscope demo`: the whole path (stdlib source -> trained LSTM -> labels -> ranking -> report),
+run here with a budget of seconds instead of minutes and a shorter text."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from neuroscope.cli import cli
+from neuroscope.demo import DEMO_FEATURES, run_demo
+from neuroscope.features import label
+
+SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    lines = []
+    result = run_demo(out, minutes=0.05, corpus_chars=300_000, probe_chars=4000, max_chars=1500,
+                      progress=False, log=lines.append)
+    return result, lines
+
+
+def test_demo_writes_model_ranking_and_report(demo):
+    result, lines = demo
+    assert [ln[:5] for ln in lines if ln.startswith("[")] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    html = open(result.report, encoding="utf-8").read()
+    assert re.findall(r'<section id="([a-z]+)">', html) == SECTIONS
+    assert np.isfinite(result.test_loss_nats) and 0 < result.test_loss_nats < 6
+
+
+def test_demo_ranking_numbers_are_finite(demo):
+    result, _ = demo
+    ranking = pd.read_csv(result.ranking)
+    assert set(ranking["feature"]) == set(DEMO_FEATURES)
+    assert len(ranking) == len(DEMO_FEATURES) * 2 * 2 * 128          # 2 layers x (h, c) x 128 units
+    top = ranking.groupby("feature").head(10)
+    assert np.isfinite(top[["r", "abs_r", "p_value"]].to_numpy()).all()
+    assert (ranking["abs_r"].dropna() <= 1 + 1e-6).all()
+    for f, (unit, r) in result.top.items():
+        best = ranking[ranking["feature"] == f].iloc[0]
+        assert unit == best["unit_id"] and r == pytest.approx(best["r"]) and np.isfinite(r)
+
+
+def test_demo_report_shows_the_excerpt_labels_and_top_units(demo):
+    result, _ = demo
+    html = open(result.report, encoding="utf-8").read()
+    data = json.loads(re.search(r'<script type="application/json" id="ns-data">(.*?)</script>', html, re.S).group(1))
+    text = data["text"]
+    assert len(text) == 1500
+    for f in DEMO_FEATURES:
+        assert data["labels"][f] == label(text, f).astype(int).tolist()
+    ranking = pd.read_csv(result.ranking)
+    best = ranking[ranking["feature"] == "in_string"]["unit_id"].iloc[0]
+    assert best in data["units"] and len(data["units"][best]["values"]) == 1500
+
+
+def test_demo_command_rejects_bad_options(tmp_path):
+    afile = tmp_path / "file.txt"
+    afile.write_text("not a folder")
+    res = CliRunner().invoke(cli, ["demo", "--out", str(afile)])
+    assert res.exit_code == 1 and res.output.startswith("Error:") and "folder" in res.output
+    assert afile.read_text() == "not a folder"
+    res = CliRunner().invoke(cli, ["demo", "--minutes", "0"])
+    assert res.exit_code == 2 and "--minutes" in res.output
