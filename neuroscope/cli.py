@@ -185,7 +185,12 @@ def train_cmd(text_path, out, cell, layers, hidden, embedding, dropout, batch, s
                          device=resolve_device(device), seed=seed, eval_every=eval_every,
                          val_chars=val_chars, sample_at=parse_steps(sample_at), max_chars=max_chars)
     config.check()
-    ckpt = train(read_text(text_path), config, out, progress=not as_json, resume=resume, source=text_path)
+    try:
+        ckpt = train(read_text(text_path), config, out, progress=not as_json, resume=resume, source=text_path)
+    except KeyboardInterrupt:
+        if os.path.exists(out):
+            raise UserError(f"interrupted; {out} holds the run so far: continue it with --resume") from None
+        raise
     tr = ckpt.train
     summary = {k: tr.get(k) for k in ("steps", "seconds", "chars_per_second", "best_step", "best_val_loss_nats",
                                       "test_loss_nats", "test_bits_per_char", "test_chars")}
@@ -227,6 +232,56 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
     if unknown:
         click.echo(f"note: {unknown} characters of --prime are not in the vocabulary; the model read them as "
                    f"{c.vocab.chars[c.vocab.fallback_id]!r}", err=True)
+
+
+# ---------------------------------------------------------------- record (issue 3)
+
+@cli.command("record")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@click.option("--states", default="h,c", show_default=True,
+              help="Comma list of h, c, gates, or single gates (i,f,g,o / r,z,n).")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Stored precision (float16 halves the disk; see README for its error on c).")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read the span as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, then discards.")
+@click.option("--out", required=True, help="Folder to write (meta.json + one .npy per quantity).")
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, warmup, out, force, device, as_json):
+    """Record every state of every layer over a text span into an activation store.
+
+    Example: neuroscope record --ckpt wp.pt --text warpeace.txt --chars 100000 --out acts/
+    """
+    from pathlib import Path
+
+    from .activations import check_disk, check_out_dir, plan_store, write_store
+    from .checkpoint import choose_text, load_checkpoint
+    from .record import parse_states
+    states = parse_states(states)
+    check_out_dir(out, force)
+    model = load_checkpoint(ckpt, device=resolve_device(device))
+    span = choose_text(model, text_path, split, start, chars)
+    plan = plan_store(model.config, len(span.text), states, dtype)
+    check_disk(plan, Path(out))
+    if not as_json:
+        click.echo(f"recording {len(span.text):,} characters of {span.source} [{span.start}, "
+                   f"{span.start + len(span.text)}): {plan.describe()} -> {out}")
+    acts = write_store(out, model, span, states=states, dtype=dtype, streams=streams, warmup=warmup,
+                       force=force, progress=not as_json)
+    meta = acts.meta
+    unknown = meta["text"]["unknown_chars"]
+    if as_json:
+        echo_json({"out": out, **{k: meta[k] for k in ("names", "files", "shape", "dtype", "streams", "warmup",
+                                                          "exact", "bytes", "seconds")}, "text": meta["text"]})
+        return
+    click.echo(f"wrote {len(meta['names'])} arrays to {out} in {meta['seconds']:.1f} s"
+               + ("" if meta["exact"] else f" ({meta['streams']} streams, warmup {meta['warmup']}: not exact)"))
+    if unknown:
+        click.echo(f"note: {unknown} characters not in the vocabulary were read as {meta['text']['fallback_char']!r}")
 
 
 # ---------------------------------------------------------------- features (issue 4)
@@ -271,6 +326,9 @@ def feature_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def features_cmd(text_path, split, start, chars, feature_request, show, width, as_json):
     """List the features, or label a text span with some to check their definitions by eye.
+
+    Here the span defaults to the whole file (not the test split); labels start fresh at its
+    first character, as in every command that takes features.
 
     \b
     Examples:
@@ -334,8 +392,10 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
               help="Top units per feature in the unit picker.")
 @click.option("--max-chars", type=int, default=5000, show_default=True,
               help="Characters shown; a longer span is truncated, with a note.")
+@click.option("--null/--no-null", default=True, show_default=True,
+              help="Circular-shift p-values in the ranking (needs 2,100+ characters).")
 @click.option("--out", required=True, help="HTML file to write.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, out):
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, out):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -360,7 +420,7 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     result = None
     if labels:
         from .probe import probe
-        result = probe(c.model, span.text, labels, progress=True)
+        result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
                           n_units=top, progress=True)
     click.echo(report.save(out))

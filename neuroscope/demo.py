@@ -73,7 +73,7 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, s
     features = resolve(span.text, names=DEMO_FEATURES)
 
     log("[3/4] recording every unit and ranking it against each feature (Pearson r)")
-    result = probe(ckpt.model, span.text, features, seed=seed, progress=progress)
+    result = probe(ckpt, span.text, features, seed=seed, progress=progress)
     ranking = os.path.join(out, "ranking.csv")
     write_atomic(ranking, result.ranking.to_csv(index=False))
 

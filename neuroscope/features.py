@@ -673,10 +673,9 @@ def _indent_depth(sc: _Scan) -> np.ndarray:
     width = np.zeros(starts.size, np.int64)
     ind = np.flatnonzero((c[starts] == 32) | (c[starts] == 9))   # indented lines
     if ind.size:
-        solid = np.flatnonzero((c != 32) & (c != 9))              # first non-blank ends the run
+        solid = np.append(np.flatnonzero((c != 32) & (c != 9)), sc.n)   # a non-blank ends the run
         a = starts[ind]
-        i = np.searchsorted(solid, a)
-        b = np.where(i < solid.size, solid[np.minimum(i, solid.size - 1)], sc.n)
+        b = solid[np.searchsorted(solid, a)]
         tabs_at = sc.pos("\t")
         t0, t1 = np.searchsorted(tabs_at, a), np.searchsorted(tabs_at, b)
         tabs = t1 - t0
@@ -847,5 +846,5 @@ def render(text: str, labels: dict[str, np.ndarray], offset: int = 0, width: int
         for name, v in labels.items():
             seg = v[a:b]
             marks = "".join("^" if x else " " for x in seg) if binary[name] else "".join(_mark(x) for x in seg)
-            rows.append(f"{name[:18]:>{gutter}} " + marks.rstrip())
+            rows.append(f"{name[:18]:>{gutter}} {marks}".rstrip())
     return "\n".join(rows)

@@ -73,7 +73,7 @@ def quantity_names(module: nn.Module, gates: bool = True) -> list[str]:
         kind = _kind(m)
         qs = ["h"] + (["c"] if kind == "LSTM" else []) + ([f"gate_{g}" for g in GATES[kind]] if gates else [])
         prefixes = [_layer_prefix(name, k) for k in range(m.num_layers)] if isinstance(m, RNN_TYPES) else [name]
-        out += [f"{p}.{q}" if p else q for p in prefixes for q in qs]
+        out += [_q(p, q) for p in prefixes for q in qs]
     return out
 
 
@@ -175,7 +175,7 @@ class Trace:
             self._parts.setdefault(name, []).append(value.transpose(0, 1) if batched else value[:, 0])
 
     def _edits(self, prefix: str) -> tuple[EditFn | None, EditFn | None]:
-        return self.edit.get(f"{prefix}.h"), self.edit.get(f"{prefix}.c")
+        return self.edit.get(_q(prefix, "h")), self.edit.get(_q(prefix, "c"))
 
     def _run_rnn(self, name: str, mod: nn.Module, input, hx=None):
         """Replacement forward of an nn.LSTM / nn.GRU / nn.RNN: same inputs, same outputs."""
@@ -207,6 +207,8 @@ class Trace:
         strategy = self.strategy
         prefixes = [_layer_prefix(name, k) for k in range(L)]
         editing = any(e is not None for p in prefixes for e in self._edits(p))
+        if not editing and not any(n.startswith(p + ".") for p in prefixes for n in self.names):
+            return type(mod).forward(mod, input, hx)            # nothing to see here: the fused kernel
         if strategy == "auto":
             strategy = "recover" if not editing and (x.is_cuda or B <= RECOVER_MAX_BATCH) else "loop"
         elif strategy == "recover" and editing:
@@ -248,7 +250,7 @@ class Trace:
         prefix = name
         e_h, e_c = self._edits(prefix)
         gates = None
-        want_gates = [g for g in GATES[kind] if f"{prefix}.gate_{g}" in self.names]
+        want_gates = [g for g in GATES[kind] if _q(prefix, f"gate_{g}") in self.names]
         if want_gates or (e_c is not None):
             if hx is None:
                 hx = (x.new_zeros(*x.shape[:-1], mod.hidden_size),) * 2 if kind == "LSTM" \
@@ -262,11 +264,16 @@ class Trace:
             h = _apply(e_h, h.clone(), t)
         for q, v in [("h", h), ("c", c)] + [(f"gate_{g}", gates[g]) for g in want_gates]:
             if v is not None:
-                self._keep(f"{prefix}.{q}" if prefix else q, v.detach()[None] if batched else v.detach()[None, None],
+                self._keep(_q(prefix, q), v.detach()[None] if batched else v.detach()[None, None],
                            batched)
         if e_h is None and e_c is None:
             return None
         return (h, c) if kind == "LSTM" else h
+
+
+def _q(prefix: str, quantity: str) -> str:
+    """Full name of a quantity under a module prefix ("" for the traced module itself)."""
+    return f"{prefix}.{quantity}" if prefix else quantity
 
 
 def _layer_prefix(name: str, layer: int) -> str:

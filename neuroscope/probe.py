@@ -39,7 +39,7 @@ from .stats import CORRECTIONS, CorrAccumulator, circular_shift_pvalues, fast_le
 
 MIN_CHARS = 100          # below this no statistic here means anything
 CV_FOLDS = 3             # contiguous folds (KFold without shuffling) inside the fitting part
-SPARSE_CS = (0.003, 0.01, 0.03, 0.1)   # inverse L1 strength for the sparse logistic probe (liblinear)
+SPARSE_CS = (0.01, 0.03, 0.1)         # inverse L1 strength for the sparse logistic probe (liblinear)
 TOPK_CS = (0.01, 0.1, 1.0)             # inverse L2 strength for the top-k curve's logistic probes
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 LASSO_ALPHAS = (0.003, 0.01, 0.03, 0.1)  # L1 strength for the Lasso probe of count features (standardised units)
@@ -60,8 +60,11 @@ class ProbeResult:
         baseline_max_abs_r / baseline_best (the unit's largest |r| with a char-class baseline, and
         which), flag (comma-joined: "n.s." not significant, "control" selectivity <= 0,
         "char_class" a baseline tracks the unit at least as well; "" = a clean finding).
-    topk: feature, k, score, metric, n_fit, n_score: held-out score of an L2 probe on the k best units.
-    sparse: feature, penalty, strength, score, metric, n_nonzero, units, top_units: the L1 probe on all units.
+    topk: feature, k, score, metric ("auroc" | "r2"), penalty, n_fit, n_score: held-out score of a
+        probe on the k best units (k = 1, 2, 4, ... up to topk_max: L2; the last row, k = all
+        units: the L1 sparse probe).
+    sparse: feature, penalty ("l1"), strength (C or alpha chosen by CV), score, metric, n_nonzero
+        (units with a nonzero weight), units (all), top_units (the 10 largest weights), n_fit, n_score.
     ablation: feature, k, units, chars, on_chars, off_chars, base_loss, delta_on, delta_off,
         random_on_mean, random_on_std, random_off_mean, random_off_std, draws (nats/char).
     baselines: the ranking's columns for the char-class baseline features, top rows of each.
@@ -125,7 +128,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
           null: bool = True, sparse: bool = True, ablate: int = 0, streams: int = 1, progress: bool = False,
           seed: int = 0, *, vocab=None, warmup: int = 0, baselines: bool = True, chunk: int = 4096,
           sample_chars: int = 80_000, sample_mb: int = 1024, min_shift: int = 1000, null_units: int = 64,
-          correction: str = "holm", alpha: float = 0.05, sparse_chars: int = 12_000,
+          correction: str = "holm", alpha: float = 0.05, sparse_chars: int = 12_000, topk_max: int = 256,
           ablate_chars: int = 20_000, ablate_draws: int = 20) -> ProbeResult:
     """Rank every recorded unit by how well it tracks each feature, with honest statistics.
 
@@ -138,7 +141,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     null: circular-shift p-values for the null_units best units of each feature (by |r|),
         on the sample, shifts of at least min_shift, corrected over all units (`correction`:
         "holm", the default, or "bh").
-    sparse: L1 logistic (binary) or Lasso (count) probe on all units, and the top-k curve.
+    sparse: L1 logistic (binary) or Lasso (count) probe on all units, and the top-k curve
+        (k = 1, 2, 4, ... <= topk_max, then all), on the first sparse_chars of the sample.
     ablate: zero the top `ablate` units inside the recurrence and compare the loss change with
         `ablate_draws` random sets of as many units from the same layers and states.
     streams, warmup: passed to neuroscope.record.iter_states (parallel streams over the text).
@@ -285,13 +289,13 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
         pd.DataFrame(columns=order[:13])
     base_df = base_df[order[:13]].reset_index(drop=True)
 
-    topk = pd.DataFrame(columns=["feature", "k", "score", "metric", "n_fit", "n_score"])
+    topk = pd.DataFrame(columns=["feature", "k", "score", "metric", "penalty", "n_fit", "n_score"])
     sparse_df = pd.DataFrame(columns=["feature", "penalty", "strength", "score", "metric", "n_nonzero", "units",
-                                      "top_units"])
+                                      "top_units", "n_fit", "n_score"])
     sparse_meta = {"computed": False}
     if sparse:
         t0 = time.perf_counter()
-        rows_k, rows_s, sparse_meta = _sparse_probes(sample, feats, kinds, units, sparse_chars, notes, progress)
+        rows_k, rows_s, sparse_meta = _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes, progress)
         topk = pd.DataFrame(rows_k, columns=topk.columns) if rows_k else topk
         sparse_df = pd.DataFrame(rows_s, columns=sparse_df.columns) if rows_s else sparse_df
         seconds["sparse"] = time.perf_counter() - t0
@@ -422,20 +426,33 @@ def _sort(frames: list[pd.DataFrame], order: list[str]) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def _sparse_probes(sample, feats, kinds, units, sparse_chars, notes, progress):
-    """L1 probe on all units and the top-k curve, fit on the first 2/3 of the first sparse_chars of
-    the sample and scored on the rest; regularisation by contiguous-fold CV inside the fitting part."""
+def _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes, progress):
+    """The sparse probe on all units and the top-k curve, fit on the first 2/3 of the first
+    sparse_chars of the sample and scored on the rest (never the same characters); regularisation
+    by CV over contiguous folds of the fitting part only; units standardised on the fitting part.
+
+    Binary: L1 logistic regression (liblinear), C by CV on AUROC; the curve's k < all points are L2
+    logistic regressions on the k best units. Count: Lasso (alpha by CV on R^2) and ridge for the
+    curve, on standardised labels. The curve's last point, k = all units, is the sparse probe.
+    Units are ranked for the curve by |r| on the fitting part only.
+    """
     import warnings
-    from sklearn.linear_model import Lasso, LogisticRegression, RidgeCV
+    from sklearn.linear_model import LassoCV, LogisticRegression, RidgeCV
     from sklearn.metrics import r2_score, roc_auc_score
     from sklearn.model_selection import GridSearchCV, KFold
     from tqdm.auto import tqdm
 
     n = min(sample.shape[1], sparse_chars)
     n_fit = (2 * n) // 3
-    meta = {"computed": True, "chars": n, "fit": [0, n_fit], "score": [n_fit, n], "cv": f"{CV_FOLDS} contiguous folds",
-            "binary": "L1 logistic regression (liblinear), C by CV (AUROC); top-k: L2 logistic, C by CV",
-            "count": "Lasso, alpha by CV; top-k: ridge, alpha by CV", "scaling": "standardised on the fitting part"}
+    U = sample.shape[0]
+    ks = [int(k) for k in 2 ** np.arange(0, 20) if k < U and k <= topk_max]
+    meta = {"computed": True, "chars": n, "fit": [0, n_fit], "score": [n_fit, n],
+            "cv": f"{CV_FOLDS} contiguous folds of the fitting part", "scaling": "standardised on the fitting part",
+            "binary": f"sparse: L1 logistic regression, C in {list(SPARSE_CS)} by CV on AUROC; "
+                      f"top-k (k < all): L2 logistic, C in {list(TOPK_CS)} by CV",
+            "count": f"sparse: Lasso, alpha in {list(LASSO_ALPHAS)} by CV on R^2; top-k: ridge, "
+                     f"alpha in {list(RIDGE_ALPHAS)} by CV; labels standardised",
+            "k": ks + [U]}
     X = np.ascontiguousarray(sample[:, :n].T, dtype=np.float64)      # [n, U]
     mu, sd = X[:n_fit].mean(axis=0), X[:n_fit].std(axis=0)
     sd[sd == 0] = 1.0                                                # constant units stay 0 after scaling
@@ -444,58 +461,58 @@ def _sparse_probes(sample, feats, kinds, units, sparse_chars, notes, progress):
     Xf, Xs = X[:n_fit], X[n_fit:]
     cv = KFold(CV_FOLDS, shuffle=False)                              # contiguous folds
     rows_k, rows_s = [], []
-    U = X.shape[1]
-    ks = [k for k in (2 ** np.arange(0, 20)) if k < U] + [U]
     bar = tqdm(total=len(feats) * (len(ks) + 1), desc="sparse probes", disable=not progress)
     for name, lab in feats.items():
         y = np.asarray(lab[:n], dtype=np.float64)
         yf, ys = y[:n_fit], y[n_fit:]
         binary = kinds[name] == "binary"
-        if (binary and (len(np.unique(yf)) < 2 or len(np.unique(ys)) < 2)) or yf.min() == yf.max() \
-                or ys.min() == ys.max():
-            notes.append(f"{name}: no sparse probe (constant on the fitting or the scoring part of the first {n:,} characters)")
+        if yf.min() == yf.max() or ys.min() == ys.max():
+            notes.append(f"{name}: no sparse probe (constant on the fitting or the scoring part of the "
+                         f"first {n:,} characters)")
             bar.update(len(ks) + 1)
             continue
         if binary:
-            # Several folds of a rare feature can hold one class only; KFold folds of the fit part
-            # stay contiguous either way.
             yf, ys = yf.astype(int), ys.astype(int)
-        # Units ranked by |r| on the fitting part only, so the held-out part never picks them.
-        yc = yf - yf.mean()
-        order = np.argsort(-np.abs(Xf.T @ yc), kind="stable")
-        metric = "auroc" if binary else "r2"
+            score_fn, metric = roc_auc_score, "auroc"
+        else:                                    # standardised labels make one alpha grid fit all counts
+            m_y, s_y = yf.mean(), yf.std()
+            yf, ys = (yf - m_y) / s_y, (ys - m_y) / s_y
+            score_fn, metric = r2_score, "r2"
+        order = np.argsort(-np.abs(Xf.T @ (yf - yf.mean())), kind="stable")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")            # convergence notes of folds that are not kept
+            warnings.simplefilter("ignore")      # convergence notes and one-class folds of a rare feature
             for k in ks:
                 cols = order[:k]
                 try:
                     if binary:
-                        m = GridSearchCV(LogisticRegression(max_iter=300), {"C": TOPK_CS}, cv=cv, scoring="roc_auc")
-                        score = roc_auc_score(ys, m.fit(Xf[:, cols], yf).decision_function(Xs[:, cols]))
+                        m = GridSearchCV(LogisticRegression(solver="liblinear", tol=1e-3), {"C": TOPK_CS},
+                                         cv=cv, scoring="roc_auc").fit(Xf[:, cols], yf)
+                        score = roc_auc_score(ys, m.decision_function(Xs[:, cols]))
                     else:
-                        m = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv)
-                        score = r2_score(ys, m.fit(Xf[:, cols], yf).predict(Xs[:, cols]))
-                except ValueError as exc:      # a fold with one class only
-                    notes.append(f"{name}: top-{k} probe failed ({str(exc).splitlines()[0][:80]})")
+                        m = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv).fit(Xf[:, cols], yf)
+                        score = r2_score(ys, m.predict(Xs[:, cols]))
+                except ValueError as exc:
+                    notes.append(f"{name}: top-{k} probe failed ({str(exc).splitlines()[0][:100]})")
                     score = np.nan
-                rows_k.append([name, int(k), float(score), metric, n_fit, n - n_fit])
+                rows_k.append([name, k, float(score), metric, "l2", n_fit, n - n_fit])
                 bar.update(1)
             try:
                 if binary:
                     est = LogisticRegression(l1_ratio=1.0, solver="liblinear", tol=1e-3)
                     m = GridSearchCV(est, {"C": SPARSE_CS}, cv=cv, scoring="roc_auc").fit(Xf, yf)
-                    score, strength = roc_auc_score(ys, m.decision_function(Xs)), float(m.best_params_["C"])
+                    strength, coef = float(m.best_params_["C"]), np.ravel(m.best_estimator_.coef_)
+                    score = roc_auc_score(ys, m.decision_function(Xs))
                 else:
-                    est = Lasso(precompute=True, max_iter=2000)
-                    m = GridSearchCV(est, {"alpha": LASSO_ALPHAS}, cv=cv, scoring="r2").fit(Xf, yf)
-                    score, strength = r2_score(ys, m.predict(Xs)), float(m.best_params_["alpha"])
-                coef = np.ravel(m.best_estimator_.coef_)
+                    m = LassoCV(alphas=LASSO_ALPHAS, cv=cv, precompute=True, max_iter=2000).fit(Xf, yf)
+                    strength, coef = float(m.alpha_), m.coef_
+                    score = r2_score(ys, m.predict(Xs))
                 nz = np.flatnonzero(coef)
-                best = nz[np.argsort(-np.abs(coef[nz]))][:10]
+                best = nz[np.argsort(-np.abs(coef[nz]), kind="stable")][:10]
                 rows_s.append([name, "l1", strength, float(score), metric, int(len(nz)), U,
-                               ",".join(units["unit_id"].iloc[best])])
+                               ",".join(units["unit_id"].iloc[best]), n_fit, n - n_fit])
+                rows_k.append([name, U, float(score), metric, "l1", n_fit, n - n_fit])
             except ValueError as exc:
-                notes.append(f"{name}: sparse probe failed ({str(exc).splitlines()[0][:80]})")
+                notes.append(f"{name}: sparse probe failed ({str(exc).splitlines()[0][:100]})")
             bar.update(1)
     bar.close()
     return rows_k, rows_s, meta

@@ -1,34 +1,85 @@
-"""Record per-character states of a CharRNN over a long text, chunk by chunk.
+"""Record per-character states of a CharRNN over a long text, chunk by chunk, and edit them.
 
     >>> for start, acts in iter_states(model, ids, states=("h", "c")):
     ...     acts["rnn.l0.c"]       # float32 numpy [n, H]: states after reading ids[start:start+n]
+    >>> losses = char_losses(model, ids, [Intervention("rnn.l2.c", [323], "zero")])   # [len(ids)-1] nats
 
 Contract (the rest of neuroscope relies on it):
 - names are "rnn.l{layer}.{state}", state in h, c (LSTM only), gate_i/f/g/o (LSTM), gate_r/z/n (GRU);
 - row k of a chunk is the state after reading character start+k, starting from a zero state at ids[0];
-- chunks cover ids in order, without gaps or overlap; state is carried across chunks.
+- with streams=1 (the default, exact) chunks cover ids in order, without gaps or overlap, state carried.
 
-FIRST VERSION: a plain per-step loop (slow, exact). The hook system (issue 3) replaces it.
+`streams=N, warmup=W` trades exactness for throughput: ids are cut into N contiguous pieces read side
+by side as one batch, each piece after the first starting from the state reached by reading the W
+characters before it (from a zero state; those W steps are run and discarded). Every character is
+still yielded exactly once, but chunks then come piece by piece per time block, so `start` is not
+increasing: place rows by `start`. The deviation from exact states is measured in README (RECORD).
+
+The recurrence itself is neuroscope.hooks.Trace on the model's `rnn` (see hooks for the strategies).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 from tqdm.auto import tqdm
+
+from .errors import UserError
+from .hooks import HookError, Trace
 
 LSTM_GATES = ("i", "f", "g", "o")
 GRU_GATES = ("r", "z", "n")
+STATE_TOKENS = ("h", "c", "gates") + tuple(f"gate_{g}" for g in LSTM_GATES + GRU_GATES)
+OPS = ("zero", "clamp", "scale")
+
+
+def parse_states(states: Iterable[str] | str) -> tuple[str, ...]:
+    """Validate state tokens ("h", "c", "gates", "gate_f" or just "f"); "h,c" strings are split."""
+    if isinstance(states, str):
+        states = [s for s in states.split(",")]
+    out = []
+    for s in states:
+        s = s.strip()
+        s = f"gate_{s}" if s in LSTM_GATES + GRU_GATES else s
+        if s not in STATE_TOKENS:
+            raise UserError(f"unknown state {s!r}; choose from h, c, gates, or a gate: i, f, g, o (LSTM), r, z, n (GRU)")
+        if s not in out:
+            out.append(s)
+    if not out:
+        raise UserError("no state to record; choose from h, c, gates")
+    return tuple(out)
+
+
+def state_names(config, states: Iterable[str] = ("h", "c")) -> list[str]:
+    """All quantity names for a model config, e.g. ["rnn.l0.h", "rnn.l0.c", ...], layer by layer.
+
+    Tokens that do not apply to the cell (c or LSTM gates of a GRU, ...) are skipped, so ("h", "c")
+    works for every model.
+    """
+    states = parse_states(states)
+    gates = LSTM_GATES if config.cell == "lstm" else GRU_GATES if config.cell == "gru" else ()
+    out = []
+    for layer in range(config.num_layers):
+        for s in states:
+            if s == "gates":
+                out += [f"rnn.l{layer}.gate_{g}" for g in gates]
+            elif s == "h" or (s == "c" and config.cell == "lstm") or (s.startswith("gate_") and s[5:] in gates):
+                out.append(f"rnn.l{layer}.{s}")
+    return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
 class Intervention:
-    """Edit units of one recorded quantity inside the recurrence: "zero", "clamp" to value, or "scale" by value.
+    """Edit units of h or c inside the recurrence; later steps, upper layers and the logits see it.
 
-    name: e.g. "rnn.l1.c" (h or c); units: unit indices; positions: None (every step), or indices /
-    a slice of ids (the edit applies to the state after reading those characters).
+    name: "rnn.l{layer}.h" or "rnn.l{layer}.c"; units: unit indices; op: "zero", "clamp" (set to
+    value) or "scale" (multiply by value); positions: None (every step), or an index array / a slice
+    of positions in ids (the edit replaces the state after reading those characters). An edit of c
+    at step t is made before h_t = o_t * tanh(c_t), so h_t already follows it.
     """
     name: str
     units: Sequence[int]
@@ -36,125 +87,181 @@ class Intervention:
     value: float = 0.0
     positions: object = None
 
-    def apply(self, v: torch.Tensor, t: int) -> torch.Tensor:
-        if self.positions is not None:
-            pos = self.positions
-            hit = (pos.start or 0) <= t < (pos.stop if pos.stop is not None else t + 1) if isinstance(pos, slice) \
-                else t in set(np.asarray(pos).ravel().tolist())
-            if not hit:
-                return v
-        u = list(self.units)
-        v = v.clone()
-        if self.op == "zero":
-            v[..., u] = 0.0
-        elif self.op == "clamp":
-            v[..., u] = self.value
-        else:
-            v[..., u] = v[..., u] * self.value
-        return v
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise UserError(f"unknown intervention {self.op!r}; choose one of {', '.join(OPS)}")
+        if not (self.name.endswith(".h") or self.name.endswith(".c")):
+            raise UserError(f"interventions edit h or c, not {self.name!r}")
+
+    def hits(self, pos: np.ndarray) -> np.ndarray:
+        """Which of the positions pos (int array) this edit applies at -> bool array."""
+        p = self.positions
+        if p is None:
+            return np.ones(pos.shape, bool)
+        if isinstance(p, slice):
+            lo, hi, step = p.start or 0, p.stop if p.stop is not None else np.iinfo(np.int64).max, p.step or 1
+            return (pos >= lo) & (pos < hi) & ((pos - lo) % step == 0)
+        return np.isin(pos, np.asarray(p))
+
+    def edit(self, value: torch.Tensor, rows: np.ndarray | None = None) -> torch.Tensor:
+        """Apply to value [B, H] in place, on all rows or on the rows marked True."""
+        u = torch.as_tensor(list(self.units), dtype=torch.long, device=value.device)
+        sub = value.index_select(-1, u)
+        new = torch.zeros_like(sub) if self.op == "zero" else (
+            torch.full_like(sub, self.value) if self.op == "clamp" else sub * self.value)
+        if rows is not None and not rows.all():
+            new = torch.where(torch.as_tensor(rows, device=value.device)[:, None], new, sub)
+        value.index_copy_(-1, u, new)
+        return value
 
 
-def state_names(config, states: Iterable[str] = ("h", "c")) -> list[str]:
-    """All quantity names for a model config, e.g. ["rnn.l0.h", "rnn.l0.c", ...]."""
-    out = []
-    for layer in range(config.num_layers):
-        for s in states:
-            if s == "c" and config.cell != "lstm":
-                continue
-            if s == "gates":
-                gates = LSTM_GATES if config.cell == "lstm" else GRU_GATES if config.cell == "gru" else ()
-                out += [f"rnn.l{layer}.gate_{g}" for g in gates]
-            else:
-                out.append(f"rnn.l{layer}.{s}")
-    return out
+def _edits(interventions: Sequence[Intervention], starts: np.ndarray, config) -> dict:
+    """Trace edit functions for a batch whose row b reads position starts[b] + t at step t."""
+    known = set(state_names(config, ("h", "c")))
+    by_name: dict[str, list[Intervention]] = {}
+    for iv in interventions:
+        if iv.name not in known:
+            raise UserError(f"cannot intervene on {iv.name!r}: this model has {', '.join(sorted(known))}")
+        bad = [u for u in iv.units if not 0 <= int(u) < config.hidden_size]
+        if bad:
+            raise UserError(f"unit {bad[0]} of {iv.name} does not exist (layers have {config.hidden_size} units)")
+        by_name.setdefault(iv.name, []).append(iv)
+
+    def make(ivs):
+        def fn(value, t):
+            pos = starts + t
+            for iv in ivs:
+                rows = iv.hits(pos)
+                if rows.any():
+                    iv.edit(value, rows)
+            return value
+        return fn
+    return {name: make(ivs) for name, ivs in by_name.items()}
+
+
+def _rnn_of(model):
+    rnn = getattr(model, "rnn", None)
+    if rnn is None or not hasattr(model, "encoder") or not hasattr(model, "config"):
+        raise UserError(f"{type(model).__name__} is not a CharRNN (it needs encoder, rnn and config): "
+                        "use neuroscope.hooks.Trace for other modules")
+    return rnn
+
+
+def stream_layout(n: int, streams: int, warmup: int) -> tuple[int, int, int]:
+    """(streams, steps per stream, warmup steps) actually used for n characters.
+
+    Streams are capped at n; warmup is capped at the steps per stream (there are not more characters
+    before the second piece).
+    """
+    if streams < 1:
+        raise UserError(f"--streams must be >= 1, got {streams}")
+    if warmup < 0:
+        raise UserError(f"--warmup must be >= 0, got {warmup}")
+    streams = min(streams, n)
+    m = math.ceil(n / streams)
+    streams = math.ceil(n / m)                 # no empty trailing stream
+    return streams, m, min(warmup, m) if streams > 1 else 0
 
 
 @torch.no_grad()
 def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chunk: int = 4096,
                 progress: bool = False, streams: int = 1, warmup: int = 0,
-                interventions: Sequence[Intervention] | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    states = tuple(states)
-    cfg = model.config
-    wanted = set(state_names(cfg, states))
-    rnn = model.rnn
-    x_all = torch.as_tensor(np.asarray(ids), dtype=torch.long)
-    H, L = cfg.hidden_size, cfg.num_layers
-    h = [torch.zeros(1, H) for _ in range(L)]
-    c = [torch.zeros(1, H) for _ in range(L)]
-    if streams != 1 or warmup:
-        raise NotImplementedError("streams/warmup arrive with the fast recorder (issue 3)")
-    edits: dict[str, list] = {}
-    for iv in interventions or ():
-        edits.setdefault(iv.name, []).append(iv)
-    bar = tqdm(total=len(ids), unit="char", unit_scale=True, disable=not progress, desc="record")
-    for start in range(0, len(ids), chunk):
-        x = model.encoder(x_all[start:start + chunk])          # [T, E]
-        T = x.shape[0]
-        out: dict[str, np.ndarray] = {}
-        for layer in range(L):
-            w_ih = getattr(rnn, f"weight_ih_l{layer}")
-            w_hh = getattr(rnn, f"weight_hh_l{layer}")
-            b_ih = getattr(rnn, f"bias_ih_l{layer}")
-            b_hh = getattr(rnn, f"bias_hh_l{layer}")
-            xp = x @ w_ih.T + b_ih                             # [T, G*H]
-            hs = torch.empty(T, H)
-            cs = torch.empty(T, H) if cfg.cell == "lstm" else None
-            gates_rec = {g: torch.empty(T, H) for g in (LSTM_GATES if cfg.cell == "lstm" else GRU_GATES)}
-            hl, cl = h[layer], c[layer]
-            for t in range(T):
-                hh = hl @ w_hh.T + b_hh                        # [1, G*H]
-                if cfg.cell == "lstm":
-                    gi, gf, gg, go = (xp[t] + hh[0]).chunk(4)
-                    gi, gf, gg, go = gi.sigmoid(), gf.sigmoid(), gg.tanh(), go.sigmoid()
-                    cl = gf * cl + gi * gg
-                    for iv in edits.get(f"rnn.l{layer}.c", ()):
-                        cl = iv.apply(cl, start + t)
-                    hl = go * cl.tanh()
-                    cs[t] = cl
-                    for name, v in zip(LSTM_GATES, (gi, gf, gg, go)):
-                        gates_rec[name][t] = v
-                elif cfg.cell == "gru":
-                    xr, xz, xn = xp[t].chunk(3)
-                    hr, hz, hn = hh[0].chunk(3)
-                    r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
-                    n = (xn + r * hn).tanh()
-                    hl = (1 - z) * n + z * hl
-                    for name, v in zip(GRU_GATES, (r, z, n)):
-                        gates_rec[name][t] = v
-                else:
-                    hl = (xp[t] + hh[0]).tanh()
-                hl = hl.reshape(1, H)
-                for iv in edits.get(f"rnn.l{layer}.h", ()):
-                    hl = iv.apply(hl, start + t)
-                hs[t] = hl[0]
-            h[layer], c[layer] = hl, cl
-            x = hs
-            for name, v in [("h", hs), ("c", cs)] + [(f"gate_{g}", v) for g, v in gates_rec.items()]:
-                key = f"rnn.l{layer}.{name}"
-                if key in wanted:
-                    out[key] = v.numpy().copy()
-        bar.update(T)
-        yield start, out
+                interventions: Sequence[Intervention] | None = None,
+                strategy: str = "auto") -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """Yield (start, {name: float32 [n, H]}) over ids (int64 [N]); see the module docstring.
+
+    chunk: about how many characters each yield holds (memory: chunk x units x 4 bytes per name);
+    streams, warmup: see the module docstring; interventions: applied inside the recurrence;
+    strategy: the hooks.Trace strategy ("auto" picks per batch size).
+    """
+    rnn = _rnn_of(model)
+    names = state_names(model.config, states)
+    ids = np.asarray(ids, dtype=np.int64)
+    n = len(ids)
+    if n == 0:
+        raise UserError("nothing to record: the span is empty")
+    B, m, W = stream_layout(n, streams, warmup)
+    device = next(model.parameters()).device
+    starts = np.arange(B, dtype=np.int64) * m                       # first position of each piece
+    padded = np.full(B * m, ids[-1], dtype=np.int64)                # the last piece may be short:
+    padded[:n] = ids                                                # pad its end, discard those rows
+    x_all = torch.as_tensor(padded, device=device).view(B, m)      # [B, m]
+    state = None
+    if W:
+        # Warm up pieces 1..B-1 on the W characters before them; piece 0 restarts from zero.
+        warm = torch.as_tensor(np.stack([padded[max(s - W, 0):max(s - W, 0) + W] for s in starts]),
+                               device=device)                      # [B, W]
+        _, state = _traced(model, warm, None, [], _edits(interventions or (), starts - W, model.config), strategy)
+        for s in state if isinstance(state, tuple) else (state,):
+            s[:, 0] = 0
+    step = max(1, math.ceil(chunk / B))
+    bar = tqdm(total=n, unit="char", unit_scale=True, disable=not progress, desc="record")
+    for t0 in range(0, m, step):
+        edit = _edits(interventions or (), starts + t0, model.config)
+        values, state = _traced(model, x_all[:, t0:t0 + step], state, names, edit, strategy)
+        T = x_all[:, t0:t0 + step].shape[1]
+        for b in range(B):
+            lo, hi = starts[b] + t0, min(starts[b] + t0 + T, n)
+            if hi > lo:
+                yield int(lo), {name: v[b, :hi - lo] for name, v in values.items()}
+                bar.update(hi - lo)
     bar.close()
+
+
+def _traced(model, x: torch.Tensor, state, names: list[str], edit: dict, strategy: str):
+    """model.rnn over ids x [B, T] inside a Trace -> ({name: float32 numpy [B, T, H]}, state).
+
+    The Trace is open only for this call, so the model is its plain self between chunks.
+    """
+    try:
+        with Trace(model, names=names, edit=edit, strategy=strategy) as trace:
+            _, state = model.rnn(model.encoder(x), state)
+    except HookError as exc:
+        raise UserError(str(exc)) from None
+    return {name: trace[name].float().cpu().numpy() for name in names}, state
+
+
+def record(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), **kwargs) -> dict[str, np.ndarray]:
+    """All states of a (short) span in memory: {name: float32 [len(ids), H]}; kwargs as iter_states."""
+    out: dict[str, np.ndarray] = {}
+    for start, acts in iter_states(model, ids, states, **kwargs):
+        for name, v in acts.items():
+            if name not in out:
+                out[name] = np.empty((len(ids), v.shape[1]), np.float32)
+            out[name][start:start + len(v)] = v
+    return out
 
 
 @torch.no_grad()
 def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | None = None, chunk: int = 4096,
                 progress: bool = False) -> np.ndarray:
-    """Nats spent predicting ids[k+1] after reading ids[:k+1], float32 [len(ids)-1], interventions applied.
+    """Nats spent predicting ids[k+1] after reading ids[:k+1], float32 [len(ids)-1].
 
-    FIRST VERSION (slow loop); same contract as the fast one that replaces it.
+    One exact stream from a zero state at ids[0]; interventions (positions in ids) are applied inside
+    the recurrence, so their effect on later characters is included. Without interventions this is
+    the model's own fused forward, and the mean equals neuroscope.evaluate's loss.
     """
-    ids = np.asarray(ids)
-    tgt = torch.as_tensor(ids[1:], dtype=torch.long)
+    _rnn_of(model)
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) < 2:
+        raise UserError("need at least 2 characters to compute losses")
+    device = next(model.parameters()).device
+    x = torch.as_tensor(ids, device=device)
     out = np.empty(len(ids) - 1, dtype=np.float32)
-    last = model.config.num_layers - 1
-    for start, acts in iter_states(model, ids, states=("h",), chunk=chunk, progress=progress,
-                                   interventions=interventions):
-        h = torch.from_numpy(acts[f"rnn.l{last}.h"])
-        n = min(len(h), len(ids) - 1 - start)
-        if n <= 0:
-            continue
-        logits = model.decoder(h[:n])
-        out[start:start + n] = torch.nn.functional.cross_entropy(logits, tgt[start:start + n], reduction="none").numpy()
+    bar = tqdm(total=len(out), unit="char", unit_scale=True, disable=not progress, desc="losses")
+    state = None
+    for s in range(0, len(out), chunk):
+        inp = x[s:min(s + chunk, len(out))][None]                       # [1, T]
+        if interventions:
+            try:
+                with Trace(model, names=[], edit=_edits(interventions, np.array([s]), model.config)):
+                    logits, state = model(inp, state)                   # [1, T, V]
+            except HookError as exc:
+                raise UserError(str(exc)) from None
+        else:
+            logits, state = model(inp, state)
+        loss = F.cross_entropy(logits[0].float(), x[s + 1:s + 1 + inp.shape[1]], reduction="none")
+        out[s:s + inp.shape[1]] = loss.cpu().numpy()
+        bar.update(inp.shape[1])
+    bar.close()
     return out

@@ -22,10 +22,11 @@ How it trains (the recipe of the reference checkpoints, ../shared/models/README.
   `neuroscope eval --split test` does), and the first 20k characters of the test split are stored
   as ckpt.extra["excerpt"], so later commands work without --text.
 
-`out` is written atomically at every evaluation and at the end (and on Ctrl-C), so a killed run
-leaves the last good file. It also holds what `resume=True` needs (ckpt.extra["resume"]: the
-current weights, Adam's and the scheduler's state, the step, the stream position and carried
-state, the RNG states): tensors and plain containers only, so it loads with weights_only=True.
+`out` is written atomically at every evaluation and at the end, so a killed run leaves the last
+good file; Ctrl-C lets the current step finish, writes `out`, then raises KeyboardInterrupt. `out`
+also holds what `resume=True` needs (ckpt.extra["resume"]: the current weights, Adam's and the
+scheduler's state, the step, the stream position and carried state, the RNG states): tensors and
+plain containers only, so it loads with weights_only=True.
 
 This module imports text, model, checkpoint and evaluate; nothing imports it but the CLI and demo.
 """
@@ -34,7 +35,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import signal
 import sysconfig
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -194,6 +197,28 @@ class Trainer:
         self.state = s
 
 
+class DeferredInterrupt:
+    """Ctrl-C (SIGINT) during a training step takes effect after it: `.hit` turns True, and the loop
+    saves a whole state and stops. A second Ctrl-C interrupts at once. Main thread only (elsewhere
+    a no-op, as Python delivers signals to the main thread)."""
+
+    def __enter__(self):
+        self.hit, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGINT, self._on_sigint)
+            self.previous = signal.SIG_DFL if old is None else old    # None: set outside Python
+        return self
+
+    def _on_sigint(self, signum, frame):
+        self.hit = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
 def text_fingerprint(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
@@ -293,7 +318,7 @@ def train(text: str, config: TrainConfig, out: str | os.PathLike, progress: bool
             blob["state_dict"] = {k: v.detach().cpu().clone() for k, v in best_state.items()}
         return blob
 
-    try:
+    with DeferredInterrupt() as ctrl_c, bar:
         while (config.steps is None or step < config.steps) and time.monotonic() < deadline:
             loss = trainer.step()
             step += 1
@@ -319,14 +344,11 @@ def train(text: str, config: TrainConfig, out: str | os.PathLike, progress: bool
                 atomic_save(snapshot(), out)
             elif step % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{trainer.lr:.2g}")
-    except KeyboardInterrupt:
-        # Keep the progress made so far, resumable; then let the caller report the interrupt.
-        if step > 0:
-            train_info["interrupted"] = True
-            atomic_save(snapshot(), out)
-        bar.close()
-        raise
-    bar.close()
+            if ctrl_c.hit:
+                # Between steps, so the saved state is whole: --resume continues exactly from here.
+                train_info["interrupted"] = True
+                atomic_save(snapshot(), out)
+                raise KeyboardInterrupt
 
     # The final numbers come from the best weights: on the whole test split, as one stream.
     blob = snapshot()                      # taken first: its resume state holds the current weights

@@ -18,18 +18,22 @@ TINY_ARGS = ["--layers", "1", "--hidden", "32", "--batch", "8", "--seq", "16", "
 SENTINEL = b"an existing file that no failed command may touch\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread(request):
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():   # module scope: set before the module-scoped training fixture
     # Batch-1 steps of small matrices gain nothing from a second thread, and on a shared
-    # machine OpenMP's thread hand-offs make them many times slower. The reference models'
-    # 512-unit matrices do gain: those tests keep the suite's thread count.
-    if "shared_models" in request.fixturenames:
-        yield
-        return
+    # machine OpenMP's thread hand-offs make them many times slower.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    yield before
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def suite_threads(one_thread):
+    """The suite's thread count back, for the reference models' 512-unit matrices, which gain from it."""
+    torch.set_num_threads(one_thread)
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def assert_one_line_error(result, contains=""):
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_eval_reproduces_every_reference_test_loss(name, shared_models, shared_data):
+def test_eval_reproduces_every_reference_test_loss(name, shared_models, shared_data, suite_threads):
     path = shared_models / f"{name}.pt"
     result = run("eval", "--ckpt", path, "--text", shared_data / REFERENCE[name], "--split", "test", "--json")
     assert result.exit_code == 0, result.output
@@ -120,8 +124,9 @@ def test_sample_is_deterministic_with_seed(model):
     c = run("sample", "--ckpt", out, "--length", "80", "--seed", "8", "--prime", "def ")
     assert a.exit_code == 0 and a.stdout == b.stdout != c.stdout
     assert a.stdout.startswith("def ") and len(a.stdout) == len("def ") + 80 + 1        # + newline
-    g1 = json.loads(run("sample", "--ckpt", out, "--length", "30", "--temperature", "0", "--seed", "1", "--json").stdout)
-    g2 = json.loads(run("sample", "--ckpt", out, "--length", "30", "--temperature", "0", "--seed", "2", "--json").stdout)
+    greedy = [json.loads(run("sample", "--ckpt", out, "--length", "30", "--temperature", "0", "--seed", seed,
+                             "--json").stdout) for seed in (1, 2)]
+    g1, g2 = greedy
     assert g1["text"] == g2["text"] and len(g1["text"]) == 31
 
 

@@ -19,7 +19,7 @@ SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     lines = []
-    result = run_demo(out, minutes=0.05, corpus_chars=300_000, probe_chars=4000, max_chars=1500,
+    result = run_demo(out, minutes=0.05, corpus_chars=300_000, probe_chars=3000, max_chars=1500,
                       progress=False, log=lines.append)
     return result, lines
 

@@ -12,7 +12,7 @@ REFERENCE = {"wp_lstm2x128": "warpeace.txt", "wp_lstm3x512": "warpeace.txt",
              "linux_lstm3x512": "linux.txt", "enwiki_lstm2x512": "enwiki.xml"}
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Batch-1 steps of small matrices gain nothing from a second thread, and on a shared
     # machine OpenMP's thread hand-offs make them many times slower.

@@ -344,6 +344,21 @@ def test_report_command_writes_the_page(tiny_files):
     assert set(data["units"]) == {"l1.c.2", "l0.h.1"} and len(data["text"]) == 700
 
 
+def test_report_command_ranks_features_with_the_probe(tiny_files):
+    d = tiny_files
+    out = d / "ranked.html"
+    res = CliRunner().invoke(cli, ["report", "--ckpt", str(d / "tiny.pt"), "--text", str(d / "evil.txt"),
+                                   "--split", "all", "--feature", "in_quote", "--feature", "line_position",
+                                   "--top", "3", "--max-chars", "500", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    html = out.read_text(encoding="utf-8")
+    data = page_data(html)
+    assert data["labels"]["in_quote"] == quote_labels(data["text"]).tolist()
+    assert len(data["units"]) <= 6 and all(len(u["values"]) == 500 for u in data["units"].values())
+    rows = re.findall(r'<tr class="pick" data-panel="p0" data-unit="(l\d\.[hc]\.\d+)"', html)
+    assert len(rows) == 10 and rows[:3] == list(data["units"])[:3]
+
+
 def test_report_command_bad_input_is_one_line_and_keeps_old_output(tiny_files):
     d = tiny_files
     out = d / "keep.html"

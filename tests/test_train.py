@@ -22,14 +22,15 @@ from neuroscope.train import TrainConfig, Trainer, pick_device, stdlib_corpus, t
 
 # A tiny model on a real text (the Python standard library's sources, present wherever Python is).
 TINY = TrainConfig(layers=1, hidden=32, batch=8, seq=16, lr=1e-2, dropout=0.1, steps=30, eval_every=10,
-                   sample_at=(), sample_chars=20, final_sample_chars=20, val_chars=2000, test_chars=2000, device="cpu", seed=3)
+                   sample_at=(), sample_chars=20, final_sample_chars=20, val_chars=2000, test_chars=2000,
+                   device="cpu", seed=3)
 REFERENCE_TRAIN_KEYS = {"text", "chars", "split", "vocab_size", "args", "device", "curve", "samples", "epochs",
                         "best_step", "best_val_loss_nats", "test_loss_nats", "test_bits_per_char", "steps",
                         "seconds", "chars_per_second", "final_sample_t1", "final_sample_t05"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():   # module scope: set before the module-scoped training fixtures
     # Tiny matrices gain nothing from a second thread; on a shared machine the hand-offs cost a lot.
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -150,38 +151,41 @@ def test_resume_keeps_model_settings_of_the_checkpoint(corpus, tmp_path):
     assert again.config.hidden_size == 32 and again.config.num_layers == 1 and again.train["steps"] == 20
 
 
-def test_interrupted_run_leaves_a_resumable_file(corpus, tmp_path, monkeypatch):
+def test_ctrl_c_finishes_the_step_and_leaves_a_resumable_file(corpus, tmp_path, monkeypatch):
     straight = train(corpus, TINY, tmp_path / "a.pt", progress=False)
     real_step, calls = Trainer.step, []
 
-    def step_then_ctrl_c(self):
+    def ctrl_c_during_step_25(self):
         calls.append(1)
         if len(calls) == 25:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)      # a real Ctrl-C, in the middle of the step
         return real_step(self)
 
-    monkeypatch.setattr(Trainer, "step", step_then_ctrl_c)
+    monkeypatch.setattr(Trainer, "step", ctrl_c_during_step_25)
     with pytest.raises(KeyboardInterrupt):
         train(corpus, TINY, tmp_path / "b.pt", progress=False)
     monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # handler restored
     saved = load_checkpoint(tmp_path / "b.pt")
-    assert saved.train["interrupted"] is True and saved.extra["resume"]["step"] == 24
+    assert saved.train["interrupted"] is True and saved.extra["resume"]["step"] == 25
     assert "test_loss_nats" not in saved.train
     resumed = train(corpus, TINY, tmp_path / "b.pt", progress=False, resume=True)
+    assert resumed.train["interrupted"] is False and resumed.train["steps"] == 30
     for k, v in straight.extra["resume"]["model"].items():
         torch.testing.assert_close(resumed.extra["resume"]["model"][k], v, atol=1e-6, rtol=0)
 
 
 def test_a_killed_run_never_leaves_a_torn_file(corpus, tmp_path):
-    text = tmp_path / "py.txt"
-    text.write_text(corpus)
+    (tmp_path / "py.txt").write_text(corpus)
     out = tmp_path / "m.pt"
-    # Saves after every step, so the kill most likely lands during a write.
-    cmd = [sys.executable, "-m", "neuroscope.cli", "train", str(text), "--out", str(out), "--hidden", "128",
-           "--layers", "2", "--batch", "4", "--seq", "8", "--eval-every", "1", "--val-chars", "50",
-           "--steps", "100000", "--sample-at", "", "--device", "cpu"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # A 2 x 256 model written after every step (about 17 MB a write, most of each step's time),
+    # so the kill most likely lands during a write.
+    script = ("import torch; torch.set_num_threads(1); from neuroscope.train import TrainConfig, train; "
+              "train(open('py.txt').read(), TrainConfig(layers=2, hidden=256, batch=2, seq=8, steps=100000, "
+              "eval_every=1, val_chars=20, val_streams=1, sample_at=(), sample_chars=2, device='cpu'), "
+              "'m.pt', progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not out.exists() and time.monotonic() < deadline and proc.poll() is None:
@@ -194,7 +198,7 @@ def test_a_killed_run_never_leaves_a_torn_file(corpus, tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     ckpt = load_checkpoint(out)
-    assert ckpt.extra["resume"]["step"] >= 2 and ckpt.config.hidden_size == 128
+    assert ckpt.extra["resume"]["step"] >= 2 and ckpt.config.hidden_size == 256
 
 
 def test_too_short_texts_and_bad_settings_are_user_errors(corpus, tmp_path):
