@@ -152,6 +152,152 @@ def bench_train(layers, hidden, batch, seq, dropout, steps, repeats, threads, de
 
 # ---------------------------------------------------------------- record (issue 3)
 
+def _record_setup(ckpt_path: str, chars: int, threads: int):
+    """(model, ids) for the record benchmark: the first `chars` characters of warpeace's test split."""
+    import torch
+
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.text import read_text, split_span
+    torch.set_num_threads(threads)
+    ckpt = load_checkpoint(ckpt_path)
+    text = read_text(SHARED / "data" / "warpeace.txt")
+    lo, _ = split_span(len(text), "test")
+    return ckpt.model, ckpt.vocab.encode(text[lo:lo + chars])
+
+
+def _record_run(model, ids, case: str, streams: int, warmup: int, chunk: int) -> None:
+    """One timed unit: the fused forward ("fused") or recording h and c with a strategy."""
+    import torch
+
+    from neuroscope.record import iter_states
+    if case == "fused":                              # the floor: nn.LSTM's own kernel, same characters
+        m = len(ids) // streams
+        with torch.no_grad():
+            model.rnn(model.encoder(torch.as_tensor(ids[:streams * m]).view(streams, m)))
+        return
+    for _ in iter_states(model, ids, ("h", "c"), chunk=chunk, streams=streams, warmup=warmup, strategy=case):
+        pass
+
+
+def _record_peak(ckpt_path, chars, threads, case, streams, warmup, chunk) -> float:
+    """Run one case once in a fresh process: MiB by which its peak resident memory rose above the
+    memory held after loading the model and the text."""
+    import resource
+    model, ids = _record_setup(ckpt_path, chars, threads)
+    with open("/proc/self/statm") as fh:
+        held = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    _record_run(model, ids, case, streams, warmup, chunk)
+    return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - held)
+
+
+def _stream_deviation(model, ids, streams: int, warmups, chunk: int) -> list[dict]:
+    """How far --streams/--warmup states are from exact single-stream ones, per warmup."""
+    import numpy as np
+
+    from neuroscope.record import record
+    exact = record(model, ids, ("h", "c"), chunk=chunk)
+    rows = []
+    for w in warmups:
+        got = record(model, ids, ("h", "c"), chunk=chunk, streams=streams, warmup=w)
+        h = np.concatenate([np.abs(got[k] - exact[k]) for k in exact if k.endswith(".h")], 1)
+        c = np.concatenate([np.abs(got[k] - exact[k]) / (1 + np.abs(exact[k])) for k in exact if k.endswith(".c")], 1)
+        rows.append({"warmup": w, "h_mean_abs": float(h.mean()), "h_max_abs": float(h.max()),
+                     "chars_with_h_off_by_0.01": float((h.max(1) > 0.01).mean()),
+                     "h_values_off_by_0.01": float((h > 0.01).mean()),
+                     "c_mean_rel": float(c.mean()), "c_max_rel": float(c.max())})
+    f16 = {}
+    for q in ("h", "c"):
+        x = np.concatenate([exact[k] for k in exact if k.endswith("." + q)], 1)
+        err = np.abs(x.astype(np.float16).astype(np.float32) - x)
+        f16[q] = {"max_abs": float(np.abs(x).max()), "max_abs_err": float(err.max()),
+                  "max_rel_err": float((err / np.maximum(np.abs(x), 2.0 ** -14)).max()), "mean_abs_err": float(err.mean())}
+    return rows, f16
+
+
+@cli.command("record")
+@click.option("--ckpt", default=str(SHARED / "models" / "wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
+@click.option("--chars", default=200_000, show_default=True, help="Characters for the multi-stream case.")
+@click.option("--streams", default=64, show_default=True, help="Streams of the multi-stream case.")
+@click.option("--warmup", default=256, show_default=True, help="Warmup of the multi-stream case.")
+@click.option("--single-chars", default=20_000, show_default=True, help="Characters for the single-stream case.")
+@click.option("--chunk", default=4096, show_default=True, help="iter_states chunk (characters per yield).")
+@click.option("--deviation-chars", default=50_000, show_default=True,
+              help="Characters for the streams-vs-exact deviation and the float16 error (0: skip).")
+@click.option("--repeats", default=3, show_default=True, help="Timing repeats (median), interleaved.")
+@click.option("--threads", default=2, show_default=True, help="torch threads.")
+@click.option("--memory/--no-memory", default=True, show_default=True, help="Peak memory per case (subprocesses).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_record(ckpt, chars, streams, warmup, single_chars, chunk, deviation_chars, repeats, threads, memory,
+                 as_json):
+    """Recording h and c of every layer vs the fused nn.LSTM forward over the same characters.
+
+    Goal (issue 3): <= 1.5x on CPU for 200k chars in 64 streams with warmup 256 (against the fused forward
+    in 64 streams, which has no warmup to pay) and for 20k chars single-stream (against batch 1). Cases
+    are interleaved within each repeat so that a busy machine slows all of them alike.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    model, ids = _record_setup(ckpt, max(chars, single_chars, deviation_chars), threads)
+    shapes = {"streams": (ids[:chars], streams, warmup), "single": (ids[:single_chars], 1, 0)}
+    cases = ("fused", "auto", "loop", "recover")
+    for ids_, n, w in shapes.values():                                   # warm the allocator and caches
+        for case in cases:
+            _record_run(model, ids_[:2000], case, min(n, 4), min(w, 100), chunk)
+    times = {(s, c): [] for s in shapes for c in cases}
+    for _ in range(repeats):
+        for s, (ids_, n, w) in shapes.items():
+            for case in cases:
+                t0 = time.perf_counter()
+                _record_run(model, ids_, case, n, w, chunk)
+                times[s, case].append(time.perf_counter() - t0)
+    med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    peaks = {}
+    if memory:
+        ctx = multiprocessing.get_context("spawn")
+        for s, (ids_, n, w) in shapes.items():
+            for case in cases:
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    peaks[s, case] = pool.submit(_record_peak, ckpt, len(ids_), threads, case, n, w, chunk).result()
+    res = {"device": f"cpu ({threads} threads)", "ckpt": os.path.basename(ckpt), "repeats": repeats,
+           "load_average": os.getloadavg(), "chunk": chunk, "goal": 1.5, "cases": []}
+    for s, (ids_, n, w) in shapes.items():
+        for case in cases:
+            res["cases"].append({"shape": s, "chars": len(ids_), "streams": n, "warmup": w if case != "fused" else 0,
+                                 "case": case, "seconds": round(med[s, case], 3),
+                                 "chars_per_s": round(len(ids_) / med[s, case]),
+                                 "ratio": round(med[s, case] / med[s, "fused"], 3),
+                                 "peak_mib": round(peaks[s, case], 1) if (s, case) in peaks else None})
+    if deviation_chars:
+        # pieces as long as in the timed multi-stream case (the deviation fades with distance from a piece's start)
+        dev_streams = max(1, deviation_chars // max(1, chars // streams))
+        warmups = sorted({w for w in (0, 64, 256, 1024, warmup) if w <= deviation_chars // dev_streams})
+        rows, f16 = _stream_deviation(model, ids[:deviation_chars], dev_streams, warmups, chunk)
+        res["deviation"] = {"chars": deviation_chars, "streams": dev_streams, "rows": rows}
+        res["float16"] = f16
+    res["peak_rss_mib"] = round(peak_rss_mb(), 1)
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"{res['ckpt']}, h and c of every layer, {res['device']}, median of {repeats} (interleaved), "
+               f"load average {res['load_average'][0]:.1f}")
+    for r in res["cases"]:
+        click.echo(f"  {r['shape']:7s} {r['chars']:>7,} chars x{r['streams']:<3} warmup {r['warmup']:<4} "
+                   f"{r['case']:8s} {r['seconds']:8.2f} s  {r['ratio']:5.2f}x fused"
+                   + (f"  peak +{r['peak_mib']:,.0f} MiB" if r["peak_mib"] is not None else ""))
+    if deviation_chars:
+        d = res["deviation"]
+        click.echo(f"--streams {d['streams']} vs exact, {d['chars']:,} chars (h: |diff|; c: |diff| / (1 + |c|)):")
+        for r in d["rows"]:
+            click.echo(f"  warmup {r['warmup']:4d}: h mean {r['h_mean_abs']:.2e} max {r['h_max_abs']:.3f}, "
+                       f"values off by > 0.01: {r['h_values_off_by_0.01']:.2%} "
+                       f"(chars with one: {r['chars_with_h_off_by_0.01']:.1%}); "
+                       f"c mean {r['c_mean_rel']:.2e} max {r['c_max_rel']:.3f}")
+        for q, r in res["float16"].items():
+            click.echo(f"float16 {q}: max |{q}| {r['max_abs']:.1f}, max error {r['max_abs_err']:.3g} "
+                       f"(relative {r['max_rel_err']:.2e}), mean error {r['mean_abs_err']:.2e}")
+
+
 # ---------------------------------------------------------------- features (issue 4)
 
 @cli.command("features")

@@ -126,7 +126,8 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
         for a in arrays.values():
             a.flush()
         del arrays
-        (tmp / "text.txt").write_text(span.text, encoding="utf-8")
+        with open(tmp / "text.txt", "w", encoding="utf-8", newline="") as fh:    # keep CRLF as CRLF
+            fh.write(span.text)
         meta = {"format": FORMAT, "model": {"path": str(ckpt.path) if ckpt.path else None,
                                             "config": ckpt.config.to_dict(), "vocab_size": len(ckpt.vocab)},
                 "text": {"source": str(span.source), "start": span.start, "end": span.start + len(span.text),
@@ -210,7 +211,9 @@ class Activations:
 
     @property
     def text(self) -> str:
-        return (self.path / "text.txt").read_text(encoding="utf-8")
+        """The recorded span, exactly (line ends untranslated)."""
+        with open(self.path / "text.txt", encoding="utf-8", newline="") as fh:
+            return fh.read()
 
     def __repr__(self) -> str:
         return (f"Activations({str(self.path)!r}: {len(self)} chars, {', '.join(map(file_stem, self.names))}, "

@@ -262,6 +262,8 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
     from .checkpoint import choose_text, load_checkpoint
     from .record import parse_states
     states = parse_states(states)
+    if warmup and streams == 1:
+        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
     check_out_dir(out, force)
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)
@@ -378,6 +380,122 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
     if n_show:
         click.echo("")
         click.echo(F.render(text[:n_show], {k: v[:n_show] for k, v in labels.items()}, offset=s, width=width))
+
+
+# ---------------------------------------------------------------- probe (issue 5)
+
+@cli.command("probe")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@feature_options
+@click.option("--states", default="h,c", show_default=True, help="Comma list of h, c, gates to rank.")
+@click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Units shown per feature.")
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the whole ranking (every unit) as CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (see README, Probing).")
+@click.option("--ablate", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+              help="Zero the top K units in the recurrence; loss change vs K random units.")
+@click.option("--control/--no-control", default=True, show_default=True, help="Random-weights control model.")
+@click.option("--null/--no-null", default=True, show_default=True, help="Circular-shift p-values.")
+@click.option("--sparse/--no-sparse", default=True, show_default=True, help="Sparse probes and the top-k curve.")
+@click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
+              help="Multiple-testing correction over all units.")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Record the span as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, then discards.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control model and random draws.")
+@click.option("--report", "report_path", default=None, metavar="FILE", help="Also write the HTML report.")
+def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top, csv_path, as_json, ablate,
+              control, null, sparse, correction, streams, warmup, seed, report_path):
+    """Rank every unit by how well it tracks each feature, with honest statistics.
+
+    \b
+    Examples:
+      neuroscope probe --ckpt wp.pt --text warpeace.txt --split test --feature in_quote
+      neuroscope probe --ckpt wp.pt --feature in_quote --feature line_position --ablate 4 --json
+    """
+    import os
+
+    from .checkpoint import choose_text, load_checkpoint
+    from .features import resolve
+    from .probe import probe
+    from .record import parse_states
+    states = parse_states(states)
+    if not any(v for k, v in feature_request.items() if k != "lang"):
+        raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
+                        "--feature-file, --feature-span or --all-features")
+    for path in (csv_path, report_path):
+        if path and os.path.isdir(path):
+            raise UserError(f"{path} is a directory; give a file name")
+    c = load_checkpoint(ckpt)
+    span = choose_text(c, text_path, split, start, chars)
+    labels = resolve(span.text, offset=span.start, **feature_request)
+    result = probe(c, span.text, labels, states=states, control=control, null=null, sparse=sparse, ablate=ablate,
+                   streams=streams, warmup=warmup, progress=not as_json, seed=seed, correction=correction)
+    where = {"source": span.source, "start": span.start, "end": span.start + len(span.text)}
+    if csv_path:
+        from .report import write_atomic
+        write_atomic(csv_path, result.ranking.to_csv(index=False))
+    if report_path:
+        from .report import build_report
+        build_report(c, span, result, labels, progress=not as_json).save(report_path)
+    if as_json:
+        out = result.to_json(top)
+        if len(out["features"]) == 1:
+            out = {**out["features"][0], **where, "baselines": out["baselines"], "meta": out["meta"]}
+        else:
+            out = {**where, **out}
+        echo_json(out)
+        return
+    click.echo(f"{len(span.text):,} characters of {span.source} [{where['start']}, {where['end']}), "
+               f"{result.meta['units']:,} units ({', '.join(states)})")
+    for f in result.features:
+        click.echo("")
+        click.echo(format_probe(result, f, top))
+    for note in result.meta["notes"]:
+        click.echo(f"note: {note}")
+    for path in (csv_path, report_path):
+        if path:
+            click.echo(f"wrote {path}")
+
+
+def format_probe(result, feature: str, top: int) -> str:
+    """One feature's part of `neuroscope probe`'s text output: ranking table, curve, ablation."""
+    import math
+    rows = result.ranking[result.ranking["feature"] == feature].head(top)
+    kind = rows["kind"].iloc[0]
+    meta = result.meta
+    head = f"{feature} ({kind})"
+    if meta["null"].get("computed"):
+        nm = meta["null"]
+        head += (f": p from {nm['shifts']:,} circular shifts (>= {nm['min_shift']:,} chars) of the first "
+                 f"{nm['chars']:,} chars, {nm['correction']} over {nm['family']:,} units")
+    lines = [head]
+    score = "auroc" if kind == "binary" else "spearman"
+    cols = ["rank", "unit_id", "r", score, "p_adjusted", "selectivity", "baseline_best", "baseline_max_abs_r", "flag"]
+    table = rows[cols].rename(columns={"unit_id": "unit", "baseline_max_abs_r": "|r| baseline",
+                                       "baseline_best": "best baseline", "p_adjusted": "p adj"})
+    lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
+    if not math.isnan(rows["control_max_abs_r"].iloc[0]):
+        lines.append(f"control model (random weights): max |r| = {rows['control_max_abs_r'].iloc[0]:.3f}")
+    tk = result.topk[result.topk["feature"] == feature]
+    if len(tk):
+        lines.append(f"held-out {tk['metric'].iloc[0]} with the k best units: "
+                     + "  ".join(f"k={k}: {s:.3f}" for k, s in zip(tk["k"], tk["score"])))
+    sp = result.sparse[result.sparse["feature"] == feature]
+    if len(sp):
+        s = sp.iloc[0]
+        lines.append(f"sparse L1 probe: {s['metric']} {s['score']:.3f} with {s['n_nonzero']} of {s['units']} units "
+                     f"(strength {s['strength']:g}); largest weights: {s['top_units']}")
+    ab = result.ablation[result.ablation["feature"] == feature]
+    if len(ab):
+        a = ab.iloc[0]
+        lines.append(f"ablating {a['units']}: loss {a['delta_on']:+.4f} nats/char where on, "
+                     f"{a['delta_off']:+.4f} where off; {a['draws']} random sets of {a['k']}: "
+                     f"{a['random_on_mean']:+.4f} ± {a['random_on_std']:.4f} on, "
+                     f"{a['random_off_mean']:+.4f} ± {a['random_off_std']:.4f} off "
+                     f"(first {a['chars']:,} chars)")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- report, demo (issue 6)

@@ -391,18 +391,36 @@ def _unit_table(names: list[str], H: int) -> pd.DataFrame:
 
 def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, warmup, progress,
             sample: np.ndarray | None) -> CorrAccumulator:
-    """One recording pass: merge each chunk into a CorrAccumulator and copy the sample's rows."""
+    """One recording pass: merge the states into a CorrAccumulator about `chunk` rows at a time,
+    and copy the sample's rows (the first sample.shape[1] characters) as they pass.
+
+    With streams > 1 the recorder yields short blocks from several places of the text; they are
+    gathered until `chunk` rows are waiting, then merged at once (the statistics are order-free).
+    """
     acc = CorrAccumulator()
     Ns = 0 if sample is None else sample.shape[1]
+    waiting: list[tuple[int, np.ndarray]] = []
+    rows = 0
+
+    def merge():
+        X = np.concatenate([x for _, x in waiting]) if len(waiting) > 1 else waiting[0][1]   # [n, U]
+        where = np.concatenate([np.arange(s, s + len(x)) for s, x in waiting])              # [n]
+        Y = np.stack([lab[where] for lab in labels], axis=1).astype(np.float32)             # [n, F]
+        acc.update(X, Y)
+
     for start, acts in iter_states(net, ids, states=states, chunk=chunk, progress=progress,
                                    streams=streams, warmup=warmup):
         X = np.concatenate([acts[n] for n in names], axis=1)              # [n, U]
-        n = len(X)
-        Y = np.stack([lab[start:start + n] for lab in labels], axis=1).astype(np.float32)   # [n, F]
-        acc.update(X, Y)
         if start < Ns:
-            k = min(n, Ns - start)
+            k = min(len(X), Ns - start)
             sample[:, start:start + k] = X[:k].T
+        waiting.append((start, X))
+        rows += len(X)
+        if rows >= chunk:
+            merge()
+            waiting, rows = [], 0
+    if waiting:
+        merge()
     if acc.n != len(ids):
         raise RuntimeError(f"the recorder covered {acc.n} of {len(ids)} characters")
     return acc

@@ -105,14 +105,25 @@ class Intervention:
 
     def edit(self, value: torch.Tensor, rows: np.ndarray | None = None) -> torch.Tensor:
         """Apply to value [B, H] in place, on all rows or on the rows marked True."""
-        u = torch.as_tensor(list(self.units), dtype=torch.long, device=value.device)
+        u = self._index(value.device)
+        if rows is None or rows.all():                  # the common case, once per step: no copies
+            if self.op == "scale":
+                value.index_copy_(-1, u, value.index_select(-1, u).mul_(self.value))
+            else:
+                value.index_fill_(-1, u, 0.0 if self.op == "zero" else self.value)
+            return value
         sub = value.index_select(-1, u)
         new = torch.zeros_like(sub) if self.op == "zero" else (
             torch.full_like(sub, self.value) if self.op == "clamp" else sub * self.value)
-        if rows is not None and not rows.all():
-            new = torch.where(torch.as_tensor(rows, device=value.device)[:, None], new, sub)
+        new = torch.where(torch.as_tensor(rows, device=value.device)[:, None], new, sub)
         value.index_copy_(-1, u, new)
         return value
+
+    def _index(self, device) -> torch.Tensor:
+        cache = self.__dict__.setdefault("_units_cache", {})      # frozen dataclass: cache beside the fields
+        if device not in cache:
+            cache[device] = torch.as_tensor(list(self.units), dtype=torch.long, device=device)
+        return cache[device]
 
 
 def _edits(interventions: Sequence[Intervention], starts: np.ndarray, config) -> dict:
@@ -131,6 +142,9 @@ def _edits(interventions: Sequence[Intervention], starts: np.ndarray, config) ->
         def fn(value, t):
             pos = starts + t
             for iv in ivs:
+                if iv.positions is None:
+                    iv.edit(value)
+                    continue
                 rows = iv.hits(pos)
                 if rows.any():
                     iv.edit(value, rows)

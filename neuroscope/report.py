@@ -111,10 +111,7 @@ def record_units(model, ids: np.ndarray, units: list[Unit], gates: bool = True, 
     sat = saturation_gates(cfg.cell) if gates else ()
     wanted = sorted({u.quantity for u in units})
     gate_names = [f"rnn.l{l}.gate_{g}" for l in range(cfg.num_layers) for g in sat]
-    kinds = {q.split(".")[-1] for q in wanted}
-    states = sorted(k for k in kinds if not k.startswith("gate_"))
-    if sat or any(k.startswith("gate_") for k in kinds):
-        states.append("gates")                # the recorder's token for all of a cell's gates
+    states = sorted({q.split(".")[-1] for q in wanted} | {f"gate_{g}" for g in sat})
     cols: dict[str, list[np.ndarray]] = {u.id: [] for u in units}
     left = {n: np.zeros(cfg.hidden_size) for n in gate_names}
     right = {n: np.zeros(cfg.hidden_size) for n in gate_names}
@@ -195,21 +192,26 @@ def loss_chart(curve: list[dict]) -> alt.Chart | None:
     ).properties(width=520, height=240)
 
 
-def ranking_chart(top: pd.DataFrame) -> alt.Chart:
+def layer_colour(num_layers: int) -> alt.Color:
+    """One colour per layer, the same in every chart (layer 0 is always the first colour)."""
+    return alt.Color("layer:N", title="layer", scale=alt.Scale(domain=[str(i) for i in range(num_layers)]))
+
+
+def ranking_chart(top: pd.DataFrame, num_layers: int) -> alt.Chart:
     df = top[["unit_id", "layer", "state", "r"]].copy()
     df["layer"] = df["layer"].astype(str)
     return alt.Chart(df).mark_bar().encode(
         x=alt.X("r:Q", title="Pearson r", scale=alt.Scale(domain=[-1, 1])),
         y=alt.Y("unit_id:N", sort=list(df["unit_id"]), title=None),
-        color=alt.Color("layer:N", title="layer"),
+        color=layer_colour(num_layers),
         tooltip=["unit_id", "state", alt.Tooltip("r:Q", format="+.3f")],
     ).properties(width=320, height=max(80, 18 * len(df)))
 
 
 def topk_chart(topk: pd.DataFrame) -> alt.Chart | None:
-    if topk is None or topk.empty:
+    df = topk[["k", "score", "metric"]].dropna() if topk is not None else None
+    if df is None or df.empty:
         return None
-    df = topk[["k", "score", "metric"]].copy()
     return alt.Chart(df).mark_line(point=True).encode(
         x=alt.X("k:Q", title="units used (k)"), y=alt.Y("score:Q", title="score", scale=alt.Scale(zero=False)),
         color=alt.Color("metric:N", title=None), tooltip=["k", "metric", alt.Tooltip("score:Q", format=".3f")],
@@ -245,7 +247,7 @@ def distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict
     if not frames:
         return None
     data = pd.concat(frames, ignore_index=True)
-    value_title = "activation (tanh c / h)"
+    value_title = "tanh c / h"
     if kind == "binary":
         base = alt.Chart(data).mark_area(interpolate="step-after", opacity=0.55).encode(
             x=alt.X("value:Q", title=value_title, scale=alt.Scale(domain=[-1, 1])),
@@ -262,7 +264,7 @@ def distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict
     return base.properties(width=460, height=90).facet(row=alt.Row("unit:N", title=None, sort=[u.id for u in units]))
 
 
-def saturation_chart(sat: pd.DataFrame) -> alt.Chart | None:
+def saturation_chart(sat: pd.DataFrame, num_layers: int) -> alt.Chart | None:
     if sat.empty:
         return None
     df = sat.assign(layer=sat["layer"].astype(str), left=sat["left"].round(4), right=sat["right"].round(4))
@@ -272,7 +274,7 @@ def saturation_chart(sat: pd.DataFrame) -> alt.Chart | None:
     return alt.Chart(df).mark_circle(size=14, opacity=0.6).encode(
         x=alt.X("left:Q", title="fraction < 0.1 (left-saturated)", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("right:Q", title="fraction > 0.9 (right-saturated)", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("layer:N", title="layer"),
+        color=layer_colour(num_layers),
         tooltip=["layer", "unit", alt.Tooltip("left:Q", format=".3f"), alt.Tooltip("right:Q", format=".3f")],
     ).properties(width=230, height=230).facet(column=alt.Column("gate:N", title=None, sort=[names[g] for g in order]))
 
@@ -427,7 +429,7 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
 
     charts: dict[str, alt.TopLevelMixin] = {}
     sections = [model_section(ckpt, pred, n, charts), samples_section(ckpt)]
-    sections.append(ranking_section(result, ranked, panels, charts))
+    sections.append(ranking_section(result, ranked, panels, charts, cfg.num_layers))
     sections.append(units_section(panels, values, ranked, result))
     sections.append(predictions_section(pred))
     sections.append(distribution_section(panels, labels, values, charts))
@@ -505,7 +507,7 @@ def samples_section(ckpt) -> dict:
             "samples": samples, "notes": notes}
 
 
-def ranking_section(result, ranked, panels, charts) -> dict:
+def ranking_section(result, ranked, panels, charts, num_layers: int) -> dict:
     s = {"id": "ranking", "title": "Neuron ranking", "kind": "ranking", "features": [], "notes": []}
     if not ranked:
         s["notes"].append("No probe result: pass --feature to rank the units by how well they track a feature.")
@@ -514,16 +516,20 @@ def ranking_section(result, ranked, panels, charts) -> dict:
     meta = getattr(result, "meta", {}) or {}
     if meta.get("chars"):
         s["notes"].append(f"Ranked over {int(meta['chars']):,} characters; r is Pearson's correlation of each "
-                          "unit (tanh c, h) with the labels. Click a row to colour the text by that unit.")
+                          "unit's recorded value (h, or c itself) with the labels. Click a row to colour the "
+                          "text by that unit.")
+    s["notes"] += [f"Probe note: {n}" for n in meta.get("notes", [])]
     topk = getattr(result, "topk", None)
     for i, f in enumerate(ranked):
         top = result.ranking[result.ranking["feature"] == f].head(N_ROWS)
         columns, rows = ranking_rows(top)
         cid = f"rank{i}"
-        charts[cid] = ranking_chart(top)
+        charts[cid] = ranking_chart(top, num_layers)
         tk = topk_chart(topk[topk["feature"] == f]) if topk is not None and len(topk) else None
         if tk is not None:
             charts[f"topk{i}"] = tk
+        if tk is None:
+            s["notes"].append(f"No top-k probe curve for {f}: the probe result holds no finite top-k scores for it.")
         s["features"].append({"name": f, "description": feature_description(f), "columns": columns, "rows": rows,
                               "panel": panel_of.get(f, ""), "chart": cid, "topk_chart": f"topk{i}" if tk is not None else None})
     return s
@@ -569,7 +575,7 @@ def distribution_section(panels, labels, values, charts) -> dict:
 
 def gates_section(cfg, saturation, n, charts) -> dict:
     s = {"id": "gates", "title": "Gate saturation", "kind": "charts", "charts": [], "notes": []}
-    chart = saturation_chart(saturation)
+    chart = saturation_chart(saturation, cfg.num_layers)
     if chart is None:
         s["notes"].append(f"A plain {cfg.cell.upper()} has no gates.")
         return s

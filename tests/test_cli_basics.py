@@ -2,8 +2,8 @@
 import builtins
 import json
 import os
+import signal
 
-import click
 import pytest
 import torch
 from click.testing import CliRunner
@@ -225,3 +225,20 @@ def test_eval_bad_text_and_span(model, files):
                           "Invalid value for '--split'")
     assert_one_line_error(run("eval", "--ckpt", out, "--text", files / "py.txt", "--start", "10", "--chars",
                               "999999999"), "outside")
+
+
+def test_ctrl_c_during_train_keeps_the_progress_and_says_how_to_resume(files, tmp_path, monkeypatch):
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.train import Trainer
+    real_step, calls = Trainer.step, []
+
+    def ctrl_c_at_step_3(self):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", ctrl_c_at_step_3)
+    out = tmp_path / "m.pt"
+    assert_one_line_error(run("train", files / "py.txt", "--out", out, *TINY_ARGS), "continue it with --resume")
+    assert load_checkpoint(out).extra["resume"]["step"] == 3

@@ -149,6 +149,10 @@ def test_bad_input_is_a_one_line_user_error(wp_small, wp_ids):
         Intervention("rnn.l0.gate_f", [1])
     with pytest.raises(UserError, match="not a CharRNN"):
         list(iter_states(torch.nn.Linear(3, 3), wp_ids))
+    hollow = CharRNN(ModelConfig(vocab_size=84, hidden_size=8, num_layers=1))
+    hollow.rnn = torch.nn.Identity()                          # a model with no recurrent layer
+    with pytest.raises(UserError, match="has no nn.LSTM, nn.GRU or nn.RNN"):
+        list(iter_states(hollow, wp_ids))
     with pytest.raises(UserError, match="empty"):
         list(iter_states(model, wp_ids[:0]))
     with pytest.raises(UserError, match="at least 2"):

@@ -1,0 +1,148 @@
+"""Shared plumbing of the analysis scripts: paths, arguments, the probe call, the key numbers.
+
+Every script reads the reference models and corpora from ../shared (beside the repository) and
+writes reports/<script name>.html plus reports/<script name>.json (the numbers the gallery quotes).
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuroscope.checkpoint import choose_text, load_checkpoint
+from neuroscope.features import resolve
+from neuroscope.probe import probe
+from neuroscope.report import build_report, write_atomic
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+REPORTS = ROOT / "reports"
+
+
+def parser(doc: str, model: str, text: str, chars: int) -> argparse.ArgumentParser:
+    """The common options: model and text paths (defaults in ../shared), the span, the recording."""
+    p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    p.add_argument("--model", default=str(SHARED / "models" / model), help="checkpoint (.pt)")
+    p.add_argument("--text", default=str(SHARED / "data" / text), help="corpus; its test split is read")
+    p.add_argument("--chars", type=int, default=chars, help="characters of the test split to probe (from its start)")
+    p.add_argument("--streams", type=int, default=64, help="parallel streams for recording")
+    p.add_argument("--warmup", type=int, default=256, help="warm-up characters per stream")
+    p.add_argument("--ablate", type=int, default=4, help="units zeroed per feature in the ablation")
+    p.add_argument("--ablate-chars", type=int, default=2000, help="characters the ablation runs over")
+    p.add_argument("--ablate-draws", type=int, default=5, help="random unit sets to compare the ablation with")
+    p.add_argument("--show-chars", type=int, default=3000, help="characters shown coloured in the report")
+    p.add_argument("--out", default=None, help="report path (default reports/<script>.html)")
+    return p
+
+
+def setup() -> None:
+    torch.set_num_threads(2)          # the machine is shared; more threads only contend
+
+
+def load(args):
+    """(Checkpoint, TextSpan of the first args.chars characters of the test split)."""
+    ckpt = load_checkpoint(args.model)
+    span = choose_text(ckpt, args.text, split="test")
+    return ckpt, replace(span, text=span.text[:args.chars])
+
+
+def run_probe(args, ckpt, span, features: dict, states=("c",)):
+    """probe() with the script's recording and ablation settings; sample = the whole span."""
+    return probe(ckpt, span.text, features, states=states, ablate=args.ablate, streams=args.streams,
+                 warmup=args.warmup, progress=True, ablate_chars=args.ablate_chars,
+                 ablate_draws=args.ablate_draws, sample_chars=args.chars)
+
+
+def finding(result, feature: str) -> dict:
+    """The best unit of a feature with its statistics, and the ablation of the top units."""
+    rows = result.ranking[result.ranking["feature"] == feature]
+    if rows.empty:
+        return {"feature": feature, "note": "not probed (constant on this text)"}
+    top = rows.iloc[0]
+    out = {"feature": feature, "kind": str(top["kind"]), "unit": str(top["unit_id"]),
+           "r": _num(top["r"]), "auroc": _num(top["auroc"]), "spearman": _num(top["spearman"]),
+           "p_adjusted": _num(top["p_adjusted"]), "selectivity": _num(top["selectivity"]),
+           "control_max_abs_r": _num(top["control_max_abs_r"]), "baseline_best": str(top["baseline_best"]),
+           "baseline_max_abs_r": _num(top["baseline_max_abs_r"]), "flag": str(top["flag"]),
+           "next_units": [f"{u} ({r:+.3f})" for u, r in zip(rows["unit_id"].iloc[1:4], rows["r"].iloc[1:4])]}
+    abl = result.ablation[result.ablation["feature"] == feature] if len(result.ablation) else result.ablation
+    if len(abl):
+        a = abl.iloc[0]
+        out["ablation"] = {"units": str(a["units"]), "chars": int(a["chars"]), "delta_on": _num(a["delta_on"]),
+                           "delta_off": _num(a["delta_off"]), "random_on_mean": _num(a["random_on_mean"]),
+                           "random_on_std": _num(a["random_on_std"]), "draws": int(a["draws"])}
+    sp = result.sparse[result.sparse["feature"] == feature] if len(result.sparse) else result.sparse
+    if len(sp):
+        out["sparse_probe"] = {"metric": str(sp.iloc[0]["metric"]), "score": _num(sp.iloc[0]["score"]),
+                               "n_nonzero": int(sp.iloc[0]["n_nonzero"])}
+    return out
+
+
+def describe(f: dict) -> str:
+    """One line of a finding, as printed and quoted in the gallery."""
+    if "unit" not in f:
+        return f"{f['feature']}: {f.get('note', '')}"
+    s = (f"{f['feature']}: {f['unit']} r={f['r']:+.3f} p_adj={_fmt(f['p_adjusted'], '.2g')} "
+         f"selectivity={_fmt(f['selectivity'], '.3f')} (control max |r| {_fmt(f['control_max_abs_r'], '.3f')})")
+    if f.get("auroc") is not None:
+        s += f" AUROC={f['auroc']:.3f}"
+    if f.get("flag"):
+        s += f" flag={f['flag']}"
+    a = f.get("ablation")
+    if a:
+        s += (f"; zeroing {a['units']}: {_fmt(a['delta_on'], '+.4f')} nats/char where on "
+              f"(random sets {_fmt(a['random_on_mean'], '+.4f')} ± {_fmt(a['random_on_std'], '.4f')}), "
+              f"{_fmt(a['delta_off'], '+.4f')} where off")
+    return s
+
+
+def save(name: str, report, summary: dict, out: str | None = None) -> Path:
+    """Write reports/<name>.html (atomically, via the report) and reports/<name>.json."""
+    path = Path(out) if out else REPORTS / f"{name}.html"
+    report.save(path) if hasattr(report, "save") else write_atomic(path, report)
+    write_atomic(path.with_suffix(".json"), json.dumps(summary, indent=1, default=_num) + "\n")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")
+    return path
+
+
+def page(title: str, intro: list[str], blocks: list[str], charts: dict | None = None) -> str:
+    """A plain self-contained HTML page for the analyses that are not one model's report.
+
+    blocks: HTML fragments in order; a block "<div data-chart='NAME'></div>" is drawn from
+    charts[NAME] (an altair chart) with the Vega bundle neuroscope's reports carry (no network).
+    """
+    from neuroscope.page import json_for_script, vega_bundle
+    head = ("<!doctype html><html><head><meta charset='utf-8'><title>{t}</title><style>"
+            "body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em}}"
+            "table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ddd;padding:2px 6px;"
+            "vertical-align:top}}code,.ctx{{font-family:ui-monospace,monospace;white-space:pre}}"
+            "</style></head><body><h1>{t}</h1>").format(t=html.escape(title))
+    body = "".join(f"<p>{html.escape(p)}</p>" for p in intro) + "".join(blocks)
+    script = ""
+    if charts:
+        specs = json_for_script({k: c.to_dict() for k, c in charts.items()})
+        script = (f"<script>{vega_bundle()}</script><script>var C = {specs};"
+                  "document.querySelectorAll('[data-chart]').forEach(function (el) {"
+                  "vegaEmbed(el, C[el.dataset.chart], {actions: false, renderer: 'svg'}); });</script>")
+    return head + body + script + "</body></html>"
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _fmt(v, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+__all__ = ["SHARED", "REPORTS", "parser", "setup", "load", "run_probe", "finding", "describe", "save", "page",
+           "build_report", "resolve", "np"]

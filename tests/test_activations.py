@@ -1,0 +1,159 @@
+"""The activation store and `neuroscope record`: layout, lazy reading, float16 error, safe writing."""
+import json
+import os
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neuroscope import activations
+from neuroscope.activations import open_store, plan_store, recorder_name, write_store
+from neuroscope.checkpoint import TextSpan, load_checkpoint
+from neuroscope.cli import cli
+from neuroscope.errors import UserError
+from neuroscope.record import record
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small per-step work: one thread avoids OpenMP stalls on the shared 2-core test machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def span(warpeace):
+    return TextSpan(warpeace[300_000:301_500], 300_000, "warpeace.txt", None)
+
+
+def test_store_holds_the_recorded_states_and_reads_lazily(tmp_path, wp_small, span):
+    acts = write_store(tmp_path / "acts", wp_small, span, states=("h", "c", "f"))
+    files = sorted(os.listdir(tmp_path / "acts"))
+    assert files == ["l0_c.npy", "l0_f.npy", "l0_h.npy", "l1_c.npy", "l1_f.npy", "l1_h.npy", "meta.json", "text.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["acts"]                       # no temporary folder left behind
+    meta = json.loads((tmp_path / "acts" / "meta.json").read_text())
+    assert meta["shape"] == [1500, 128] and meta["dtype"] == "float32" and meta["exact"] is True
+    assert meta["text"]["start"] == 300_000 and meta["text"]["end"] == 301_500
+    assert meta["bytes"] == plan_store(wp_small.config, 1500, ("h", "c", "f")).bytes
+    assert sum(os.path.getsize(tmp_path / "acts" / f) for f in files if f.endswith(".npy")) == meta["bytes"]
+    assert acts.text == span.text and len(acts) == 1500
+    c = acts["l1_c"]
+    assert isinstance(c, np.memmap) and c.shape == (1500, 128)             # memory-mapped, not read
+    ref = record(wp_small.model, wp_small.vocab.encode(span.text), ("h", "c", "f"))
+    np.testing.assert_array_equal(np.asarray(acts["rnn.l1.c"]), ref["rnn.l1.c"])
+    np.testing.assert_array_equal(np.asarray(acts["l0.gate_f"]), ref["rnn.l0.gate_f"])
+    np.testing.assert_array_equal(acts.unit("l1.h.17"), ref["rnn.l1.h"][:, 17])
+    with pytest.raises(UserError, match="'l0_g' is not in the store"):
+        acts["l0_g"]
+    with pytest.raises(UserError, match="does not exist"):
+        acts.unit("l1.h.128")
+
+
+def test_float16_store_error_is_relative_to_the_size_of_c(tmp_path, wp_small, span):
+    """float16 keeps 11 significant bits: each stored value is within 2**-11 of the float32 one, relative;
+    that is 0.5 when |c| is near 1,000 (c of the 3x512 models reaches ~2,400, still far below 65,504)."""
+    a32 = write_store(tmp_path / "a32", wp_small, span, states=("h", "c"))
+    a16 = write_store(tmp_path / "a16", wp_small, span, states=("h", "c"), dtype="float16")
+    assert a16["l1_c"].dtype == np.float16 and a16.meta["bytes"] < a32.meta["bytes"] / 1.9
+    for key in ("l0_c", "l1_c", "l1_h"):
+        x32, x16 = np.asarray(a32[key]), np.asarray(a16[key]).astype(np.float32)
+        rel = np.abs(x16 - x32) / np.maximum(np.abs(x32), 2.0 ** -14)
+        assert rel.max() <= 2.0 ** -11 + 1e-7
+        assert np.abs(x16 - x32).max() > 0                                   # it is lossy
+
+
+def test_existing_folder_is_refused_then_replaced_with_force(tmp_path, wp_small, span):
+    out = tmp_path / "acts"
+    out.mkdir()
+    (out / "old.txt").write_text("keep me")
+    with pytest.raises(UserError, match="exists; pass --force"):
+        write_store(out, wp_small, span)
+    assert (out / "old.txt").read_text() == "keep me"
+    write_store(out, wp_small, span, states=("h",), force=True)
+    assert sorted(os.listdir(out)) == ["l0_h.npy", "l1_h.npy", "meta.json", "text.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["acts"]
+
+
+def test_a_failed_recording_leaves_nothing_half_written(tmp_path, wp_small, span, monkeypatch):
+    out = tmp_path / "acts"
+    write_store(out, wp_small, span, states=("h",))
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+
+    def broken(*args, **kwargs):
+        yield 0, {"rnn.l0.h": np.zeros((10, 128), np.float32), "rnn.l1.h": np.zeros((10, 128), np.float32)}
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(activations, "iter_states", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_store(out, wp_small, span, states=("h",), force=True)
+    assert sorted(os.listdir(tmp_path)) == ["acts"]                       # the temp folder is gone
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before  # the old store is intact
+
+
+def test_a_store_larger_than_free_disk_is_refused_before_writing(tmp_path, wp_small, span, monkeypatch):
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr(activations.shutil, "disk_usage", lambda p: Usage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(UserError, match=r"needs 1\.5 MiB but only 1\.0 MiB are free"):
+        write_store(tmp_path / "acts", wp_small, span, states=("h",))
+    assert os.listdir(tmp_path) == []
+
+
+def test_recorder_names_from_file_and_cli_names():
+    assert recorder_name("l2_c") == recorder_name("l2.c") == recorder_name("rnn.l2.c") == "rnn.l2.c"
+    assert recorder_name("l0_f") == recorder_name("l0.gate_f") == "rnn.l0.gate_f"
+    with pytest.raises(UserError, match="bad quantity name"):
+        recorder_name("layer2.c")
+
+
+# --------------------------------------------------------------- the CLI
+
+def test_cli_record_writes_a_store_and_reports_it(tmp_path, shared_models, shared_data):
+    out = tmp_path / "acts"
+    args = ["record", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(shared_data / "warpeace.txt"),
+            "--split", "val", "--chars", "800", "--states", "h,c,gates", "--dtype", "float16", "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert "recording 800 characters" in res.output and "12 arrays of [800 x 128] float16" in res.output
+    acts = open_store(out)
+    assert acts.meta["text"]["chars"] == 800 and acts.meta["text"]["split"] == "val"
+    assert sorted(os.listdir(out))[:4] == ["l0_c.npy", "l0_f.npy", "l0_g.npy", "l0_h.npy"]
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 1 and again.output.strip().endswith("exists; pass --force to replace it")
+    assert "Traceback" not in again.output
+    res = CliRunner().invoke(cli, args[:-2] + ["--streams", "4", "--warmup", "50", "--out", str(out), "--force",
+                                                "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["streams"] == 4 and summary["warmup"] == 50 and summary["exact"] is False
+    assert summary["shape"] == [800, 128] and summary["bytes"] == open_store(out).meta["bytes"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--states", "h,q"], "unknown state 'q'"),
+    (["--chars", "10", "--start", "5000"], "lies outside the text"),
+    (["--chars", "0"], "--chars must be >= 1"),
+    (["--warmup", "10"], "--warmup applies to --streams N > 1"),
+])
+def test_cli_record_bad_input(tmp_path, shared_models, extra, message):
+    text = tmp_path / "t.txt"
+    text.write_text("Hello, world. " * 100)
+    res = CliRunner().invoke(cli, ["record", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(text),
+                                   "--out", str(tmp_path / "acts")] + extra)
+    assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "acts").exists()
+
+
+def test_cli_record_counts_characters_outside_the_vocabulary(tmp_path, shared_models):
+    text = tmp_path / "t.txt"
+    text.write_text("Naïve café ☃ " * 20)
+    vocab = set(load_checkpoint(shared_models / "wp_lstm2x128.pt").vocab.chars)
+    assert "é" in vocab and "ï" not in vocab and "☃" not in vocab          # so 2 of every 13 are unknown
+    res = CliRunner().invoke(cli, ["record", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(text),
+                                   "--split", "all", "--out", str(tmp_path / "acts")])
+    assert res.exit_code == 0, res.output
+    assert "note: 40 characters not in the vocabulary were read as ' '" in res.output
+    assert open_store(tmp_path / "acts").meta["text"]["unknown_chars"] == 40
