@@ -133,6 +133,48 @@ def page(title: str, intro: list[str], blocks: list[str], charts: dict | None = 
     return head + body + script + "</body></html>"
 
 
+def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520) -> Path | None:
+    """PNG of one element of a report, opened from disk in headless Chromium (as tests/test_browser.py
+    does, networking off); the element is cut to `height` pixels. None (with a message) without a browser."""
+    import os
+    import shutil
+    import tempfile
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+    except ImportError:
+        print("no screenshot: selenium is not installed")
+        return None
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver_path):
+        print("no screenshot: chromium / chromedriver not found")
+        return None
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    profile = tempfile.mkdtemp(prefix="ns-chromium-")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--user-data-dir={profile}", "--window-size=1100,900"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    try:
+        driver.get(Path(html_path).resolve().as_uri())
+        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.neuroscopeReady === true"))
+        el = driver.find_element(By.CSS_SELECTOR, selector)
+        driver.execute_script(f"arguments[0].style.maxHeight = '{height}px'; arguments[0].style.overflow = 'hidden';"
+                              "arguments[0].scrollIntoView();", el)
+        tmp = Path(png_path).with_suffix(".tmp.png")
+        tmp.write_bytes(el.screenshot_as_png)
+        os.replace(tmp, png_path)
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    print(f"wrote {png_path}")
+    return Path(png_path)
+
+
 def _num(v):
     if v is None:
         return None

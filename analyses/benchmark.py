@@ -370,6 +370,95 @@ def bench_features(chars, streams, fallback_chars, repeats, threads, as_json):
 
 # ---------------------------------------------------------------- probe (issue 5)
 
+def _fused_forward(model, ids, streams: int, step: int = 256) -> None:
+    """The floor: nn.LSTM's fused forward over the same characters in the same streams, `step`
+    time steps per call with the state carried (all at once would hold [B, T, H] of outputs)."""
+    import torch
+    m = len(ids) // streams
+    x = torch.as_tensor(ids[:streams * m]).view(streams, m)
+    state = None
+    with torch.no_grad():
+        for t in range(0, m, step):
+            _, state = model.rnn(model.encoder(x[:, t:t + step]), state)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@cli.command("probe")
+@click.option("--ckpt", default=str(SHARED / "models" / "wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
+@click.option("--chars", default=1_000_000, show_default=True, help="First characters of warpeace.txt.")
+@click.option("--streams", default=64, show_default=True, help="Streams, for the probe and the fused forward alike.")
+@click.option("--warmup", default=256, show_default=True, help="Recorder warmup per stream.")
+@click.option("--repeats", default=1, show_default=True, help="Timing repeats (median), fused and ranking interleaved.")
+@click.option("--extras/--no-extras", default=True, show_default=True,
+              help="Also time the control model, the null and the sparse probes.")
+@click.option("--threads", default=2, show_default=True, help="torch threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_probe(ckpt, chars, streams, warmup, repeats, extras, threads, as_json):
+    """The ranking pass for all built-in features vs the fused nn.LSTM forward over the same chars.
+
+    Goal (issue 5): <= 1.5x. The ranking pass is neuroscope.probe.probe without control, null and
+    sparse probes: recording h and c (streams, warmup), the streamed r of every unit with every
+    feature, and AUROC/Spearman on the sample. Peak memory is the rise of the resident set above
+    what the model, text and labels hold. The extras are timed in one further probe call.
+    """
+    import torch
+
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.features import resolve
+    from neuroscope.probe import probe
+    from neuroscope.text import read_text
+
+    torch.set_num_threads(threads)
+    c = load_checkpoint(ckpt)
+    text = read_text(SHARED / "data" / "warpeace.txt")[:chars]
+    t0 = time.perf_counter()
+    labels = resolve(text, all_features=True)
+    t_label = time.perf_counter() - t0
+    ids = c.vocab.encode(text)
+    _fused_forward(c.model, ids[:20_000], streams)                      # warm the allocator
+    held = _rss_mib()
+    fused, ranking, meta = [], [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = probe(c, text, labels, control=False, null=False, sparse=False, streams=streams, warmup=warmup)
+        ranking.append(time.perf_counter() - t0)
+        meta = res.meta
+        t0 = time.perf_counter()
+        _fused_forward(c.model, ids, streams)
+        fused.append(time.perf_counter() - t0)
+    peak_ranking = peak_rss_mb() - held
+    t_fused, t_rank = sorted(fused)[len(fused) // 2], sorted(ranking)[len(ranking) // 2]
+    out = {"device": f"cpu ({threads} threads)", "ckpt": os.path.basename(ckpt), "chars": len(text),
+           "streams": streams, "warmup": warmup, "features": len(meta["features"]), "units": meta["units"],
+           "skipped": [n for n in meta["notes"] if n.startswith("skipped")], "label_s": round(t_label, 2),
+           "fused_s": round(t_fused, 2), "ranking_s": round(t_rank, 2), "ratio": round(t_rank / t_fused, 3),
+           "goal": 1.5, "ranking_parts_s": {k: round(v, 2) for k, v in meta["seconds"].items()},
+           "sample_chars": meta["sample"]["chars"], "peak_mib_ranking": round(peak_ranking, 1),
+           "load_average": os.getloadavg(), "repeats": repeats}
+    if extras:
+        res = probe(c, text, labels, streams=streams, warmup=warmup)
+        s = res.meta["seconds"]
+        out["extras_s"] = {k: round(s[k], 2) for k in ("control", "null", "sparse")}
+        out["extras_ratio_to_fused"] = {k: round(s[k] / t_fused, 3) for k in ("control", "null", "sparse")}
+        out["peak_mib_all"] = round(peak_rss_mb() - held, 1)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{out['ckpt']}, first {len(text):,} chars of warpeace.txt, {streams} streams (warmup {warmup}), "
+               f"{out['features']} features x {out['units']} units")
+    click.echo(f"  fused nn.LSTM forward {t_fused:.1f} s; ranking pass {t_rank:.1f} s = {out['ratio']:.2f}x "
+               f"(goal <= 1.5x); peak +{peak_ranking:.0f} MiB")
+    click.echo("  ranking parts (s): " + ", ".join(f"{k} {v}" for k, v in out["ranking_parts_s"].items()))
+    if extras:
+        click.echo("  extras (s): " + ", ".join(f"{k} {v} ({out['extras_ratio_to_fused'][k]:.2f}x fused)"
+                                             for k, v in out["extras_s"].items())
+                   + f"; peak with extras +{out['peak_mib_all']:.0f} MiB")
+    click.echo(f"  labelling all features (not timed above) {t_label:.1f} s; load average {out['load_average']}")
+
 
 if __name__ == "__main__":
     cli()

@@ -13,13 +13,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import build_report, describe, finding, load, parser, resolve, run_probe, save, setup  # noqa: E402
+from _common import (REPORTS, build_report, describe, finding, load, parser, resolve, run_probe, save,  # noqa: E402
+                     screenshot, setup)
 
 FEATURES = ("in_quote", "line_position", "line_remaining")
 
 
 def main(argv=None) -> dict:
-    args = parser(__doc__, "wp_lstm3x512.pt", "warpeace.txt", chars=40_000).parse_args(argv)
+    p = parser(__doc__, "wp_lstm3x512.pt", "warpeace.txt", chars=40_000)
+    p.add_argument("--png", default=str(REPORTS / "quote_cell.png"), help="screenshot of the quote unit ('' = none)")
+    args = p.parse_args(argv)
     setup()
     ckpt, span = load(args)
     features = resolve(span.text, names=FEATURES)
@@ -33,7 +36,10 @@ def main(argv=None) -> dict:
     summary = {"script": "quote_and_line", "model": ckpt.name, "chars": len(span.text), "start": span.start,
                "streams": args.streams, "warmup": args.warmup, "states": "c", "findings": found,
                "notes": result.meta["notes"]}
-    save("quote_and_line", report, summary, args.out)
+    path = save("quote_and_line", report, summary, args.out)
+    if args.png:
+        # The quote unit's panel (the first: in_quote's top unit), as the README shows it.
+        screenshot(path, args.png, ".textview[data-panel='p0']")
     return summary
 
 

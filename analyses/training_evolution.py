@@ -81,10 +81,10 @@ def main(argv=None) -> dict:
     features = {"in_quote": label(probe_text, "in_quote")}
     span = replace(span, text=probe_text)
     report = build_report(ckpt, span, res, features, max_chars=3000)
-    long = table.melt(id_vars=["step"], value_vars=["abs_r", "final_unit_r"], var_name="what", value_name="r")
+    long = table.melt(id_vars=["step"], value_vars=["abs_r", "final_unit_r"], var_name="what", value_name="corr")
     long["what"] = long["what"].map({"abs_r": "best |r| of any unit", "final_unit_r": f"r of {final_unit}"})
     report.charts["evolution"] = alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="training step"), y=alt.Y("r:Q", title="correlation with in_quote"),
+        x=alt.X("step:Q", title="training step"), y=alt.Y("corr:Q", title="correlation with in_quote"),
         color=alt.Color("what:N", title=None)).properties(width=520, height=220)
     card = [(f"step {r['step']:,}", f"val loss {r['val_loss']:.4f}; best unit {r['best_unit']} r = {r['r']:+.3f}; "
              f"{final_unit}: r = {r['final_unit_r']:+.3f}") for r in rows]

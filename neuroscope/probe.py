@@ -35,7 +35,7 @@ import torch
 
 from .errors import UserError
 from .record import Intervention, char_losses, iter_states, state_names
-from .stats import CORRECTIONS, CorrAccumulator, circular_shift_pvalues, fast_length, rank_stats
+from .stats import CORRECTIONS, CorrAccumulator, circular_shift_null, fast_length, rank_stats
 
 MIN_CHARS = 100          # below this no statistic here means anything
 CV_FOLDS = 3             # contiguous folds (KFold without shuffling) inside the fitting part
@@ -134,7 +134,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
 
     model: a Checkpoint (model + vocab) or a CharRNN with `vocab` given.
     text: the characters to probe (str, N characters).
-    features: {name: labels [N]}: 0/1 labels are binary features, other numbers count features.
+    features: {name: labels [N]}: uint8 (or bool) 0/1 labels are binary features, any other
+        numbers count (or continuous) features, as neuroscope.features.label returns them.
         Features constant on the text are skipped with a note (a UserError if all are).
     states: which quantities to record ("h", "c", "gates"), as neuroscope.record.state_names takes them.
     control: also probe a same-architecture model with random weights (PyTorch default init, seeded).
@@ -246,9 +247,10 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
             df["p_adjusted"] = np.nan
             continue
         top = np.argsort(-df["abs_r"].to_numpy(), kind="stable")[:null_units]
-        p, K = circular_shift_pvalues(sample[top], y, min_shift=min_shift)
+        sn = circular_shift_null(sample[top], y, min_shift=min_shift)
+        K = sn.shifts
         pv = np.full(U, np.nan)
-        pv[top] = p
+        pv[top] = sn.p
         df["p_value"] = pv
         df["p_adjusted"] = CORRECTIONS[correction](pv, m=U)
         null_meta = {"computed": True, "chars": Ns, "min_shift": min_shift, "shifts": K,
@@ -353,8 +355,9 @@ def _check_features(features: dict, n: int, notes: list[str]) -> tuple[dict, dic
         if lo == hi:
             constant.append(f"{name} (always {lo:g})")
             continue
-        binary = lo == 0 and hi == 1 and (lab.dtype == bool or np.issubdtype(lab.dtype, np.integer)
-                                          or bool(np.all((lab == 0) | (lab == 1))))
+        # The kind follows the dtype, as neuroscope.features makes them (binary uint8, count int32),
+        # so a count feature that happens to stay within 0..1 on this text is still a count.
+        binary = lab.dtype in (np.uint8, np.bool_) and lo == 0 and hi == 1
         feats[name], kinds[name] = lab, "binary" if binary else "count"
     if constant and not feats:
         raise UserError(f"feature {' and '.join(constant)} is constant on this text: nothing to rank")

@@ -162,17 +162,18 @@ def predict(model, ids: np.ndarray, k: int = TOP_K, chunk: int = 2048) -> dict[s
     ids[:t+1]), and p_actual float [N] (the probability given to ids[t] before reading it; NaN at t=0).
     """
     model.eval()
-    x = torch.as_tensor(np.asarray(ids), dtype=torch.long)
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=device)
     top_ids, top_p, p_actual = [], [], [np.array([np.nan])]
     state = None
     for s in range(0, len(ids), chunk):
         logits, state = model(x[s:s + chunk][None], state)               # [1, T, V]
         probs = torch.softmax(logits[0].float(), dim=-1)                  # [T, V]
         p, i = probs.topk(min(k, probs.shape[1]), dim=-1)
-        top_ids.append(i.numpy())
-        top_p.append(p.numpy())
+        top_ids.append(i.cpu().numpy())
+        top_p.append(p.cpu().numpy())
         nxt = x[s + 1:s + 1 + probs.shape[0]]                            # the characters that came next
-        p_actual.append(probs[torch.arange(len(nxt)), nxt].numpy())
+        p_actual.append(probs[torch.arange(len(nxt), device=device), nxt].cpu().numpy())
     return {"top_ids": np.concatenate(top_ids), "top_p": np.concatenate(top_p),
             "p_actual": np.concatenate(p_actual)[:len(ids)]}
 
@@ -440,15 +441,15 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
     unknown = vocab.count_unknown(text)
     subtitle = [f"{span.source}, characters {span.start:,} to {span.start + n:,}" + (f" ({span.split} split)" if span.split else "")]
     if len(span.text) > n:
-        subtitle.append(f"Showing the first {n:,} of {len(span.text):,} characters (--max-chars); "
-                        "the ranking covers the probe's whole text.")
+        subtitle.append(f"Showing the first {n:,} of {len(span.text):,} characters (--max-chars)"
+                        + ("; the ranking covers the probe's whole text." if result is not None else "."))
     if unknown:
         subtitle.append(f"{unknown} characters are not in the model's vocabulary and were read as "
                         f"{vocab.chars[vocab.fallback_id]!r}.")
     data = {
         "text": text, "start": int(span.start), "vocab": list(vocab.chars),
         "units": {u.id: {"values": compact(values[u.id], 4), "tanh": u.squash} for u in all_units},
-        "labels": {k: v.astype(int).tolist() for k, v in labels.items()},
+        "labels": {k: v.astype(int).tolist() if v.dtype.kind in "biu" else compact(v, 4) for k, v in labels.items()},
         "panels": {p["id"]: {"feature": p["feature"]} for p in panels},
         "pred": {"k": int(pred["top_ids"].shape[1]), "page": PAGE,
                  "top": pred["top_ids"].reshape(-1).astype(int).tolist(),

@@ -5,7 +5,7 @@
     ...     acc.update(X, Y)
     >>> acc.corr()                             # Pearson r [U, F] over every row seen, float64
     >>> auc, rho = rank_stats(S, yb, yc)       # AUROC / Spearman on a sample S [U, N] held in memory
-    >>> p, n_shifts = circular_shift_pvalues(S_top, y, min_shift=1000)
+    >>> null = circular_shift_null(S_top, y, min_shift=1000)   # null.p [U_top], null.shifts
     >>> holm(p, m=U)                           # Holm-adjusted p-values, untested units counted in m
 
 - Pearson r streams: CorrAccumulator keeps float64 means and centred co-moments ([U], [F], [U, F])
@@ -15,14 +15,19 @@
   sample (the caller chooses it; neuroscope.probe keeps the span's first characters, contiguous).
 - The null keeps the autocorrelation of both sides: the labels are rotated against the
   activations by every shift s with min_shift <= s <= N - min_shift (computed at once as a circular
-  cross-correlation with FFTs), and p = (1 + #{s: |r_s| >= |r_0|}) / (1 + #shifts).
+  cross-correlation with FFTs); p is the larger of the permutation p-value
+  (1 + #{s: |r_s| >= |r_0|}) / (1 + #shifts) and a normal tail fitted to the shifts' Fisher z
+  (see circular_shift_null for why both).
 
 This module imports nothing of neuroscope's but its error type.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.fft
+import scipy.special
 
 from .errors import UserError
 
@@ -205,40 +210,71 @@ def fast_length(n: int) -> int:
     return best
 
 
-def circular_shift_pvalues(S: np.ndarray, y: np.ndarray, min_shift: int = 1000,
-                           block: int = 64, workers: int | None = None) -> tuple[np.ndarray, int]:
-    """Circular-shift permutation p-value of each unit's |Pearson r| with one label.
+@dataclass
+class ShiftNull:
+    """Circular-shift null of each unit's Pearson r with one label (see circular_shift_null)."""
+
+    p: np.ndarray          # float64 [U]: max(p_perm, p_normal), the p-value to report
+    p_perm: np.ndarray     # float64 [U]: (1 + #{s: |r_s| >= |r_0|}) / (1 + shifts)
+    p_normal: np.ndarray   # float64 [U]: two-sided normal tail of Fisher z(r_0) against the shifts' z
+    shifts: int            # K, the number of shifts counted
+
+
+def circular_shift_null(S: np.ndarray, y: np.ndarray, min_shift: int = 1000, block: int = 64,
+                        workers: int | None = None) -> ShiftNull:
+    """A null for |Pearson r| that keeps the autocorrelation of units and labels.
 
     S: activations, unit-major [U, N] (contiguous text, so its autocorrelation is intact);
-    y: labels [N]. The null rotates y against S by every shift s in [min_shift, N - min_shift]:
-    each rotation keeps both sequences' autocorrelation and marginals, and breaks only their
-    alignment. All rotations come from one circular cross-correlation per unit
-    (irfft(conj(fft(x)) * fft(y))). With K shifts, p = (1 + #{s: |r_s| >= |r_0|}) / (1 + K), so
-    the smallest attainable p is 1 / (1 + K). Returns (p float64 [U], K).
+    y: labels [N]. The labels are rotated against S by every shift s in [min_shift, N - min_shift]
+    (K shifts): each rotation keeps both sequences' autocorrelation and marginals and breaks
+    only their alignment. All rotations come from one circular cross-correlation per unit
+    (irfft(conj(fft(x)) * fft(y))).
+
+    Two p-values per unit, and the larger is reported (conservative):
+    - p_perm = (1 + #{s: |r_s| >= |r_0|}) / (1 + K), the permutation p-value with the +1
+      correction; it can be as small as 1 / (1 + K). It assumes the K shifts are exchangeable,
+      but neighbouring shifts of a slowly drifting sequence (LSTM cell states integrate) are nearly
+      the same draw: a drifting unit unrelated to the label then beats every shift far more often
+      than 1 / (1 + K).
+    - p_normal: the two-sided normal tail of Fisher z(r_0) = atanh(r_0) against the mean and
+      standard deviation of z(r_s) over the shifts, which measures how far outside the null's
+      spread r_0 lies instead of counting; slow drift widens that spread, so it is not fooled.
     Raises UserError when N leaves no admissible shift.
     """
     S = np.asarray(S)
     U, N = S.shape
     K = N - 2 * min_shift + 1
-    if min_shift < 1 or K < 1:
-        raise UserError(f"the circular-shift null needs more than {2 * min_shift} characters "
+    if min_shift < 1 or K < 2:
+        raise UserError(f"the circular-shift null needs more than {2 * min_shift + 1} characters "
                         f"(shifts of at least {min_shift} each way); got {N}")
     yc = np.asarray(y, dtype=np.float64)
-    yc = (yc - yc.mean()).astype(np.float32)
-    yf = scipy.fft.rfft(yc)
-    p = np.empty(U)
+    yc = yc - yc.mean()
+    y_norm = np.sqrt(yc @ yc)
+    yf = scipy.fft.rfft(yc.astype(np.float32))
+    p_perm, p_normal = np.ones(U), np.ones(U)
     for a in range(0, U, block):
-        x = np.asarray(S[a:a + block], dtype=np.float32)
-        x = x - x.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-        cc = scipy.fft.irfft(np.conj(scipy.fft.rfft(x, axis=1, workers=workers)) * yf, n=N,
-                             axis=1, workers=workers)                # [b, N]: cc[:, s] = sum_t x_t y_{t+s}
-        obs = np.abs(cc[:, 0:1])
-        # Rounding in the FFT is ~1e-6 of the largest value: a null value that close to the
+        x = np.asarray(S[a:a + block], dtype=np.float64)
+        x = x - x.mean(axis=1, keepdims=True)
+        norm = np.sqrt((x * x).sum(axis=1, keepdims=True)) * y_norm             # [b, 1]
+        cc = scipy.fft.irfft(np.conj(scipy.fft.rfft(x.astype(np.float32), axis=1, workers=workers)) * yf,
+                             n=N, axis=1, workers=workers)                      # [b, N]: sum_t x_t y_{t+s}
+        ok = norm[:, 0] > 0                                                     # constant units keep p = 1
+        r = np.zeros_like(cc, dtype=np.float64)
+        np.divide(cc, norm, out=r, where=norm > 0)
+        r0, rs = r[:, 0], r[:, min_shift:N - min_shift + 1]                     # observed, [b, K] null
+        # Rounding in the float32 FFT is ~1e-6 of the largest |r|: a null value that close to the
         # observed one counts as reaching it (conservative).
-        tol = 1e-5 * np.abs(cc).max(axis=1, keepdims=True)
-        hits = (np.abs(cc[:, min_shift:N - min_shift + 1]) >= obs - tol).sum(axis=1)
-        p[a:a + block] = (1.0 + hits) / (1.0 + K)
-    return p, K
+        tol = 1e-5 * np.abs(r).max(axis=1)
+        hits = (np.abs(rs) >= (np.abs(r0) - tol)[:, None]).sum(axis=1)
+        z0 = np.arctanh(np.clip(r0, -0.999999, 0.999999))
+        zs = np.arctanh(np.clip(rs, -0.999999, 0.999999))
+        mu, sd = zs.mean(axis=1), zs.std(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tail = scipy.special.erfc(np.abs(z0 - mu) / (sd * np.sqrt(2.0)))
+        tail = np.where(sd > 0, tail, 1.0)
+        p_perm[a:a + block] = np.where(ok, (1.0 + hits) / (1.0 + K), 1.0)
+        p_normal[a:a + block] = np.where(ok, tail, 1.0)
+    return ShiftNull(p=np.maximum(p_perm, p_normal), p_perm=p_perm, p_normal=p_normal, shifts=K)
 
 
 def _prepare(p, m):

@@ -5,7 +5,7 @@ import scipy.stats
 from sklearn.metrics import roc_auc_score
 
 from neuroscope.errors import UserError
-from neuroscope.stats import (CorrAccumulator, auroc, bh, circular_shift_pvalues, fast_length, holm, rank_stats,
+from neuroscope.stats import (CorrAccumulator, auroc, bh, circular_shift_null, fast_length, holm, rank_stats,
                               spearman)
 
 
@@ -141,18 +141,23 @@ def test_rank_stats_blocks_give_the_same_answer_as_one_block():
     np.testing.assert_allclose(r1, r2, atol=1e-12)
 
 
-def test_circular_shift_pvalues_equal_brute_force_rotation():
+def test_circular_shift_null_equals_brute_force_rotation():
     rng = np.random.default_rng(8)
     N, min_shift = 400, 30
     y = runs_label(N, 15, rng).astype(float)
     S = np.stack([ar1(N, 0.9, rng), y + rng.standard_normal(N), rng.standard_normal(N)])
-    p, K = circular_shift_pvalues(S, y, min_shift=min_shift)
+    null = circular_shift_null(S, y, min_shift=min_shift)
+    K = null.shifts
     assert K == N - 2 * min_shift + 1
     for u in range(3):
-        r0 = abs(np.corrcoef(S[u], y)[0, 1])
-        null = [abs(np.corrcoef(S[u], np.roll(y, -s))[0, 1]) for s in range(min_shift, N - min_shift + 1)]
-        want = (1 + sum(v >= r0 - 1e-9 for v in null)) / (1 + K)
-        assert p[u] == pytest.approx(want, abs=1.5 / (1 + K))       # one borderline tie at most
+        r0 = np.corrcoef(S[u], y)[0, 1]
+        rs = np.array([np.corrcoef(S[u], np.roll(y, -s))[0, 1] for s in range(min_shift, N - min_shift + 1)])
+        want = (1 + np.sum(np.abs(rs) >= abs(r0) - 1e-9)) / (1 + K)
+        assert null.p_perm[u] == pytest.approx(want, abs=1.5 / (1 + K))   # one borderline tie at most
+        z = np.arctanh(rs)
+        want_normal = 2 * scipy.stats.norm.sf(abs(np.arctanh(r0) - z.mean()) / z.std())
+        assert null.p_normal[u] == pytest.approx(want_normal, rel=1e-3, abs=1e-12)
+        assert null.p[u] == max(null.p_perm[u], null.p_normal[u])
 
 
 def test_autocorrelated_unrelated_units_are_not_significant_but_a_planted_one_is():
@@ -167,17 +172,19 @@ def test_autocorrelated_unrelated_units_are_not_significant_but_a_planted_one_is
     S[drifting] = y + 1.0 * rng.standard_normal(N)                     # planted: r about 0.45
     naive_p = min(scipy.stats.pearsonr(S[u], y)[1] for u in range(drifting))
     assert naive_p < 1e-6                                              # the naive test is fooled
-    p, K = circular_shift_pvalues(S, y, min_shift=1000)
-    adj = holm(p, m=U)
+    null = circular_shift_null(S, y, min_shift=1000)
+    adj = holm(null.p, m=U)
     assert (adj[:drifting] > 0.05).all()
-    assert p[drifting] == pytest.approx(1 / (1 + K))                   # beats every rotation
+    # Counting alone is fooled: some drifting unit beats (nearly) every rotation.
+    assert (holm(null.p_perm, m=U)[:drifting] <= 0.05).any()
+    assert null.p[drifting] == pytest.approx(1 / (1 + null.shifts))    # beats every rotation, far out
     assert adj[drifting] <= 0.05
     assert (adj[drifting + 1:] > 0.05).all()
 
 
 def test_circular_shift_null_needs_room_for_shifts():
-    with pytest.raises(UserError, match="needs more than 2000 characters"):
-        circular_shift_pvalues(np.zeros((2, 1500)), np.zeros(1500), min_shift=1000)
+    with pytest.raises(UserError, match="needs more than 2001 characters"):
+        circular_shift_null(np.zeros((2, 1500)), np.zeros(1500), min_shift=1000)
 
 
 def test_holm_and_bh_match_hand_computed_values():

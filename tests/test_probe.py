@@ -1,0 +1,322 @@
+"""neuroscope.probe and `neuroscope probe`: the ranking equals the statistics of the recorded
+states, the statistics, control, probes and ablation do what they say, bad input is one line,
+and the reference models' known units are found on held-out text."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neuroscope.checkpoint import Checkpoint, save_checkpoint
+from neuroscope.cli import cli
+from neuroscope.errors import UserError
+from neuroscope.features import label
+from neuroscope.model import CharRNN, ModelConfig
+from neuroscope.probe import _sparse_probes, probe
+from neuroscope.record import Intervention, char_losses, iter_states
+from neuroscope.text import Vocab, split_span
+
+PROSE = ('He said, "Come here at once." She did not move.\n'
+         '"Why?" she asked, (quietly) looking at him; "because it is late," he said.\n'
+         'The old prince sat at his table, writing; he did not look up.\n') * 60      # ~11k chars
+
+
+def tiny(vocab, seed=0, hidden=16, layers=2, cell="lstm"):
+    torch.manual_seed(seed)
+    return CharRNN(ModelConfig(len(vocab), cell=cell, hidden_size=hidden, num_layers=layers)).eval()
+
+
+@pytest.fixture(scope="module")
+def small():
+    vocab = Vocab.from_text(PROSE)
+    return Checkpoint(model=tiny(vocab), vocab=vocab)
+
+
+def recorded(model, vocab, text, names, **kw):
+    """All recorded states, [N, U] in probe's unit order, placed by start."""
+    ids = vocab.encode(text)
+    out = np.empty((len(ids), len(names) * model.config.hidden_size), dtype=np.float32)
+    for start, acts in iter_states(model, ids, states=("h", "c"), **kw):
+        out[start:start + len(acts[names[0]])] = np.concatenate([acts[n] for n in names], 1)
+    return out
+
+
+def test_ranking_equals_corrcoef_of_the_recorded_states(small):
+    text = PROSE[:3000]
+    feats = {"in_quote": label(text, "in_quote"), "line_position": label(text, "line_position")}
+    res = probe(small, text, feats, control=False, null=False, sparse=False)
+    names = res.meta["quantities"]
+    assert names == ["rnn.l0.h", "rnn.l0.c", "rnn.l1.h", "rnn.l1.c"]
+    X = recorded(small.model, small.vocab, text, names).astype(np.float64)
+    for f, y in feats.items():
+        rows = res.ranking[res.ranking["feature"] == f]
+        want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
+        got = pd.Series(rows["r"].to_numpy(), index=rows["unit_id"])
+        ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
+        np.testing.assert_allclose(got[ids].to_numpy(), want, atol=1e-5)
+        assert (np.diff(rows["abs_r"].to_numpy()) <= 0).all()           # sorted by |r|
+        assert rows["rank"].tolist() == list(range(1, 65))
+    assert res.ranking["feature"].drop_duplicates().tolist() == ["in_quote", "line_position"]
+    q = res.ranking[res.ranking["feature"] == "in_quote"]
+    top = q.iloc[0]
+    x = X[:, ids.index(top["unit_id"])]
+    on = feats["in_quote"] == 1
+    assert top["mean_on"] == pytest.approx(x[on].mean(), abs=1e-5)
+    assert top["mean_off"] == pytest.approx(x[~on].mean(), abs=1e-5)
+    from sklearn.metrics import roc_auc_score
+    assert top["auroc"] == pytest.approx(roc_auc_score(on, x), abs=1e-9)   # sample = whole 3,000 chars
+    assert res.top_units("in_quote", 3) == q["unit_id"].head(3).tolist()
+    lp = res.ranking[res.ranking["feature"] == "line_position"]
+    assert lp["auroc"].isna().all() and lp["spearman"].notna().all()
+    assert q["spearman"].isna().all() and q["auroc"].notna().all()
+
+
+def test_streams_place_every_row_by_its_position(small):
+    text = PROSE[:2000]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, control=False, null=False, sparse=False, streams=5, warmup=30,
+                baselines=False)
+    names = res.meta["quantities"]
+    X = recorded(small.model, small.vocab, text, names, streams=5, warmup=30).astype(np.float64)
+    want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
+    ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
+    got = res.ranking.set_index("unit_id").loc[ids, "r"].to_numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_control_model_is_the_seeded_default_init_and_sets_selectivity(small):
+    text = PROSE[:3000]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, null=False, sparse=False, seed=7, baselines=False)
+    ctrl = tiny(small.vocab, seed=7)
+    X = recorded(ctrl, small.vocab, text, res.meta["quantities"]).astype(np.float64)
+    want = np.nanmax(np.abs(np.corrcoef(np.c_[X, y].T)[-1, :-1]))
+    rows = res.ranking
+    assert rows["control_max_abs_r"].iloc[0] == pytest.approx(want, abs=1e-5)
+    np.testing.assert_allclose(rows["selectivity"], rows["abs_r"] - want, atol=1e-5)
+    assert ((rows["selectivity"] <= 0) == rows["flag"].str.contains("control")).all()
+    assert torch.initial_seed() != 7 or True                              # the global RNG is forked, not reseeded
+
+
+def test_null_tests_the_top_units_and_corrects_over_all_units(small):
+    text = PROSE[:4500]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, control=False, sparse=False, null_units=10, min_shift=500)
+    rows = res.ranking
+    U = len(rows)
+    tested = rows["p_value"].notna()
+    assert tested.sum() == 10 and tested.iloc[:10].all()                 # the 10 best by |r|
+    null = res.meta["null"]
+    assert null["family"] == U and null["correction"] == "holm" and null["min_shift"] == 500
+    assert null["chars"] <= 4500 and null["shifts"] == null["chars"] - 1000 + 1
+    p = rows["p_value"].iloc[:10].to_numpy()
+    assert (p >= 1 / (1 + null["shifts"]) - 1e-15).all()
+    from neuroscope.stats import holm
+    np.testing.assert_allclose(rows["p_adjusted"].iloc[:10], holm(p, m=U), atol=1e-12)
+    assert (rows["significant"] == (rows["p_adjusted"] <= 0.05)).all()
+    assert (~rows["significant"] == rows["flag"].str.contains("n.s.")).all()
+
+
+def test_baselines_are_ranked_beside_and_compared_per_unit(small):
+    text = PROSE[:3000]
+    res = probe(small, text, {"in_quote": label(text, "in_quote")}, control=False, null=False, sparse=False)
+    b = res.baselines
+    assert {"is_space", "is_quote_char", "is_upper"} <= set(b["feature"])
+    assert b.groupby("feature").size().max() == 5
+    space = b[b["feature"] == "is_space"]
+    assert (np.diff(space["abs_r"].to_numpy()) <= 0).all()
+    r = res.ranking
+    assert r["baseline_best"].isin(set(b["feature"])).all()
+    assert ((r["baseline_max_abs_r"] >= r["abs_r"]) == r["flag"].str.contains("char_class")).all()
+
+
+def test_sparse_probe_and_topk_curve_find_a_planted_unit():
+    rng = np.random.default_rng(0)
+    U, N = 40, 3000
+    y = np.repeat(rng.integers(0, 2, N // 50), 50).astype(np.uint8)     # runs of 50
+    S = rng.standard_normal((U, N)).astype(np.float32)
+    S[13] += 2.5 * y                                                     # planted
+    units = pd.DataFrame({"unit_id": [f"l0.h.{u}" for u in range(U)]})
+    notes = []
+    rows_k, rows_s, meta = _sparse_probes(S, {"f": y}, {"f": "binary"}, units, 3000, 256, notes, False)
+    assert meta["fit"] == [0, 2000] and meta["score"] == [2000, 3000]
+    tk = pd.DataFrame(rows_k, columns=["feature", "k", "score", "metric", "penalty", "n_fit", "n_score"])
+    assert tk["k"].tolist() == [1, 2, 4, 8, 16, 32, 40]
+    assert tk["penalty"].tolist() == ["l2"] * 6 + ["l1"]
+    assert tk["score"].iloc[0] > 0.95                                   # one unit carries it
+    (s,) = rows_s
+    assert s[5] < 20 and s[7].split(",")[0] == "l0.h.13"               # sparse, planted unit first
+    assert tk["score"].iloc[-1] == s[3]
+    # A count feature: Lasso and ridge, scored by held-out R^2.
+    c = np.repeat(rng.integers(0, 5, N // 50), 50)
+    S[21] += c
+    rows_k, rows_s, _ = _sparse_probes(S, {"c": c}, {"c": "count"}, units, 3000, 256, notes, False)
+    assert rows_k[0][3] == "r2" and rows_k[0][1] == 1 and rows_k[0][2] > 0.4
+    assert rows_s[0][7].split(",")[0] == "l0.h.21"
+
+
+def test_ablation_matches_char_losses_with_the_top_units_zeroed(small):
+    text = PROSE[:2500]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, control=False, null=False, sparse=False, ablate=3,
+                ablate_chars=700, ablate_draws=20, baselines=False)
+    (a,) = res.ablation.to_dict("records")
+    top = res.ranking.head(3)
+    assert a["units"] == ",".join(top["unit_id"]) and a["chars"] == 700 and a["draws"] == 20
+    ids = small.vocab.encode(text[:700])
+    groups = {}
+    for _, row in top.iterrows():
+        groups.setdefault(f"rnn.l{row['layer']}.{row['state']}", []).append(int(row["unit"]))
+    base = char_losses(small.model, ids)
+    abl = char_losses(small.model, ids, [Intervention(q, us, "zero") for q, us in groups.items()])
+    on = y[:699] != 0
+    assert a["on_chars"] == on.sum() and a["off_chars"] == (~on).sum()
+    assert a["delta_on"] == pytest.approx((abl - base)[on].mean(), abs=1e-6)
+    assert a["delta_off"] == pytest.approx((abl - base)[~on].mean(), abs=1e-6)
+    assert a["base_loss"] == pytest.approx(base.mean(), abs=1e-6)
+    assert np.isfinite([a["random_on_mean"], a["random_on_std"], a["random_off_mean"], a["random_off_std"]]).all()
+    assert a["random_on_std"] > 0
+
+
+def test_json_is_strict_and_holds_the_documented_shape(small):
+    text = PROSE[:3000]
+    feats = {"in_quote": label(text, "in_quote"), "paren_depth": label(text, "paren_depth")}
+    res = probe(small, text, feats, control=False, null=False, sparse=False)
+    out = json.loads(json.dumps(res.to_json(top=5), allow_nan=False))
+    assert [f["feature"] for f in out["features"]] == ["in_quote", "paren_depth"]
+    q = out["features"][0]
+    assert q["chars"] == 3000 and len(q["units"]) == 5
+    assert set(q["units"][0]) >= {"layer", "state", "unit", "unit_id", "r", "abs_r", "auroc", "p_value", "flag"}
+    assert [u["abs_r"] for u in q["units"]] == sorted((u["abs_r"] for u in q["units"]), reverse=True)
+    assert q["units"][0]["p_value"] is None and out["features"][1]["units"][0]["auroc"] is None
+    assert "<table" in res._repr_html_()
+
+
+def test_bad_input_is_a_one_line_user_error(small):
+    text = PROSE[:3000]
+    cases = [
+        (dict(text=text, features={}), "no feature given"),
+        (dict(text=text, features={"in_url": label(text, "in_url")}), "constant on this text"),
+        (dict(text=text, features={"q": np.zeros(10)}), "labels for a text of 3,000"),
+        (dict(text=text[:50], features={"q": np.arange(50) % 2 == 0}), "at least 100"),
+        (dict(text=text[:1500], features={"q": label(text[:1500], "in_quote")}), "needs at least 2,100"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(UserError, match=msg) as err:
+            probe(small, control=False, sparse=False, **kw)
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="needs the model's vocabulary"):
+        probe(small.model, text, {"q": label(text, "in_quote")})
+
+
+def test_a_constant_feature_beside_others_is_skipped_with_a_note(small):
+    text = PROSE[:3000]
+    res = probe(small, text, {"in_url": label(text, "in_url"), "in_quote": label(text, "in_quote")},
+                control=False, null=False, sparse=False)
+    assert res.features == ["in_quote"]
+    assert any("in_url (always 0)" in n for n in res.meta["notes"])
+    # Too short for the null is said up front, and --no-null works on the same text.
+    assert len(probe(small, text[:1500], {"q": label(text[:1500], "in_quote")}, null=False, control=False,
+                     sparse=False).ranking) == 64
+
+
+# ---------------------------------------------------------------- the command line
+
+@pytest.fixture(scope="module")
+def ckpt_files(tmp_path_factory, small):
+    folder = tmp_path_factory.mktemp("probe")
+    plain = folder / "plain.pt"
+    save_checkpoint(plain, small)
+    with_excerpt = folder / "excerpt.pt"
+    save_checkpoint(with_excerpt, Checkpoint(model=small.model, vocab=small.vocab,
+                                             extra={"excerpt": {"text": PROSE[:3000], "start": 123, "source": "x"}}))
+    text = folder / "prose.txt"
+    text.write_text(PROSE, encoding="utf-8")
+    return plain, with_excerpt, text
+
+
+def run(*args):
+    return CliRunner().invoke(cli, ["probe", *map(str, args)])
+
+
+def test_cli_json_for_one_feature_is_sorted_by_abs_r(ckpt_files):
+    _, excerpt, _ = ckpt_files
+    res = run("--ckpt", excerpt, "--feature", "in_quote", "--json", "--no-control", "--no-null", "--no-sparse",
+              "--top", 7)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["feature"] == "in_quote" and out["chars"] == 3000 and out["start"] == 123
+    assert out["source"] == "<checkpoint excerpt>"
+    assert len(out["units"]) == 7
+    abs_r = [abs(u["r"]) for u in out["units"]]
+    assert abs_r == sorted(abs_r, reverse=True)
+    assert {"layer", "state", "unit", "r"} <= set(out["units"][0])
+
+
+def test_cli_several_features_csv_and_text_output(ckpt_files, tmp_path):
+    _, _, text = ckpt_files
+    csv = tmp_path / "rank.csv"
+    res = run("--ckpt", ckpt_files[0], "--text", text, "--chars", 3000, "--feature", "in_quote", "--feature",
+              "paren_depth", "--json", "--no-control", "--no-null", "--no-sparse", "--csv", csv)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert [f["feature"] for f in out["features"]] == ["in_quote", "paren_depth"]
+    table = pd.read_csv(csv)
+    assert len(table) == 2 * 64 and {"unit_id", "r", "p_adjusted", "flag"} <= set(table.columns)
+    res = run("--ckpt", ckpt_files[0], "--text", text, "--chars", 400, "--feature", "in_quote", "--no-control",
+              "--no-null", "--no-sparse", "--ablate", 1)
+    assert res.exit_code == 0, res.output
+    assert "in_quote (binary)" in res.output and "ablating" in res.output
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--feature", "no_such_feature"], "unknown feature 'no_such_feature'"),
+    (["--feature", "in_url"], "constant on this text"),
+    ([], "name what to probe"),
+    (["--feature", "in_quote", "--chars", 500], "needs at least 2,100"),
+    (["--feature", "in_quote", "--chars", 50, "--no-null"], "at least 100"),
+])
+def test_cli_bad_input_is_one_error_line(ckpt_files, args, msg):
+    plain, _, text = ckpt_files
+    res = run("--ckpt", plain, "--text", text, *args)
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: ") and msg in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+
+def test_cli_without_text_or_excerpt_says_so(ckpt_files):
+    res = run("--ckpt", ckpt_files[0], "--feature", "in_quote")
+    assert res.exit_code == 1 and "no text given" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------- the reference models
+
+REFERENCE = [  # model, corpus, feature, |r| at least
+    ("wp_lstm3x512", "warpeace.txt", "in_quote", 0.7),
+    ("wp_lstm3x512", "warpeace.txt", "line_position", 0.7),
+    ("linux_lstm3x512", "linux.txt", "brace_depth", 0.7),
+    ("linux_lstm3x512", "linux.txt", "in_comment", 0.7),
+    ("enwiki_lstm2x512", "enwiki.xml", "in_url", 0.65),
+    ("enwiki_lstm2x512", "enwiki.xml", "in_wikilink", 0.7),
+]
+SPAN = 40_000   # the first characters of each test split; README (Probing) has the full-split numbers
+
+
+@pytest.mark.parametrize("model_name, corpus", sorted({(m, c) for m, c, _, _ in REFERENCE}))
+def test_reference_models_have_units_that_track_their_features(shared_models, shared_data, model_name, corpus):
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.text import read_text
+    ckpt = load_checkpoint(shared_models / f"{model_name}.pt")
+    full = read_text(shared_data / corpus)
+    s, _ = split_span(len(full), "test")
+    text = full[s:s + SPAN]
+    wanted = {f: t for m, c, f, t in REFERENCE if m == model_name}
+    res = probe(ckpt, text, {f: label(text, f) for f in wanted}, sparse=False, streams=16, warmup=256)
+    for f, threshold in wanted.items():
+        best = res.ranking[res.ranking["feature"] == f].iloc[0]
+        assert best["abs_r"] >= threshold, (f, best["unit_id"], best["r"])
+        assert best["significant"], (f, best["unit_id"], best["p_adjusted"])
+        assert best["selectivity"] > 0.2, (f, best["unit_id"], best["selectivity"])
+        assert "n.s." not in best["flag"] and "control" not in best["flag"]
