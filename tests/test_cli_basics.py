@@ -20,20 +20,12 @@ SENTINEL = b"an existing file that no failed command may touch\n"
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():   # module scope: set before the module-scoped training fixture
-    # Batch-1 steps of small matrices gain nothing from a second thread, and on a shared
-    # machine OpenMP's thread hand-offs make them many times slower.
+    # Batch-1 steps gain little from a second thread (one stream is sequential), and on a shared
+    # machine OpenMP's thread hand-offs make them many times slower (measured: 19x at load 9).
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield before
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def suite_threads(one_thread):
-    """The suite's thread count back, for the reference models' 512-unit matrices, which gain from it."""
-    torch.set_num_threads(one_thread)
     yield
-    torch.set_num_threads(1)
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +67,7 @@ def assert_one_line_error(result, contains=""):
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
-def test_eval_reproduces_every_reference_test_loss(name, shared_models, shared_data, suite_threads):
+def test_eval_reproduces_every_reference_test_loss(name, shared_models, shared_data):
     path = shared_models / f"{name}.pt"
     result = run("eval", "--ckpt", path, "--text", shared_data / REFERENCE[name], "--split", "test", "--json")
     assert result.exit_code == 0, result.output
