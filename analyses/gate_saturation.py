@@ -19,7 +19,7 @@ import altair as alt
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPORTS, SHARED, page, save, setup  # noqa: E402
+from _common import SHARED, page, save, setup  # noqa: E402
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.report import record_units, saturation_chart
@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
         print(f"{ckpt.name} ({len(ids):,} chars from {span.start:,}):")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         summary["models"][ckpt.name] = table.to_dict(orient="records")
-        charts[f"g{i}"] = saturation_chart(sat).properties(title=ckpt.name)
+        charts[f"g{i}"] = saturation_chart(sat, ckpt.config.num_layers).properties(title=ckpt.name)
         blocks.append(f"<h2>{html.escape(ckpt.name)}</h2><p>{len(ids):,} characters of the test split of "
                       f"{html.escape(Path(tpath).name)} from character {span.start:,}, one exact stream.</p>"
                       f"<div data-chart='g{i}'></div>" + table.to_html(index=False, float_format="%.3f"))
