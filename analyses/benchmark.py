@@ -181,13 +181,22 @@ def _record_run(model, ids, case: str, streams: int, warmup: int, chunk: int) ->
 
 def _record_peak(ckpt_path, chars, threads, case, streams, warmup, chunk) -> float:
     """Run one case once in a fresh process: MiB by which its peak resident memory rose above the
-    memory held after loading the model and the text."""
-    import resource
+    memory held after loading the model and the text (VmHWM, reset after the setup where Linux allows;
+    not ru_maxrss, which keeps the parent's size across fork and exec)."""
     model, ids = _record_setup(ckpt_path, chars, threads)
-    with open("/proc/self/statm") as fh:
-        held = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def status(key: str) -> float:
+        with open("/proc/self/status") as fh:
+            return next(int(ln.split()[1]) for ln in fh if ln.startswith(key + ":")) / 1024
+
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")                            # reset the peak to the current size
+    except OSError:
+        pass
+    held = status("VmRSS")
     _record_run(model, ids, case, streams, warmup, chunk)
-    return max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - held)
+    return max(0.0, status("VmHWM") - held)
 
 
 def _stream_deviation(model, ids, streams: int, warmups, chunk: int) -> list[dict]:

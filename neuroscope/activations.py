@@ -9,14 +9,15 @@
 
 Layout of DIR:
 - `meta.json`: format, model (path, config), text span (source, start, end, chars, split), unknown
-  characters, names, shapes, dtype, streams/warmup, bytes;
+  characters, names, shapes, dtype, the largest |value| of each file, streams/warmup, bytes;
 - `text.txt`: the span itself (UTF-8), so that features can be labelled against the store;
 - `l{layer}_{state}.npy` [chars, units] (state in h, c, i, f, g, o, r, z, n): row k is the state after
   reading character k of the span, starting from a zero state at its first character.
 
 A store is written into a hidden temporary folder beside DIR and renamed into place when complete, so
 DIR is never half-written; an existing DIR is replaced only with force=True, and a store larger than the
-free disk is refused before anything is written.
+free disk is refused before anything is written. float16 keeps 11 significant bits (relative error
+<= 2**-11); a value beyond its range (65,504) stops the recording with an error instead of storing inf.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from .record import iter_states, parse_states, state_names, stream_layout
 FORMAT = "neuroscope-activations/1"
 DTYPES = ("float32", "float16")
 SPARE_BYTES = 64 << 20          # keep this much disk free beyond the store itself
+FLOAT16_MAX = 65504.0           # cells of the 3x512 models reach |c| > 26,000 within 50k characters
 
 
 def file_stem(name: str) -> str:
@@ -118,9 +120,14 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
         arrays = {name: np.lib.format.open_memmap(tmp / f"{file_stem(name)}.npy", mode="w+", dtype=dtype,
                                                   shape=(plan.chars, plan.units)) for name in plan.names}
         t0 = time.perf_counter()
+        max_abs = dict.fromkeys(plan.names, 0.0)
         for start, acts in iter_states(ckpt.model, ids, parse_states(states),
                                        chunk=chunk, progress=progress, streams=streams, warmup=warmup):
             for name, v in acts.items():
+                max_abs[name] = max(max_abs[name], float(v.max()), -float(v.min()))
+                if dtype == "float16" and max_abs[name] > FLOAT16_MAX:
+                    raise UserError(f"{file_stem(name)} reaches {max_abs[name]:,.0f}, beyond float16's "
+                                    f"{FLOAT16_MAX:,.0f}: record with --dtype float32 (nothing was written)")
                 arrays[name][start:start + len(v)] = v
         seconds = time.perf_counter() - t0
         for a in arrays.values():
@@ -135,7 +142,8 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
                          "unknown_chars": ckpt.vocab.count_unknown(span.text),
                          "fallback_char": ckpt.vocab.chars[ckpt.vocab.fallback_id]},
                 "names": plan.names, "files": {n: f"{file_stem(n)}.npy" for n in plan.names},
-                "shape": [plan.chars, plan.units], "dtype": dtype, "streams": streams, "warmup": warmup,
+                "shape": [plan.chars, plan.units], "dtype": dtype,
+                "max_abs": {file_stem(n): v for n, v in max_abs.items()}, "streams": streams, "warmup": warmup,
                 "exact": streams == 1, "bytes": plan.bytes, "seconds": round(seconds, 3)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
         _swap_into_place(tmp, out)

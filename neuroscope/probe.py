@@ -398,31 +398,42 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
     and copy the sample's rows (the first sample.shape[1] characters) as they pass.
 
     With streams > 1 the recorder yields short blocks from several places of the text; they are
-    gathered until `chunk` rows are waiting, then merged at once (the statistics are order-free).
+    gathered in one buffer [rows, U] until `chunk` rows wait, then merged at once (the statistics
+    do not depend on the order of rows).
     """
     acc = CorrAccumulator()
     Ns = 0 if sample is None else sample.shape[1]
-    waiting: list[tuple[int, np.ndarray]] = []
+    H = net.config.hidden_size
+    buf = np.empty((0, len(names) * H), dtype=np.float32)          # [rows, U], grown to the largest block
+    where: list[np.ndarray] = []                                   # text positions of the buffered rows
     rows = 0
 
     def merge():
-        X = np.concatenate([x for _, x in waiting]) if len(waiting) > 1 else waiting[0][1]   # [n, U]
-        where = np.concatenate([np.arange(s, s + len(x)) for s, x in waiting])              # [n]
-        Y = np.stack([lab[where] for lab in labels], axis=1).astype(np.float32)             # [n, F]
-        acc.update(X, Y)
+        pos = np.concatenate(where)                                                        # [rows]
+        Y = np.stack([lab[pos] for lab in labels], axis=1).astype(np.float32)              # [rows, F]
+        acc.update(buf[:rows], Y)
 
     for start, acts in iter_states(net, ids, states=states, chunk=chunk, progress=progress,
                                    streams=streams, warmup=warmup):
-        X = np.concatenate([acts[n] for n in names], axis=1)              # [n, U]
+        n = len(acts[names[0]])
+        if rows + n > len(buf):
+            if rows:
+                merge()
+                where, rows = [], 0
+            if n > len(buf):
+                buf = np.empty((max(n, chunk), buf.shape[1]), dtype=np.float32)
+        X = buf[rows:rows + n]
+        for i, name in enumerate(names):
+            X[:, i * H:(i + 1) * H] = acts[name]
         if start < Ns:
-            k = min(len(X), Ns - start)
+            k = min(n, Ns - start)
             sample[:, start:start + k] = X[:k].T
-        waiting.append((start, X))
-        rows += len(X)
+        where.append(np.arange(start, start + n))
+        rows += n
         if rows >= chunk:
             merge()
-            waiting, rows = [], 0
-    if waiting:
+            where, rows = [], 0
+    if rows:
         merge()
     if acc.n != len(ids):
         raise RuntimeError(f"the recorder covered {acc.n} of {len(ids)} characters")

@@ -39,6 +39,7 @@ def test_store_holds_the_recorded_states_and_reads_lazily(tmp_path, wp_small, sp
     assert meta["shape"] == [1500, 128] and meta["dtype"] == "float32" and meta["exact"] is True
     assert meta["text"]["start"] == 300_000 and meta["text"]["end"] == 301_500
     assert meta["bytes"] == plan_store(wp_small.config, 1500, ("h", "c", "f")).bytes
+    assert meta["max_abs"]["l1_h"] <= 1 and meta["max_abs"]["l1_c"] > 1
     assert sum(os.path.getsize(tmp_path / "acts" / f) for f in files if f.endswith(".npy")) == meta["bytes"]
     assert acts.text == span.text and len(acts) == 1500
     c = acts["l1_c"]
@@ -64,6 +65,18 @@ def test_float16_store_error_is_relative_to_the_size_of_c(tmp_path, wp_small, sp
         rel = np.abs(x16 - x32) / np.maximum(np.abs(x32), 2.0 ** -14)
         assert rel.max() <= 2.0 ** -11 + 1e-7
         assert np.abs(x16 - x32).max() > 0                                   # it is lossy
+
+
+def test_float16_refuses_values_beyond_its_range(tmp_path, wp_small, span, monkeypatch):
+    """Cells that integrate without forgetting grow past float16's 65,504 on long texts (the 3x512
+    models reach 26,000 within 50k characters); such a store must fail, not hold inf."""
+    def huge(*args, **kwargs):
+        yield 0, {"rnn.l0.h": np.zeros((10, 128), np.float32), "rnn.l1.h": np.full((10, 128), 7e4, np.float32)}
+
+    monkeypatch.setattr(activations, "iter_states", huge)
+    with pytest.raises(UserError, match="l1_h reaches 70,000, beyond float16's 65,504"):
+        write_store(tmp_path / "acts", wp_small, span, states=("h",), dtype="float16")
+    assert os.listdir(tmp_path) == []
 
 
 def test_existing_folder_is_refused_then_replaced_with_force(tmp_path, wp_small, span):
