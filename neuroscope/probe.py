@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from .errors import UserError
-from .record import Intervention, char_losses, iter_states, state_names
+from .record import Intervention, char_losses, iter_states, parse_states, state_names
 from .stats import CORRECTIONS, CorrAccumulator, circular_shift_null, fast_length, rank_stats
 
 MIN_CHARS = 100          # below this no statistic here means anything
@@ -157,6 +157,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
         raise UserError(f"the text has {N} characters; probing needs at least {MIN_CHARS}")
     if correction not in CORRECTIONS:
         raise UserError(f"unknown correction {correction!r}; choose one of {', '.join(CORRECTIONS)}")
+    states = parse_states(states)
     notes: list[str] = []
     feats, kinds = _check_features(features, N, notes)
     base = _baseline_labels(text, feats) if baselines else {}
@@ -183,7 +184,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     # One streaming pass: r of every unit with every feature and baseline, and the sample.
     seconds = {}
     t0 = time.perf_counter()
-    acc = _stream(net, ids, tuple(states), names, [all_labels[k] for k in label_names], chunk, streams, warmup, progress, sample)
+    acc = _stream(net, ids, states, names, [all_labels[k] for k in label_names], chunk, streams, warmup, progress,
+                  sample)
     seconds["ranking_pass"] = time.perf_counter() - t0
     r_all = acc.corr()                                               # [U, F_all]
     on_all, off_all = acc.binary_means()
@@ -202,7 +204,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     if control:
         t0 = time.perf_counter()
         ctrl = _control_model(net, seed)
-        cacc = _stream(ctrl, ids, tuple(states), names, [feats[k] for k in feats], chunk, streams, warmup, progress, None)
+        cacc = _stream(ctrl, ids, states, names, [feats[k] for k in feats], chunk, streams, warmup, progress, None)
         ctrl_max = dict(zip(feats, np.abs(cacc.corr()).max(axis=0)))
         seconds["control"] = time.perf_counter() - t0
 
@@ -221,6 +223,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
         df["mean_on"] = on_all[:, i] if binary else np.nan
         df["mean_off"] = off_all[:, i] if binary else np.nan
         df["spearman"] = np.nan if binary else rho_of[name]
+        df["p_value"], df["p_adjusted"] = np.nan, np.nan              # filled in by the null, if asked
         if name in feats:
             others = [j for j in base_cols if j != i]
             if others:
@@ -234,54 +237,20 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
             base_frames.append(df)
 
     # The null, on the sample, for the best units of each feature; corrected over all U units.
-    t0 = time.perf_counter()
     null_meta = {"computed": False}
-    for df in frames:
-        name = df["feature"].iloc[0]
-        df["p_value"] = np.nan
-        if not null:
-            df["p_adjusted"] = np.nan
-            continue
-        y = np.asarray(feats[name][:Ns], dtype=np.float32)
-        if y.min() == y.max():
-            notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")
-            df["p_adjusted"] = np.nan
-            continue
-        top = np.argsort(-df["abs_r"].to_numpy(), kind="stable")[:null_units]
-        sn = circular_shift_null(sample[top], y, min_shift=min_shift)
-        K = sn.shifts
-        pv = np.full(U, np.nan)
-        pv[top] = sn.p
-        df["p_value"] = pv
-        df["p_adjusted"] = CORRECTIONS[correction](pv, m=U)
-        null_meta = {"computed": True, "chars": Ns, "min_shift": min_shift, "shifts": K,
-                     "units_tested": int(len(top)), "family": U, "correction": correction, "alpha": alpha,
-                     "smallest_p": 1.0 / (1 + K), "smallest_adjusted_p": min(1.0, U / (1 + K))}
     if null:
+        t0 = time.perf_counter()
+        null_meta = _null_pvalues(frames, feats, sample, min_shift, null_units, correction, alpha, notes)
         seconds["null"] = time.perf_counter() - t0
-        if null_meta["computed"] and null_meta["smallest_adjusted_p"] > alpha:
-            notes.append(f"with {null_meta['shifts']:,} shifts the smallest p is 1/{null_meta['shifts'] + 1:,}, so "
-                         f"no unit can pass {correction} over {U:,} units at alpha={alpha}: use a longer text "
-                         f"(or a larger sample_chars / sample_mb)")
-
     for df in frames:
-        name = df["feature"].iloc[0]
-        cm = ctrl_max.get(name, np.nan)
+        cm = ctrl_max.get(df["feature"].iloc[0], np.nan)
         df["control_max_abs_r"] = cm
         df["selectivity"] = df["abs_r"] - cm
         df["significant"] = df["p_adjusted"] <= alpha
-        flags = []
-        for sig, padj, sel, babs, a in zip(df["significant"], df["p_adjusted"], df["selectivity"],
-                                           df["baseline_max_abs_r"], df["abs_r"]):
-            f = []
-            if null and not sig:
-                f.append("n.s.")
-            if control and sel <= 0:
-                f.append("control")
-            if babs >= a:
-                f.append("char_class")
-            flags.append(",".join(f))
-        df["flag"] = flags
+        tags = [("n.s.", ~df["significant"] if null else False), ("control", (df["selectivity"] <= 0) & control),
+                ("char_class", df["baseline_max_abs_r"] >= df["abs_r"])]
+        hit = pd.DataFrame({tag: np.broadcast_to(np.asarray(v, dtype=bool), len(df)) for tag, v in tags})
+        df["flag"] = [",".join(t for t, on in zip(hit.columns, row) if on) for row in hit.itertuples(index=False)]
 
     ranking = _sort(frames, list(feats))
     order = ["feature", "kind", "rank", "layer", "state", "unit", "unit_id", "r", "abs_r", "auroc", "mean_on",
@@ -298,7 +267,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     sparse_meta = {"computed": False}
     if sparse:
         t0 = time.perf_counter()
-        rows_k, rows_s, sparse_meta = _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes, progress)
+        rows_k, rows_s, sparse_meta = _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes,
+                                                     progress)
         topk = pd.DataFrame(rows_k, columns=topk.columns) if rows_k else topk
         sparse_df = pd.DataFrame(rows_s, columns=sparse_df.columns) if rows_s else sparse_df
         seconds["sparse"] = time.perf_counter() - t0
@@ -439,6 +409,34 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
     if acc.n != len(ids):
         raise RuntimeError(f"the recorder covered {acc.n} of {len(ids)} characters")
     return acc
+
+
+def _null_pvalues(frames, feats, sample, min_shift, null_units, correction, alpha, notes) -> dict:
+    """p_value / p_adjusted columns of each feature's frame: the circular-shift null on the sample
+    for its null_units best units by |r|, corrected over all units (untested ones count as p = 1)."""
+    U, Ns = sample.shape
+    meta = {"computed": False}
+    for df in frames:
+        name = df["feature"].iloc[0]
+        y = np.asarray(feats[name][:Ns], dtype=np.float32)
+        if y.min() == y.max():
+            notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")
+            continue
+        top = np.argsort(-df["abs_r"].to_numpy(), kind="stable")[:null_units]
+        sn = circular_shift_null(sample[top], y, min_shift=min_shift)
+        pv = np.full(U, np.nan)
+        pv[top] = sn.p
+        df["p_value"] = pv
+        df["p_adjusted"] = CORRECTIONS[correction](pv, m=U)
+        meta = {"computed": True, "chars": Ns, "min_shift": min_shift, "shifts": sn.shifts,
+                "units_tested": int(len(top)), "family": U, "correction": correction, "alpha": alpha,
+                "p": "max(permutation p with +1 correction, normal tail of Fisher z over the shifts)",
+                "smallest_p": 1.0 / (1 + sn.shifts), "smallest_adjusted_p": min(1.0, U / (1 + sn.shifts))}
+    if meta["computed"] and meta["smallest_adjusted_p"] > alpha:
+        notes.append(f"with {meta['shifts']:,} shifts the smallest p is 1/{meta['shifts'] + 1:,}, so no unit can "
+                     f"pass {correction} over {U:,} units at alpha={alpha}: use a longer text (or a larger "
+                     f"sample_chars / sample_mb)")
+    return meta
 
 
 def _control_model(net, seed: int):
