@@ -266,10 +266,13 @@ def test_cli_several_features_csv_and_text_output(ckpt_files, tmp_path):
     assert [f["feature"] for f in out["features"]] == ["in_quote", "paren_depth"]
     table = pd.read_csv(csv)
     assert len(table) == 2 * 64 and {"unit_id", "r", "p_adjusted", "flag"} <= set(table.columns)
+    report = tmp_path / "report.html"
     res = run("--ckpt", ckpt_files[0], "--text", text, "--chars", 400, "--feature", "in_quote", "--no-control",
-              "--no-null", "--no-sparse", "--ablate", 1)
+              "--no-null", "--no-sparse", "--ablate", 1, "--top", 3, "--report", report)
     assert res.exit_code == 0, res.output
     assert "in_quote (binary)" in res.output and "ablating" in res.output
+    best = res.output.split("flag\n", 1)[1].split()[1]                   # the first row's unit id
+    assert best.startswith("l") and best in report.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("args, msg", [
