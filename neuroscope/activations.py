@@ -202,7 +202,8 @@ class Activations:
     def __getitem__(self, key: str) -> np.ndarray:
         name = recorder_name(key)
         if name not in self.names:
-            raise UserError(f"{key!r} is not in the store {self.path}; it holds {', '.join(map(file_stem, self.names))}")
+            held = ", ".join(map(file_stem, self.names))
+            raise UserError(f"{key!r} is not in the store {self.path}; it holds {held}")
         if name not in self._open:
             self._open[name] = np.load(self.path / self.meta["files"][name], mmap_mode="r")
         return self._open[name]

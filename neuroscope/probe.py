@@ -6,8 +6,9 @@
     >>> result.top_units("in_quote", 3)     # ["l2.c.323", ...]
     >>> result.topk, result.sparse, result.ablation, result.baselines, result.meta
 
-What is computed on which characters of `text` (N characters, row k = state after reading text[k],
-label k = the feature after reading text[k]):
+A unit's value is h, or tanh(c) for a cell state (what the cell passes on, h = o * tanh(c); some
+cells integrate c into the thousands). What is computed on which characters of `text` (N characters,
+row k = state after reading text[k], label k = the feature after reading text[k]):
 
 | what | characters |
 | --- | --- |
@@ -51,7 +52,8 @@ class ProbeResult:
 
     ranking: one row per (feature, layer, state, unit), sorted by feature (in the order given),
         then abs_r descending. Columns: feature, kind ("binary" | "count"), rank (1 = best),
-        layer, state, unit (0-based), unit_id ("l2.c.323"), r (Pearson, whole text), abs_r,
+        layer, state, unit (0-based), unit_id ("l2.c.323"), r (Pearson r of the unit's value, h or
+        tanh(c), with the label; whole text), abs_r,
         auroc (binary; sample), mean_on, mean_off (binary; mean activation where the label is 1 / 0,
         whole text), spearman (count; sample), p_value (circular-shift null; sample; NaN for units
         not tested), p_adjusted (Holm or BH over all units, untested units counted as p = 1),
@@ -129,7 +131,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
           seed: int = 0, *, vocab=None, warmup: int = 0, baselines: bool = True, chunk: int = 4096,
           sample_chars: int = 80_000, sample_mb: int = 1024, min_shift: int = 1000, null_units: int = 64,
           correction: str = "holm", alpha: float = 0.05, sparse_chars: int = 12_000, topk_max: int = 256,
-          ablate_chars: int = 20_000, ablate_draws: int = 20) -> ProbeResult:
+          ablate_chars: int = 20_000, ablate_draws: int = 20, squash_c: bool = True) -> ProbeResult:
     """Rank every recorded unit by how well it tracks each feature, with honest statistics.
 
     model: a Checkpoint (model + vocab) or a CharRNN with `vocab` given.
@@ -147,6 +149,9 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     ablate: zero the top `ablate` units inside the recurrence and compare the loss change with
         `ablate_draws` random sets of as many units from the same layers and states.
     streams, warmup: passed to neuroscope.record.iter_states (parallel streams over the text).
+    squash_c: a cell state's value is tanh(c), what the cell passes on (h = o * tanh(c)), for r,
+        the means, the null and the probes; raw c (which some units integrate into the thousands)
+        with False. AUROC and Spearman are rank statistics, the same for both.
     Raises UserError for a text too short for the statistics asked for, labels of the wrong length,
     no features, or only constant features.
     """
@@ -166,6 +171,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
         raise UserError(f"nothing to record for states {tuple(states)} in a {net.config.cell} model")
     units = _unit_table(names, net.config.hidden_size)
     U = len(units)
+    squash = (units["state"] == "c").to_numpy() & squash_c         # [U]: units whose value is tanh(c)
     ids = vocab.encode(text)
 
     # The sample: the first Ns characters, unit-major, for ranks, the null and the sparse probes.
@@ -185,7 +191,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     seconds = {}
     t0 = time.perf_counter()
     acc = _stream(net, ids, states, names, [all_labels[k] for k in label_names], chunk, streams, warmup, progress,
-                  sample)
+                  sample, squash_c)
     seconds["ranking_pass"] = time.perf_counter() - t0
     r_all = acc.corr()                                               # [U, F_all]
     on_all, off_all = acc.binary_means()
@@ -204,7 +210,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     if control:
         t0 = time.perf_counter()
         ctrl = _control_model(net, seed)
-        cacc = _stream(ctrl, ids, states, names, [feats[k] for k in feats], chunk, streams, warmup, progress, None)
+        cacc = _stream(ctrl, ids, states, names, [feats[k] for k in feats], chunk, streams, warmup, progress, None,
+                       squash_c)
         ctrl_max = dict(zip(feats, np.abs(cacc.corr()).max(axis=0)))
         seconds["control"] = time.perf_counter() - t0
 
@@ -240,7 +247,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     null_meta = {"computed": False}
     if null:
         t0 = time.perf_counter()
-        null_meta = _null_pvalues(frames, feats, sample, min_shift, null_units, correction, alpha, notes)
+        null_meta = _null_pvalues(frames, feats, sample, squash, min_shift, null_units, correction, alpha, notes)
         seconds["null"] = time.perf_counter() - t0
     for df in frames:
         cm = ctrl_max.get(df["feature"].iloc[0], np.nan)
@@ -267,8 +274,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     sparse_meta = {"computed": False}
     if sparse:
         t0 = time.perf_counter()
-        rows_k, rows_s, sparse_meta = _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes,
-                                                     progress)
+        rows_k, rows_s, sparse_meta = _sparse_probes(sample, squash, feats, kinds, units, sparse_chars, topk_max,
+                                                     notes, progress)
         topk = pd.DataFrame(rows_k, columns=topk.columns) if rows_k else topk
         sparse_df = pd.DataFrame(rows_s, columns=sparse_df.columns) if rows_s else sparse_df
         seconds["sparse"] = time.perf_counter() - t0
@@ -286,6 +293,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     seconds["total"] = time.perf_counter() - t_start
     meta = {
         "chars": N, "units": U, "quantities": names, "states": list(states), "features": list(feats),
+        "value": "h as is, tanh(c) for cell states" if squash_c else "h and c as they are",
         "kinds": {k: kinds[k] for k in feats}, "baselines": list(base), "streams": streams, "warmup": warmup,
         "ranking": {"chars": N, "what": "Pearson r, mean_on/mean_off over every character (streamed)"},
         "sample": {"chars": Ns, "what": f"auroc, spearman, p-values on the first {Ns:,} characters"},
@@ -364,9 +372,10 @@ def _unit_table(names: list[str], H: int) -> pd.DataFrame:
 
 
 def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, warmup, progress,
-            sample: np.ndarray | None) -> CorrAccumulator:
-    """One recording pass: merge the states into a CorrAccumulator about `chunk` rows at a time,
-    and copy the sample's rows (the first sample.shape[1] characters) as they pass.
+            sample: np.ndarray | None, squash_c: bool = True) -> CorrAccumulator:
+    """One recording pass: merge the unit values (h, tanh(c) with squash_c) into a CorrAccumulator
+    about `chunk` rows at a time, and copy the sample's rows (the first sample.shape[1] characters,
+    c itself) as they pass.
 
     With streams > 1 the recorder yields short blocks from several places of the text; they are
     gathered in one buffer [rows, U] until `chunk` rows wait, then merged at once (the statistics
@@ -375,6 +384,7 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
     acc = CorrAccumulator()
     Ns = 0 if sample is None else sample.shape[1]
     H = net.config.hidden_size
+    squash = [i for i, name in enumerate(names) if name.endswith(".c")] if squash_c else []
     buf = np.empty((0, len(names) * H), dtype=np.float32)          # [rows, U], grown to the largest block
     where: list[np.ndarray] = []                                   # text positions of the buffered rows
     rows = 0
@@ -396,9 +406,11 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
         X = buf[rows:rows + n]
         for i, name in enumerate(names):
             X[:, i * H:(i + 1) * H] = acts[name]
-        if start < Ns:
+        if start < Ns:                                             # the sample keeps c itself (ranks)
             k = min(n, Ns - start)
             sample[:, start:start + k] = X[:k].T
+        for i in squash:                                           # r and the means see tanh(c)
+            torch.from_numpy(X[:, i * H:(i + 1) * H]).tanh_()
         where.append(np.arange(start, start + n))
         rows += n
         if rows >= chunk:
@@ -411,7 +423,7 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
     return acc
 
 
-def _null_pvalues(frames, feats, sample, min_shift, null_units, correction, alpha, notes) -> dict:
+def _null_pvalues(frames, feats, sample, squash, min_shift, null_units, correction, alpha, notes) -> dict:
     """p_value / p_adjusted columns of each feature's frame: the circular-shift null on the sample
     for its null_units best units by |r|, corrected over all units (untested ones count as p = 1)."""
     U, Ns = sample.shape
@@ -423,7 +435,9 @@ def _null_pvalues(frames, feats, sample, min_shift, null_units, correction, alph
             notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")
             continue
         top = np.argsort(-df["abs_r"].to_numpy(), kind="stable")[:null_units]
-        sn = circular_shift_null(sample[top], y, min_shift=min_shift)
+        x = sample[top]                                               # [null_units, Ns], a copy
+        x[squash[top]] = np.tanh(x[squash[top]])
+        sn = circular_shift_null(x, y, min_shift=min_shift)
         pv = np.full(U, np.nan)
         pv[top] = sn.p
         df["p_value"] = pv
@@ -457,7 +471,7 @@ def _sort(frames: list[pd.DataFrame], order: list[str]) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
-def _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes, progress):
+def _sparse_probes(sample, squash, feats, kinds, units, sparse_chars, topk_max, notes, progress):
     """The sparse probe on all units and the top-k curve, fit on the first 2/3 of the first
     sparse_chars of the sample and scored on the rest (never the same characters); regularisation
     by CV over contiguous folds of the fitting part only; units standardised on the fitting part.
@@ -485,6 +499,7 @@ def _sparse_probes(sample, feats, kinds, units, sparse_chars, topk_max, notes, p
                      f"alpha in {list(RIDGE_ALPHAS)} by CV; labels standardised",
             "k": ks + [U]}
     X = np.ascontiguousarray(sample[:, :n].T, dtype=np.float64)      # [n, U]
+    X[:, squash] = np.tanh(X[:, squash])
     mu, sd = X[:n_fit].mean(axis=0), X[:n_fit].std(axis=0)
     sd[sd == 0] = 1.0                                                # constant units stay 0 after scaling
     X -= mu

@@ -13,7 +13,7 @@ Contract (the rest of neuroscope relies on it):
 by side as one batch, each piece after the first starting from the state reached by reading the W
 characters before it (from a zero state; those W steps are run and discarded). Every character is
 still yielded exactly once, but chunks then come piece by piece per time block, so `start` is not
-increasing: place rows by `start`. The deviation from exact states is measured in README (RECORD).
+increasing: place rows by `start`. The deviation from exact states is measured in README (PERFORMANCE).
 
 The recurrence itself is neuroscope.hooks.Trace on the model's `rnn` (see hooks for the strategies).
 """
@@ -46,7 +46,8 @@ def parse_states(states: Iterable[str] | str) -> tuple[str, ...]:
         s = s.strip()
         s = f"gate_{s}" if s in LSTM_GATES + GRU_GATES else s
         if s not in STATE_TOKENS:
-            raise UserError(f"unknown state {s!r}; choose from h, c, gates, or a gate: i, f, g, o (LSTM), r, z, n (GRU)")
+            raise UserError(f"unknown state {s!r}; choose from h, c, gates, "
+                            "or a gate: i, f, g, o (LSTM), r, z, n (GRU)")
         if s not in out:
             out.append(s)
     if not out:

@@ -1,5 +1,4 @@
 """The hook system on plain torch modules: exact states, gates, names, edits, clean removal, refusals."""
-import numpy as np
 import pytest
 import torch
 from torch import nn

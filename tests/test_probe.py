@@ -34,12 +34,14 @@ def small():
     return Checkpoint(model=tiny(vocab), vocab=vocab)
 
 
-def recorded(model, vocab, text, names, **kw):
-    """All recorded states, [N, U] in probe's unit order, placed by start."""
+def recorded(model, vocab, text, names, squash=True, **kw):
+    """All recorded unit values, [N, U] in probe's unit order, placed by start: h, and tanh(c)
+    (or c itself with squash=False)."""
     ids = vocab.encode(text)
     out = np.empty((len(ids), len(names) * model.config.hidden_size), dtype=np.float32)
     for start, acts in iter_states(model, ids, states=("h", "c"), **kw):
-        out[start:start + len(acts[names[0]])] = np.concatenate([acts[n] for n in names], 1)
+        vals = [np.tanh(acts[n]) if squash and n.endswith(".c") else acts[n] for n in names]
+        out[start:start + len(acts[names[0]])] = np.concatenate(vals, 1)
     return out
 
 
@@ -66,11 +68,25 @@ def test_ranking_equals_corrcoef_of_the_recorded_states(small):
     assert top["mean_on"] == pytest.approx(x[on].mean(), abs=1e-5)
     assert top["mean_off"] == pytest.approx(x[~on].mean(), abs=1e-5)
     from sklearn.metrics import roc_auc_score
-    assert top["auroc"] == pytest.approx(roc_auc_score(on, x), abs=1e-9)   # sample = whole 3,000 chars
+    raw = recorded(small.model, small.vocab, text, names, squash=False)[:, ids.index(top["unit_id"])]
+    assert top["auroc"] == pytest.approx(roc_auc_score(on, raw), abs=1e-9)   # sample = whole 3,000 chars
     assert res.top_units("in_quote", 3) == q["unit_id"].head(3).tolist()
     lp = res.ranking[res.ranking["feature"] == "line_position"]
     assert lp["auroc"].isna().all() and lp["spearman"].notna().all()
     assert q["spearman"].isna().all() and q["auroc"].notna().all()
+
+
+def test_squash_c_false_ranks_the_raw_cell_states(small):
+    text = PROSE[:2500]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, control=False, null=False, sparse=False, baselines=False,
+                squash_c=False)
+    names = res.meta["quantities"]
+    X = recorded(small.model, small.vocab, text, names, squash=False).astype(np.float64)
+    want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
+    ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
+    np.testing.assert_allclose(res.ranking.set_index("unit_id").loc[ids, "r"].to_numpy(), want, atol=1e-5)
+    assert res.meta["value"] == "h and c as they are"
 
 
 def test_streams_place_every_row_by_its_position(small):
@@ -141,7 +157,8 @@ def test_sparse_probe_and_topk_curve_find_a_planted_unit():
     S[13] += 2.5 * y                                                     # planted
     units = pd.DataFrame({"unit_id": [f"l0.h.{u}" for u in range(U)]})
     notes = []
-    rows_k, rows_s, meta = _sparse_probes(S, {"f": y}, {"f": "binary"}, units, 3000, 256, notes, False)
+    plain = np.zeros(U, dtype=bool)                                      # no tanh(c) columns
+    rows_k, rows_s, meta = _sparse_probes(S, plain, {"f": y}, {"f": "binary"}, units, 3000, 256, notes, False)
     assert meta["fit"] == [0, 2000] and meta["score"] == [2000, 3000]
     tk = pd.DataFrame(rows_k, columns=["feature", "k", "score", "metric", "penalty", "n_fit", "n_score"])
     assert tk["k"].tolist() == [1, 2, 4, 8, 16, 32, 40]
@@ -153,7 +170,7 @@ def test_sparse_probe_and_topk_curve_find_a_planted_unit():
     # A count feature: Lasso and ridge, scored by held-out R^2.
     c = np.repeat(rng.integers(0, 5, N // 50), 50)
     S[21] += c
-    rows_k, rows_s, _ = _sparse_probes(S, {"c": c}, {"c": "count"}, units, 3000, 256, notes, False)
+    rows_k, rows_s, _ = _sparse_probes(S, plain, {"c": c}, {"c": "count"}, units, 3000, 256, notes, False)
     assert rows_k[0][3] == "r2" and rows_k[0][1] == 1 and rows_k[0][2] > 0.4
     assert rows_s[0][7].split(",")[0] == "l0.h.21"
 
