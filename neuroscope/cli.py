@@ -61,12 +61,9 @@ def device_option(f):
 
 
 def resolve_device(name: str) -> str:
-    import torch
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available here")
-    return name
+    """auto|cpu|cuda -> a torch device string (one rule, neuroscope.train.pick_device)."""
+    from .train import pick_device
+    return str(pick_device(name))
 
 
 # ---------------------------------------------------------------- eval, info (issue 2)
