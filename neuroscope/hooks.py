@@ -43,7 +43,7 @@ RNN_TYPES = (nn.LSTM, nn.GRU, nn.RNN)
 CELL_TYPES = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n"), "RNN": ()}
 STRATEGIES = ("auto", "loop", "recover")
-RECOVER_MAX_BATCH = 4      # CPU: at or below this batch "recover" beats "loop" (see README, PERFORMANCE)
+RECOVER_MAX_BATCH = 4      # CPU: "recover" won at batch 1, "loop" at 16 and 64 (README, PERFORMANCE)
 
 EditFn = Callable[[torch.Tensor, int], "torch.Tensor | None"]
 
