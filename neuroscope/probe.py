@@ -392,8 +392,9 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
     def merge():
         pos = np.concatenate(where)                                                        # [rows]
         Y = np.stack([lab[pos] for lab in labels], axis=1).astype(np.float32)              # [rows, F]
-        acc.update(buf[:rows], Y)
+        acc.update(buf[:rows], Y, overwrite=True)
 
+    tmp = torch.empty(0)                                           # tanh(c) lands here, then in buf
     for start, acts in iter_states(net, ids, states=states, chunk=chunk, progress=progress,
                                    streams=streams, warmup=warmup):
         n = len(acts[names[0]])
@@ -404,13 +405,16 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
             if n > len(buf):
                 buf = np.empty((max(n, chunk), buf.shape[1]), dtype=np.float32)
         X = buf[rows:rows + n]
+        k = min(n, Ns - start) if start < Ns else 0                # the sample keeps c itself (ranks)
         for i, name in enumerate(names):
-            X[:, i * H:(i + 1) * H] = acts[name]
-        if start < Ns:                                             # the sample keeps c itself (ranks)
-            k = min(n, Ns - start)
-            sample[:, start:start + k] = X[:k].T
-        for i in squash:                                           # r and the means see tanh(c)
-            torch.from_numpy(X[:, i * H:(i + 1) * H]).tanh_()
+            a = acts[name]
+            if k:
+                sample[i * H:(i + 1) * H, start:start + k] = a[:k].T
+            if i in squash:                                        # r and the means see tanh(c)
+                if tmp.shape != a.shape:
+                    tmp = torch.empty(a.shape)
+                a = torch.tanh(torch.from_numpy(a), out=tmp).numpy()   # contiguous: 2x faster than in buf
+            X[:, i * H:(i + 1) * H] = a
         where.append(np.arange(start, start + n))
         rows += n
         if rows >= chunk:

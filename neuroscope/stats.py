@@ -19,15 +19,18 @@
   (1 + #{s: |r_s| >= |r_0|}) / (1 + #shifts) and a normal tail fitted to the shifts' Fisher z
   (see circular_shift_null for why both).
 
-This module imports nothing of neuroscope's but its error type.
+This module imports nothing of neuroscope's but its error type (torch only for one in-place op).
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
 import scipy.special
+import torch
 
 from .errors import UserError
 
@@ -50,21 +53,36 @@ class CorrAccumulator:
         self.m2_x = self.m2_y = None          # sum of squared deviations, float64 [U], [F]
         self.m_xy = None                      # sum of cross deviations, float64 [U, F]
 
-    def update(self, X: np.ndarray, Y: np.ndarray) -> "CorrAccumulator":
+    def update(self, X: np.ndarray, Y: np.ndarray, overwrite: bool = False) -> "CorrAccumulator":
+        """Merge the rows of X [n, U] and Y [n, F]. overwrite=True lets it centre X in place (X
+        must then be a writable float32 array the caller no longer needs): one copy of X less."""
         X = np.asarray(X, dtype=np.float32)
         Y = np.asarray(Y, dtype=np.float32)
         if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
             raise ValueError(f"need X [n, U] and Y [n, F] with the same n, got {X.shape} and {Y.shape}")
-        nb = X.shape[0]
+        nb, F = Y.shape
         if nb == 0:
             return self
-        mx = X.mean(axis=0, dtype=np.float64)
+        # Corrected two-pass: centre on a float32 estimate c of the chunk mean, then take the exact
+        # residual s = sum(X - c) from the same matrix product as the cross moments.
+        c = X.sum(axis=0) / np.float32(nb)                               # float32 [U]
+        if overwrite and X.flags.writeable and X.flags.c_contiguous:
+            Xc = X
+        else:
+            Xc = np.array(X, dtype=np.float32, order="C")
+        torch.from_numpy(Xc).sub_(torch.from_numpy(c))                # in place; numpy's broadcast is 8x slower
         my = Y.mean(axis=0, dtype=np.float64)
-        Xc = X - mx.astype(np.float32)                               # [n, U]
-        Yc = Y - my.astype(np.float32)                               # [n, F]
-        m2x = np.einsum("ij,ij->j", Xc, Xc, dtype=np.float64)
-        m2y = np.einsum("ij,ij->j", Yc, Yc, dtype=np.float64)
-        mxy = (Xc.T @ Yc).astype(np.float64)                         # [U, F]
+        Z = np.empty((nb, F + 1), dtype=np.float32)
+        Z[:, :F] = Y - my.astype(np.float32)
+        Z[:, F] = 1.0
+        M = (Xc.T @ Z).astype(np.float64)                               # [U, F + 1]
+        s = M[:, F]                                                      # sum of (x - c)
+        sy = Z[:, :F].sum(axis=0, dtype=np.float64)                      # sum of (y - my), about 0
+        mx = c + s / nb
+        my = my + sy / nb
+        m2x = np.maximum(np.einsum("ij,ij->j", Xc, Xc, dtype=np.float64) - s * s / nb, 0.0)
+        m2y = np.maximum(np.einsum("ij,ij->j", Z[:, :F], Z[:, :F], dtype=np.float64) - sy * sy / nb, 0.0)
+        mxy = M[:, :F] - np.outer(s, sy) / nb
         if self.n == 0:
             self.n, self.mean_x, self.mean_y = nb, mx, my
             self.m2_x, self.m2_y, self.m_xy = m2x, m2y, mxy
@@ -121,22 +139,24 @@ def average_ranks(block: np.ndarray) -> np.ndarray:
     """Ranks 1..N along the last axis, ties sharing their average rank, float64 [..., N]."""
     block = np.asarray(block)
     N = block.shape[-1]
-    order = np.argsort(block, axis=-1)
-    ordered = np.take_along_axis(block, order, axis=-1)
-    idx = np.broadcast_to(np.arange(N), ordered.shape)
-    first = np.ones(ordered.shape, dtype=bool)                      # first of its tie group
-    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-    last = np.ones(ordered.shape, dtype=bool)                       # last of its tie group
-    last[..., :-1] = first[..., 1:]
-    start = np.maximum.accumulate(np.where(first, idx, 0), axis=-1)
-    end = np.flip(np.minimum.accumulate(np.flip(np.where(last, idx, N - 1), -1), axis=-1), -1)
-    ranks = np.empty(ordered.shape, dtype=np.float64)
-    np.put_along_axis(ranks, order, (start + end) / 2.0 + 1.0, axis=-1)
-    return ranks
+    rows = block.reshape(-1, N)
+    out = np.empty(rows.shape, dtype=np.float64)
+    plain = np.arange(1.0, N + 1.0)
+    for i, row in enumerate(rows):                # row by row: 2-3x faster than the *_along_axis forms
+        order = np.argsort(row)
+        ordered = row[order]
+        tied = ordered[1:] == ordered[:-1]
+        ranks = plain
+        if tied.any():
+            starts = np.flatnonzero(np.r_[True, ~tied])               # each tie group is [start, end)
+            ends = np.r_[starts[1:], N]
+            ranks = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+        out[i, order] = ranks
+    return out.reshape(block.shape)
 
 
 def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarray | None = None,
-               block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+               block: int = 128, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """AUROC against 0/1 labels and Spearman's rho against count labels, for every unit.
 
     S: activations, unit-major [U, N] (a sample held in memory; any float dtype).
@@ -145,7 +165,8 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
     probability that a unit is higher on a labelled character than on an unlabelled one (ties
     count one half), as sklearn.metrics.roc_auc_score computes it; NaN for a label with only one
     class. Spearman is Pearson r of average ranks; 0 where either side is constant, NaN where the
-    label is constant. Units are ranked `block` at a time, so the extra memory is [block, N].
+    label is constant. Units are ranked `block` at a time on `threads` threads (default: the CPUs
+    this process may use), so the extra memory is threads x [block, N].
     """
     S = np.asarray(S)
     U, N = S.shape
@@ -160,7 +181,8 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
     ry_norm = np.sqrt((Ry * Ry).sum(axis=0))                         # [Fc]
     auc = np.empty((U, Yb.shape[1]))
     rho = np.empty((U, Yc.shape[1]))
-    for a in range(0, U, block):
+
+    def one_block(a: int) -> None:
         R = average_ranks(S[a:a + block])                            # [b, N]
         if Yb.shape[1]:
             auc[a:a + block] = (R @ Yb - n1 * (n1 + 1) / 2.0) / auc_den
@@ -173,6 +195,11 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
             np.divide(num, den, out=out, where=den > 0)
             out[:, ry_norm == 0] = np.nan
             rho[a:a + block] = out
+
+    # Sorting releases the GIL: blocks run on `threads` threads (memory: threads x [block, N]).
+    threads = max(1, min(threads or len(os.sched_getaffinity(0)), -(-U // block)))
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one_block, range(0, U, block)))
     return auc, rho
 
 
