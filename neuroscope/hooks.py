@@ -122,6 +122,7 @@ class Trace:
         self._parts: dict[str, list[torch.Tensor]] = {}
         self._steps: dict[str, int] = {}
         self._undo: list[Callable[[], None]] = []
+        self._embedded = None
 
     # -- results
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -155,6 +156,9 @@ class Trace:
                 else:
                     handle = mod.register_forward_hook(_bind(self._cell_hook, name))
                     self._undo.append(handle.remove)
+            for mod in self.module.modules():
+                if isinstance(mod, nn.Embedding):
+                    self._undo.append(mod.register_forward_hook(self._embedding_hook).remove)
         except BaseException:
             self._remove()
             raise
@@ -213,6 +217,7 @@ class Trace:
             strategy = "recover" if not editing and (x.is_cuda or B <= RECOVER_MAX_BATCH) else "loop"
         elif strategy == "recover" and editing:
             raise HookError("edits need strategy 'loop' (or 'auto'): 'recover' cannot change states")
+        emb = self._embedding_of(input, T, B, batched and mod.batch_first)
         h_n, c_n = [], []
         for k, prefix in enumerate(prefixes):
             w = [getattr(mod, f"{p}_l{k}") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -221,9 +226,10 @@ class Trace:
             gates_wanted = tuple(q[5:] for q in want if q.startswith("gate_"))
             if strategy == "loop":
                 out = _loop_layer(kind, mod, x, w, h0[k], c0[k] if c0 is not None else None,
-                                  *self._edits(prefix), step0)
+                                  *self._edits(prefix), step0, emb=emb if k == 0 else None)
             else:
-                out = _recover_layer(kind, mod, x, w, h0[k], c0[k] if c0 is not None else None, gates_wanted)
+                out = _recover_layer(kind, mod, x, w, h0[k], c0[k] if c0 is not None else None, gates_wanted,
+                                     emb=emb if k == 0 else None)
             for q in want:
                 self._keep(f"{prefix}.{q}", out[q], batched)
             h_n.append(out["h"][-1])
@@ -238,6 +244,22 @@ class Trace:
             c_n = torch.stack(c_n) if batched else torch.stack(c_n)[:, 0]
             return y, (h_n, c_n)
         return y, h_n
+
+    def _embedding_hook(self, mod: nn.Module, args, output) -> None:
+        """Remember the last nn.Embedding call (ids, output): an RNN reading exactly that output
+        gets its first layer's input projection by table lookup (see _input_projection)."""
+        ids = args[0] if args else None
+        plain = mod.max_norm is None and isinstance(ids, torch.Tensor) and not ids.is_floating_point()
+        self._embedded = (output, mod.weight, ids) if plain else None
+
+    def _embedding_of(self, input, T: int, B: int, batch_first: bool):
+        """(table, ids [T, B]) when `input` is the very tensor the last embedding call returned."""
+        seen, self._embedded = self._embedded, None
+        if seen is None or seen[0] is not input:
+            return None
+        ids = seen[2].t() if batch_first else seen[2]
+        ids = ids.reshape(T, B) if ids.dim() == 1 else ids
+        return (seen[1], ids) if ids.shape == (T, B) else None
 
     def _cell_hook(self, name: str, mod: nn.Module, args, output):
         """Forward hook of an nn.*Cell stepped by user code: record one step, apply edits."""
@@ -318,8 +340,16 @@ def _cell_gates(kind: str, mod: nn.Module, x: torch.Tensor, h_prev: torch.Tensor
 
 
 def _input_projection(x: torch.Tensor, w: list[torch.Tensor], rows: slice | None = None,
-                      with_hh_bias: bool = True) -> torch.Tensor:
-    """x [T, B, E] @ W_ih[rows]^T + biases -> [T, B, G]: all steps in one matrix product."""
+                      with_hh_bias: bool = True, emb: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """x [T, B, E] @ W_ih[rows]^T + biases -> [T, B, G]: all steps in one matrix product.
+
+    emb = (table [V, E], ids [T, B]) when x is table[ids] (the layer reads an embedding): then each
+    of the V rows is projected once and looked up, instead of T x B products of length E.
+    """
+    if emb is not None:
+        table, ids = emb
+        rows_of = _input_projection(table[:, None], w, rows, with_hh_bias)[:, 0]     # [V, G]
+        return rows_of.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
     T, B, E = x.shape
     w_ih = w[0] if rows is None else w[0][rows]
     out = x.reshape(T * B, E) @ w_ih.t()
@@ -330,7 +360,7 @@ def _input_projection(x: torch.Tensor, w: list[torch.Tensor], rows: slice | None
 
 
 def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, c: torch.Tensor | None,
-                edit_h: EditFn | None, edit_c: EditFn | None, step0: int) -> dict[str, torch.Tensor]:
+                edit_h: EditFn | None, edit_c: EditFn | None, step0: int, emb=None) -> dict[str, torch.Tensor]:
     """One layer over all steps, one step at a time. x [T, B, E] -> {"h": [T, B, H], "c", gates...}.
 
     Buffers are allocated once; every step writes into its own rows in place, and the views of those
@@ -347,7 +377,7 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
         order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
         w = [p.index_select(0, order.to(p.device)) for p in w]
         w_hhT = w[1].t()
-        G = _input_projection(x, w)                             # [T, B, 4H] preactivations, i f o g
+        G = _input_projection(x, w, emb=emb)                    # [T, B, 4H] preactivations, i f o g
         Gt, sig, tan = G.unbind(0), G[:, :, :3 * H].unbind(0), G[:, :, 3 * H:].unbind(0)
         gi, gf, go, gg = (G[:, :, j * H:(j + 1) * H].unbind(0) for j in range(4))
         cs = x.new_empty(T, B, H)
@@ -374,7 +404,7 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
         return {"h": hs, "c": cs, "gate_i": G[:, :, :H], "gate_f": G[:, :, H:2 * H],
                 "gate_o": G[:, :, 2 * H:3 * H], "gate_g": G[:, :, 3 * H:]}
     if kind == "GRU":
-        X = _input_projection(x, w, with_hh_bias=False)         # [T, B, 3H] r z n (input part)
+        X = _input_projection(x, w, with_hh_bias=False, emb=emb)   # [T, B, 3H] r z n (input part)
         b_hh = w[3] if len(w) == 4 else None
         Xt, rz = X.unbind(0), X[:, :, :2 * H].unbind(0)
         xr, xz, xn = (X[:, :, j * H:(j + 1) * H].unbind(0) for j in range(3))
@@ -396,7 +426,7 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
                     ht.copy_(new)
             h = ht
         return {"h": hs, "gate_r": X[:, :, :H], "gate_z": X[:, :, H:2 * H], "gate_n": X[:, :, 2 * H:]}
-    X = _input_projection(x, w)                                 # [T, B, H]
+    X = _input_projection(x, w, emb=emb)                        # [T, B, H]
     Xt = X.unbind(0)
     for t in range(T):
         ht = Xt[t].addmm_(h, w_hhT)
@@ -421,7 +451,7 @@ def _fused_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h0: torch.Tensor
 
 
 def _recover_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h0: torch.Tensor, c0,
-                   gates: tuple[str, ...]) -> dict[str, torch.Tensor]:
+                   gates: tuple[str, ...], emb=None) -> dict[str, torch.Tensor]:
     """One layer: h from the fused kernel, then gates of all steps at once, then c by a scan."""
     H = mod.hidden_size
     hs = _fused_layer(kind, mod, x, w, h0, c0)                  # [T, B, H]
@@ -432,7 +462,7 @@ def _recover_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h0: torch.Tens
     T, B, _ = x.shape
     if kind == "LSTM":
         n = 4 if "o" in gates else 3                            # c needs i, f, g only
-        G = _input_projection(x, w, slice(0, n * H))            # [T, B, nH]
+        G = _input_projection(x, w, slice(0, n * H), emb=emb)   # [T, B, nH]
         G.view(T * B, -1).addmm_(h_prev.reshape(T * B, H), w[1][:n * H].t())
         G[:, :, :2 * H].sigmoid_()
         G[:, :, 2 * H:3 * H].tanh_()
@@ -442,7 +472,7 @@ def _recover_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h0: torch.Tens
         out["c"] = linear_scan(f, i * g, c0)
         out.update({f"gate_{q}": G[:, :, j * H:(j + 1) * H] for j, q in enumerate("ifgo"[:n])})
         return out
-    X = _input_projection(x, w, with_hh_bias=False)             # GRU: r z n
+    X = _input_projection(x, w, with_hh_bias=False, emb=emb)    # GRU: r z n
     gh = h_prev.reshape(T * B, H) @ w[1].t()
     if len(w) == 4:
         gh += w[3]

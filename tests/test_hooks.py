@@ -275,3 +275,38 @@ def test_long_sequences_agree_within_float32_drift(shared_models, warpeace):
         c = tr[f"rnn.l{k}.c"][0, -1]
         assert float(((c - cn[k, 0]).abs() / (1 + cn[k, 0].abs())).max()) < 1e-4
     assert float(cn.abs().max()) > 100        # the regime the relative tolerance is for
+
+
+class EmbeddedRNN(nn.Module):
+    def __init__(self, cell: str, batch_first: bool):
+        super().__init__()
+        torch.manual_seed(3)
+        self.encoder = nn.Embedding(7, 5)
+        self.rnn = CELLS[cell](5, 12, num_layers=2, batch_first=batch_first)
+
+    def forward(self, ids, copy_input: bool = False):
+        x = self.encoder(ids)
+        return self.rnn(x.clone() if copy_input else x)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "recover"])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_an_embedding_fed_rnn_projects_its_table_once_with_the_same_states(cell, batch_first, strategy, monkeypatch):
+    import neuroscope.hooks as hooks
+    used = []
+    real = hooks._input_projection
+    monkeypatch.setattr(hooks, "_input_projection", lambda *a, **k: used.append(k.get("emb") is not None) or real(*a, **k))
+    model = EmbeddedRNN(cell, batch_first).eval()
+    ids = torch.randint(0, 7, (3, 40) if batch_first else (40, 3), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref_out, _ = model(ids)
+        with Trace(model, gates=True, strategy=strategy) as table:
+            out, _ = model(ids)
+        with Trace(model, gates=True, strategy=strategy) as plain:
+            model(ids, copy_input=True)                    # the input is no longer the embedding's own output
+    # one table projection (layer 0 of the first Trace), except where recover never projects (RNN: h is all)
+    assert used.count(True) == (0 if strategy == "recover" and cell == "RNN" else 1)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=0)
+    for name in plain.keys():
+        torch.testing.assert_close(table[name], plain[name], atol=1e-5, rtol=0)
