@@ -174,7 +174,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
     squash = (units["state"] == "c").to_numpy() & squash_c         # [U]: units whose value is tanh(c)
     ids = vocab.encode(text)
 
-    # The sample: the first Ns characters, unit-major, for ranks, the null and the sparse probes.
+    # The sample: the first Ns characters of every unit, for ranks, the null and the sparse probes.
     cap = max(1, sample_mb * 2**20 // (4 * U))
     Ns = min(N, sample_chars, cap)
     if null and Ns > 16_384:                      # any length works; FFT-friendly ones are faster
@@ -183,7 +183,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
         raise UserError(f"the circular-shift null needs at least {2 * min_shift + MIN_CHARS:,} characters "
                         f"(shifts of {min_shift:,} or more each way); this text gives {Ns:,}. "
                         f"Give a longer text or pass --no-null")
-    sample = np.empty((U, Ns), dtype=np.float32)
+    # Filled char-major ([Ns, U]: each streamed block lands as contiguous rows), used as the [U, Ns] view.
+    sample = np.empty((Ns, U), dtype=np.float32).T
     all_labels = {**feats, **base}
     label_names = list(all_labels)
 
@@ -413,7 +414,8 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
             if i in squash:                                        # r and the means see tanh(c)
                 if tmp.shape != a.shape:
                     tmp = torch.empty(a.shape)
-                a = torch.tanh(torch.from_numpy(a), out=tmp).numpy()   # contiguous: 2x faster than in buf
+                # tanh(c) = 2 sigmoid(2c) - 1: PyTorch's CPU sigmoid is ~3x faster than its tanh
+                a = torch.mul(torch.from_numpy(a), 2.0, out=tmp).sigmoid_().mul_(2.0).sub_(1.0).numpy()
             X[:, i * H:(i + 1) * H] = a
         where.append(np.arange(start, start + n))
         rows += n

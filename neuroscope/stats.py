@@ -183,7 +183,7 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
     rho = np.empty((U, Yc.shape[1]))
 
     def one_block(a: int) -> None:
-        R = average_ranks(S[a:a + block])                            # [b, N]
+        R = average_ranks(np.ascontiguousarray(S[a:a + block]))     # [b, N] (S may be a transposed view)
         if Yb.shape[1]:
             auc[a:a + block] = (R @ Yb - n1 * (n1 + 1) / 2.0) / auc_den
         if Yc.shape[1]:
