@@ -314,18 +314,21 @@ def test_cli_without_text_or_excerpt_says_so(ckpt_files):
 
 # ---------------------------------------------------------------- the reference models
 
-REFERENCE = [  # model, corpus, feature, |r| at least (a little under what this span measures:
-    # in_quote 0.83, line_position 0.88, brace_depth 0.73, in_comment 0.96, in_url 0.59, in_wikilink 0.88)
+REFERENCE = [  # model, corpus, feature, |r| at least (issue 5's thresholds)
     ("wp_lstm3x512", "warpeace.txt", "in_quote", 0.7),
     ("wp_lstm3x512", "warpeace.txt", "line_position", 0.7),
     ("linux_lstm3x512", "linux.txt", "brace_depth", 0.7),
     ("linux_lstm3x512", "linux.txt", "in_comment", 0.7),
-    ("enwiki_lstm2x512", "enwiki.xml", "in_url", 0.55),
+    ("enwiki_lstm2x512", "enwiki.xml", "in_url", 0.65),
     ("enwiki_lstm2x512", "enwiki.xml", "in_wikilink", 0.7),
 ]
-# The first characters of each test split: enough for Holm over 3,072 units to be passable (README,
-# Probing: K + 1 >= U / alpha), short enough for CI; README has the full-split numbers.
-SPAN = 64_000
+# How much of each test split, and how it is recorded. The first 64,000 characters are enough for Holm
+# over 3,072 units to be passable (README, Probing: K + 1 >= U / alpha) and short enough for CI; there
+# they measure in_quote 0.83, line_position 0.88, brace_depth 0.73, in_comment 0.96. in_url is 0.59 on
+# the first 64,000 characters of enwiki's test split and 0.71 on
+# the whole split, so enwiki is probed whole (507,446 characters, as analyses/reference_units.py does:
+# README, Probing, has all six on the whole splits).
+SPANS = {"wp_lstm3x512": (64_000, 16), "linux_lstm3x512": (64_000, 16), "enwiki_lstm2x512": (None, 64)}
 
 
 @pytest.mark.parametrize("model_name, corpus", sorted({(m, c) for m, c, _, _ in REFERENCE}))
@@ -334,10 +337,11 @@ def test_reference_models_have_units_that_track_their_features(shared_models, sh
     from neuroscope.text import read_text
     ckpt = load_checkpoint(shared_models / f"{model_name}.pt")
     full = read_text(shared_data / corpus)
-    s, _ = split_span(len(full), "test")
-    text = full[s:s + SPAN]
+    s, e = split_span(len(full), "test")
+    chars, streams = SPANS[model_name]
+    text = full[s:e if chars is None else s + chars]
     wanted = {f: t for m, c, f, t in REFERENCE if m == model_name}
-    res = probe(ckpt, text, {f: label(text, f) for f in wanted}, sparse=False, streams=16, warmup=256)
+    res = probe(ckpt, text, {f: label(text, f) for f in wanted}, sparse=False, streams=streams, warmup=256)
     for f, threshold in wanted.items():
         best = res.ranking[res.ranking["feature"] == f].iloc[0]
         assert best["abs_r"] >= threshold, (f, best["unit_id"], best["r"])
