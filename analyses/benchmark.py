@@ -32,10 +32,11 @@ def median_time(fn, repeats: int = 3) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def memory_mib(key: str = "VmHWM") -> float:
+    """This process's memory from /proc/self/status, in MiB: "VmHWM" the peak resident set so far
+    (not ru_maxrss, which keeps a parent's size across fork and exec), "VmRSS" the current one."""
+    with open("/proc/self/status") as fh:
+        return next(int(ln.split()[1]) for ln in fh if ln.startswith(key + ":")) / 1024
 
 
 @click.group()
@@ -187,19 +188,14 @@ def _record_peak(ckpt_path, chars, threads, case, streams, warmup, chunk) -> flo
     memory held after loading the model and the text (VmHWM, reset after the setup where Linux allows;
     not ru_maxrss, which keeps the parent's size across fork and exec)."""
     model, ids = _record_setup(ckpt_path, chars, threads)
-
-    def status(key: str) -> float:
-        with open("/proc/self/status") as fh:
-            return next(int(ln.split()[1]) for ln in fh if ln.startswith(key + ":")) / 1024
-
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")                            # reset the peak to the current size
     except OSError:
         pass
-    held = status("VmRSS")
+    held = memory_mib("VmRSS")
     _record_run(model, ids, case, streams, warmup, chunk)
-    return max(0.0, status("VmHWM") - held)
+    return max(0.0, memory_mib("VmHWM") - held)
 
 
 def _stream_deviation(model, ids, streams: int, warmups, chunk: int) -> list[dict]:
@@ -287,7 +283,7 @@ def bench_record(ckpt, chars, streams, warmup, single_chars, chunk, deviation_ch
         rows, f16 = _stream_deviation(model, ids[:deviation_chars], dev_streams, warmups, chunk)
         res["deviation"] = {"chars": deviation_chars, "streams": dev_streams, "rows": rows}
         res["float16"] = f16
-    res["peak_rss_mib"] = round(peak_rss_mb(), 1)
+    res["peak_rss_mib"] = round(memory_mib(), 1)
     if as_json:
         click.echo(json.dumps(res, indent=2))
         return
@@ -367,7 +363,7 @@ def bench_features(chars, streams, fallback_chars, repeats, threads, as_json):
            "record_mode": record_mode, "ratio_label_over_record": t_label / t_record, "target_ratio": 0.1,
            "linux_chars": len(linux), "linux_label_all_s": t_all_linux,
            "linux_chars_per_s": {k: round(v) for k, v in rates.items()}, "threads": threads,
-           "peak_rss_mb": peak_rss_mb()}
+           "peak_rss_mb": memory_mib()}
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
@@ -392,11 +388,6 @@ def _fused_forward(model, ids, streams: int, step: int = 256) -> None:
     with torch.no_grad():
         for t in range(0, m, step):
             _, state = model.rnn(model.encoder(x[:, t:t + step]), state)
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 @cli.command("probe")
@@ -432,7 +423,7 @@ def bench_probe(ckpt, chars, streams, warmup, repeats, extras, threads, as_json)
     t_label = time.perf_counter() - t0
     ids = c.vocab.encode(text)
     _fused_forward(c.model, ids[:20_000], streams)                      # warm the allocator
-    held = _rss_mib()
+    held = memory_mib("VmRSS")
     fused, ranking, meta = [], [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -442,7 +433,7 @@ def bench_probe(ckpt, chars, streams, warmup, repeats, extras, threads, as_json)
         t0 = time.perf_counter()
         _fused_forward(c.model, ids, streams)
         fused.append(time.perf_counter() - t0)
-    peak_ranking = peak_rss_mb() - held
+    peak_ranking = memory_mib() - held
     t_fused, t_rank = sorted(fused)[len(fused) // 2], sorted(ranking)[len(ranking) // 2]
     out = {"device": f"cpu ({threads} threads)", "ckpt": os.path.basename(ckpt), "chars": len(text),
            "streams": streams, "warmup": warmup, "features": len(meta["features"]), "units": meta["units"],
@@ -456,7 +447,7 @@ def bench_probe(ckpt, chars, streams, warmup, repeats, extras, threads, as_json)
         s = res.meta["seconds"]
         out["extras_s"] = {k: round(s[k], 2) for k in ("control", "null", "sparse")}
         out["extras_ratio_to_fused"] = {k: round(s[k] / t_fused, 3) for k in ("control", "null", "sparse")}
-        out["peak_mib_all"] = round(peak_rss_mb() - held, 1)
+        out["peak_mib_all"] = round(memory_mib() - held, 1)
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return

@@ -171,6 +171,7 @@ class Trace:
     def _remove(self) -> None:
         while self._undo:
             self._undo.pop()()
+        self._embedded = None                                  # no tensor kept past the Trace
 
     # -- recording
     def _keep(self, name: str, value: torch.Tensor, batched: bool) -> None:

@@ -196,7 +196,7 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
             out[:, ry_norm == 0] = np.nan
             rho[a:a + block] = out
 
-    # Sorting releases the GIL: blocks run on `threads` threads (memory: threads x [block, N]).
+    # argsort releases the GIL, so the blocks run side by side
     threads = max(1, min(threads or len(os.sched_getaffinity(0)), -(-U // block)))
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one_block, range(0, U, block)))
