@@ -44,6 +44,8 @@ CELL_TYPES = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 GATES = {"LSTM": ("i", "f", "g", "o"), "GRU": ("r", "z", "n"), "RNN": ()}
 STRATEGIES = ("auto", "loop", "recover")
 RECOVER_MAX_BATCH = 4      # CPU: "recover" won at batch 1, "loop" at 16 and 64 (README, PERFORMANCE)
+# The loop's matrix products through oneDNN with packed weights where PyTorch has it (see _Product).
+PACKED = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 EditFn = Callable[[torch.Tensor, int], "torch.Tensor | None"]
 
@@ -340,6 +342,34 @@ def _cell_gates(kind: str, mod: nn.Module, x: torch.Tensor, h_prev: torch.Tensor
     return {}
 
 
+class _Product:
+    """x @ weight^T (+ bias) (+ other), for one weight used many times in a recurrence.
+
+    On CPU in float32, where PyTorch has oneDNN, the weight is packed once for oneDNN's matrix
+    product (a private PyTorch op that torch.compile uses too): at batch 64 with 2 threads it takes
+    about 0.7x the time of addmm (README, PERFORMANCE), and that product is most of the recurrence.
+    Anywhere else, or if packing fails, plain addmm.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, batch: int | None = None):
+        self.weight, self.bias, self.packed = weight, bias, None
+        if PACKED and weight.device.type == "cpu" and weight.dtype == torch.float32:
+            try:
+                self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
+            except (RuntimeError, AttributeError):
+                self.packed = None
+
+    def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        """A new tensor [..., rows of weight]."""
+        if self.packed is not None:
+            if other is None:
+                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise.binary(x, other, self.packed, self.bias, "add")
+        if other is None:
+            return nn.functional.linear(x, self.weight, self.bias)
+        return torch.addmm(other if self.bias is None else other + self.bias, x, self.weight.t())
+
+
 def _input_projection(x: torch.Tensor, w: list[torch.Tensor], rows: slice | None = None,
                       with_hh_bias: bool = True, emb: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """x [T, B, E] @ W_ih[rows]^T + biases -> [T, B, G]: all steps in one matrix product.
@@ -353,11 +383,11 @@ def _input_projection(x: torch.Tensor, w: list[torch.Tensor], rows: slice | None
         return rows_of.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
     T, B, E = x.shape
     w_ih = w[0] if rows is None else w[0][rows]
-    out = x.reshape(T * B, E) @ w_ih.t()
+    bias = None
     if len(w) == 4:
         bias = w[2] + w[3] if with_hh_bias else w[2]
-        out += bias if rows is None else bias[rows]
-    return out.view(T, B, -1)
+        bias = bias if rows is None else bias[rows]
+    return _Product(w_ih, bias, T * B)(x.reshape(T * B, E)).view(T, B, -1)
 
 
 def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, c: torch.Tensor | None,
@@ -370,23 +400,22 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
     T, B, _ = x.shape
     H = mod.hidden_size
     relu = getattr(mod, "nonlinearity", "tanh") == "relu"
-    w_hhT = w[1].t()
     hs = x.new_empty(T, B, H)
     hs_t = hs.unbind(0)
     if kind == "LSTM":
         # Gate rows reordered i f o g, so that one sigmoid and one tanh cover all four gates.
         order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
         w = [p.index_select(0, order.to(p.device)) for p in w]
-        w_hhT = w[1].t()
+        hh = _Product(w[1], batch=B)
         G = _input_projection(x, w, emb=emb)                    # [T, B, 4H] preactivations, i f o g
         Gt, sig, tan = G.unbind(0), G[:, :, :3 * H].unbind(0), G[:, :, 3 * H:].unbind(0)
         gi, gf, go, gg = (G[:, :, j * H:(j + 1) * H].unbind(0) for j in range(4))
         cs = x.new_empty(T, B, H)
         cs_t = cs.unbind(0)
         for t in range(T):
-            Gt[t].addmm_(h, w_hhT)                              # + W_hh h_{t-1}
-            sig[t].sigmoid_()                                   # i, f, o
-            tan[t].tanh_()                                      # g
+            pre = hh(h, Gt[t])                                  # + W_hh h_{t-1}
+            torch.sigmoid(pre[:, :3 * H], out=sig[t])           # i, f, o
+            torch.tanh(pre[:, 3 * H:], out=tan[t])              # g
             ct = cs_t[t]
             torch.mul(gf[t], c, out=ct)
             ct.addcmul_(gi[t], gg[t])                           # c_t = f * c_{t-1} + i * g
@@ -406,17 +435,13 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
                 "gate_o": G[:, :, 2 * H:3 * H], "gate_g": G[:, :, 3 * H:]}
     if kind == "GRU":
         X = _input_projection(x, w, with_hh_bias=False, emb=emb)   # [T, B, 3H] r z n (input part)
-        b_hh = w[3] if len(w) == 4 else None
-        Xt, rz = X.unbind(0), X[:, :, :2 * H].unbind(0)
+        hh = _Product(w[1], w[3] if len(w) == 4 else None, batch=B)
+        rz = X[:, :, :2 * H].unbind(0)
         xr, xz, xn = (X[:, :, j * H:(j + 1) * H].unbind(0) for j in range(3))
-        gh = x.new_empty(B, 3 * H)
-        gh_rz, gh_n = gh[:, :2 * H], gh[:, 2 * H:]
         for t in range(T):
-            if b_hh is None:
-                torch.mm(h, w_hhT, out=gh)
-            else:
-                torch.addmm(b_hh, h, w_hhT, out=gh)
-            rz[t].add_(gh_rz).sigmoid_()
+            gh = hh(h)                                          # W_hh h_{t-1} + b_hh, r z n
+            gh_n = gh[:, 2 * H:]
+            rz[t].add_(gh[:, :2 * H]).sigmoid_()
             xn[t].addcmul_(xr[t], gh_n).tanh_()                # n = tanh(x_n + r * (W_hn h + b_hn))
             ht = hs_t[t]
             torch.sub(h, xn[t], out=ht)
@@ -429,9 +454,11 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
         return {"h": hs, "gate_r": X[:, :, :H], "gate_z": X[:, :, H:2 * H], "gate_n": X[:, :, 2 * H:]}
     X = _input_projection(x, w, emb=emb)                        # [T, B, H]
     Xt = X.unbind(0)
+    hh = _Product(w[1], batch=B)
     for t in range(T):
-        ht = Xt[t].addmm_(h, w_hhT)
-        ht.relu_() if relu else ht.tanh_()
+        ht = Xt[t]
+        pre = hh(h, ht)
+        torch.relu(pre, out=ht) if relu else torch.tanh(pre, out=ht)
         if edit_h is not None:
             new = edit_h(ht, step0 + t)
             if new is not None and new is not ht:

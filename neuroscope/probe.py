@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from .errors import UserError
-from .record import Intervention, char_losses, iter_states, parse_states, state_names
+from .record import Intervention, char_losses, iter_blocks, parse_states, state_names
 from .stats import CORRECTIONS, CorrAccumulator, circular_shift_null, fast_length, rank_stats
 
 MIN_CHARS = 100          # below this no statistic here means anything
@@ -184,7 +184,9 @@ def probe(model, text: str, features: dict[str, np.ndarray], states=("h", "c"), 
                         f"(shifts of {min_shift:,} or more each way); this text gives {Ns:,}. "
                         f"Give a longer text or pass --no-null")
     # Filled char-major ([Ns, U]: each streamed block lands as contiguous rows), used as the [U, Ns] view.
-    sample = np.empty((Ns, U), dtype=np.float32).T
+    # Allocated by PyTorch: numpy asks the kernel for huge pages on large arrays, and where none come
+    # (this VM) first-touching 1 GB took 2.7 s instead of 0.3 s.
+    sample = torch.empty((Ns, U), dtype=torch.float32).numpy().T
     all_labels = {**feats, **base}
     label_names = list(all_labels)
 
@@ -374,56 +376,35 @@ def _unit_table(names: list[str], H: int) -> pd.DataFrame:
 
 def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, warmup, progress,
             sample: np.ndarray | None, squash_c: bool = True) -> CorrAccumulator:
-    """One recording pass: merge the unit values (h, tanh(c) with squash_c) into a CorrAccumulator
-    about `chunk` rows at a time, and copy the sample's rows (the first sample.shape[1] characters,
-    c itself) as they pass.
-
-    With streams > 1 the recorder yields short blocks from several places of the text; they are
-    gathered in one buffer [rows, U] until `chunk` rows wait, then merged at once (the statistics
-    do not depend on the order of rows).
+    """One recording pass: merge each recorded block (about `chunk` characters, all streams) into a
+    CorrAccumulator as the recurrence wrote it (per quantity [T x B, H], no copy; cell states
+    squashed to tanh(c) in place), and copy the sample's rows (the first sample.shape[1] characters,
+    c itself) as they pass. The statistics do not depend on the order of rows.
     """
-    acc = CorrAccumulator()
     Ns = 0 if sample is None else sample.shape[1]
+    rows_of_sample = None if sample is None else torch.from_numpy(sample.T)     # [Ns, U], C-contiguous
     H = net.config.hidden_size
-    squash = [i for i, name in enumerate(names) if name.endswith(".c")] if squash_c else []
-    buf = np.empty((0, len(names) * H), dtype=np.float32)          # [rows, U], grown to the largest block
-    where: list[np.ndarray] = []                                   # text positions of the buffered rows
-    rows = 0
-
-    def merge():
-        pos = np.concatenate(where)                                                        # [rows]
-        Y = np.stack([lab[pos] for lab in labels], axis=1).astype(np.float32)              # [rows, F]
-        acc.update(buf[:rows], Y, overwrite=True)
-
-    tmp = torch.empty(0)                                           # tanh(c) lands here, then in buf
-    for start, acts in iter_states(net, ids, states=states, chunk=chunk, progress=progress,
+    acc = CorrAccumulator()
+    for pos, values in iter_blocks(net, ids, states=states, chunk=chunk, progress=progress,
                                    streams=streams, warmup=warmup):
-        n = len(acts[names[0]])
-        if rows + n > len(buf):
-            if rows:
-                merge()
-                where, rows = [], 0
-            if n > len(buf):
-                buf = np.empty((max(n, chunk), buf.shape[1]), dtype=np.float32)
-        X = buf[rows:rows + n]
-        k = min(n, Ns - start) if start < Ns else 0                # the sample keeps c itself (ranks)
+        # The sample's rows: per stream, a run of consecutive positions (pos[:, b]) below Ns.
+        runs = [(b, int(pos[0, b]), int(np.count_nonzero((pos[:, b] >= 0) & (pos[:, b] < Ns))))
+                for b in range(pos.shape[1]) if 0 <= pos[0, b] < Ns]
+        flat = pos.reshape(-1)
+        keep = torch.from_numpy(np.flatnonzero(flat >= 0)) if (flat < 0).any() else None   # padding: last block
+        if keep is not None:
+            flat = flat[keep.numpy()]
+        blocks = []
         for i, name in enumerate(names):
-            a = acts[name]
-            if k:
-                sample[i * H:(i + 1) * H, start:start + k] = a[:k].T
-            if i in squash:                                        # r and the means see tanh(c)
-                if tmp.shape != a.shape:
-                    tmp = torch.empty(a.shape)
-                # tanh(c) = 2 sigmoid(2c) - 1: PyTorch's CPU sigmoid is ~3x faster than its tanh
-                a = torch.mul(torch.from_numpy(a), 2.0, out=tmp).sigmoid_().mul_(2.0).sub_(1.0).numpy()
-            X[:, i * H:(i + 1) * H] = a
-        where.append(np.arange(start, start + n))
-        rows += n
-        if rows >= chunk:
-            merge()
-            where, rows = [], 0
-    if rows:
-        merge()
+            V = values[name]                                                # [T, B, H]
+            for b, p0, n in runs:                                           # the sample keeps c itself
+                rows_of_sample[p0:p0 + n, i * H:(i + 1) * H].copy_(V[:n, b])
+            X = V.view(-1, H) if keep is None else V.view(-1, H)[keep]      # [T x B, H]
+            if squash_c and name.endswith(".c"):
+                # tanh(c) = 2 sigmoid(2c) - 1, in place: PyTorch's CPU sigmoid is ~3x faster than its tanh
+                X.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+            blocks.append(X)
+        acc.update(blocks, np.stack([lab[flat] for lab in labels], axis=1), overwrite=True)
     if acc.n != len(ids):
         raise RuntimeError(f"the recorder covered {acc.n} of {len(ids)} characters")
     return acc

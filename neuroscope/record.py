@@ -189,6 +189,25 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
     streams, warmup: see the module docstring; interventions: applied inside the recurrence;
     strategy: the hooks.Trace strategy ("auto" picks per batch size).
     """
+    for pos, values in iter_blocks(model, ids, states, chunk, progress, streams, warmup, interventions, strategy):
+        arrays = {name: v.numpy() for name, v in values.items()}
+        for b in range(pos.shape[1]):
+            n = int(np.count_nonzero(pos[:, b] >= 0))             # the last piece ends in padding
+            if n:
+                yield int(pos[0, b]), {name: a[:n, b] for name, a in arrays.items()}
+
+
+@torch.no_grad()
+def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chunk: int = 4096,
+                progress: bool = False, streams: int = 1, warmup: int = 0,
+                interventions: Sequence[Intervention] | None = None,
+                strategy: str = "auto") -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """What iter_states yields, a whole time block of all streams at once, as the recurrence wrote it:
+    (pos int64 [T, B], {name: float32 CPU tensor [T, B, H]}), time-major and contiguous, so that
+    values.reshape(T * B, H) is a view whose row k is the state after reading ids[pos.flat[k]];
+    pos is -1 on padding rows (the end of the last piece). The tensors are fresh per block: the
+    caller may overwrite them. Arguments as iter_states.
+    """
     rnn = _rnn_of(model)
     names = state_names(model.config, states)
     ids = np.asarray(ids, dtype=np.int64)
@@ -215,16 +234,15 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
         edit = _edits(interventions or (), starts + t0, model.config)
         values, state = _traced(model, x_all[:, t0:t0 + step], state, names, edit, strategy)
         T = x_all[:, t0:t0 + step].shape[1]
-        for b in range(B):
-            lo, hi = starts[b] + t0, min(starts[b] + t0 + T, n)
-            if hi > lo:
-                yield int(lo), {name: v[b, :hi - lo] for name, v in values.items()}
-                bar.update(hi - lo)
+        pos = starts[None, :] + np.arange(t0, t0 + T)[:, None]      # [T, B]
+        pos[pos >= n] = -1
+        yield pos, values
+        bar.update(int(np.count_nonzero(pos >= 0)))
     bar.close()
 
 
 def _traced(model, x: torch.Tensor, state, names: list[str], edit: dict, strategy: str):
-    """model.rnn over ids x [B, T] inside a Trace -> ({name: float32 numpy [B, T, H]}, state).
+    """model.rnn over ids x [B, T] inside a Trace -> ({name: float32 CPU tensor [T, B, H]}, state).
 
     The Trace is open only for this call, so the model is its plain self between chunks.
     """
@@ -233,7 +251,7 @@ def _traced(model, x: torch.Tensor, state, names: list[str], edit: dict, strateg
             _, state = model.rnn(model.encoder(x), state)
     except HookError as exc:
         raise UserError(str(exc)) from None
-    return {name: trace[name].float().cpu().numpy() for name in names}, state
+    return {name: trace[name].transpose(0, 1).float().cpu().contiguous() for name in names}, state
 
 
 def record(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), **kwargs) -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@
   (1 + #{s: |r_s| >= |r_0|}) / (1 + #shifts) and a normal tail fitted to the shifts' Fisher z
   (see circular_shift_null for why both).
 
-This module imports nothing of neuroscope's but its error type (torch only for one in-place op).
+This module imports nothing of neuroscope's but its error type (torch for CorrAccumulator's arithmetic).
 """
 from __future__ import annotations
 
@@ -39,6 +39,13 @@ from .errors import UserError
 CONSTANT_RTOL = 1e-12
 
 
+def _as_tensor(x) -> torch.Tensor:
+    """A CPU tensor sharing x's memory where it can (numpy float32 arrays, tensors)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    return torch.from_numpy(np.asarray(x, dtype=np.float32))
+
+
 class CorrAccumulator:
     """Streaming sufficient statistics for Pearson r between U activations and F labels.
 
@@ -53,35 +60,45 @@ class CorrAccumulator:
         self.m2_x = self.m2_y = None          # sum of squared deviations, float64 [U], [F]
         self.m_xy = None                      # sum of cross deviations, float64 [U, F]
 
-    def update(self, X: np.ndarray, Y: np.ndarray, overwrite: bool = False) -> "CorrAccumulator":
-        """Merge the rows of X [n, U] and Y [n, F]. overwrite=True lets it centre X in place (X
-        must then be a writable float32 array the caller no longer needs): one copy of X less."""
-        X = np.asarray(X, dtype=np.float32)
+    def update(self, X, Y: np.ndarray, overwrite: bool = False) -> "CorrAccumulator":
+        """Merge the rows of X [n, U] and Y [n, F]. X is a float32 numpy array or CPU tensor, or a
+        list of them side by side ([n, U_1], [n, U_2], ...: the units in that order, never joined).
+        overwrite=True lets it centre X in place (X must then be float32 and writable, and the caller
+        no longer need it): one copy of X less.
+
+        The arithmetic on X runs in PyTorch (its thread pool, the one the recorder uses; numpy's
+        own BLAS threads would compete with it for the cores while a recording runs).
+        """
+        blocks = [_as_tensor(b) for b in (X if isinstance(X, (list, tuple)) else [X])]
         Y = np.asarray(Y, dtype=np.float32)
-        if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-            raise ValueError(f"need X [n, U] and Y [n, F] with the same n, got {X.shape} and {Y.shape}")
+        if Y.ndim != 2 or any(b.ndim != 2 or b.shape[0] != Y.shape[0] for b in blocks):
+            raise ValueError(f"need X [n, U] and Y [n, F] with the same n, got "
+                             f"{[tuple(b.shape) for b in blocks]} and {Y.shape}")
         nb, F = Y.shape
         if nb == 0:
             return self
-        # Corrected two-pass: centre on a float32 estimate c of the chunk mean, then take the exact
-        # residual s = sum(X - c) from the same matrix product as the cross moments.
-        c = X.sum(axis=0) / np.float32(nb)                               # float32 [U]
-        if overwrite and X.flags.writeable and X.flags.c_contiguous:
-            Xc = X
-        else:
-            Xc = np.array(X, dtype=np.float32, order="C")
-        torch.from_numpy(Xc).sub_(torch.from_numpy(c))                # in place; numpy's broadcast is 8x slower
         my = Y.mean(axis=0, dtype=np.float64)
-        Z = np.empty((nb, F + 1), dtype=np.float32)
-        Z[:, :F] = Y - my.astype(np.float32)
-        Z[:, F] = 1.0
-        M = (Xc.T @ Z).astype(np.float64)                               # [U, F + 1]
-        s = M[:, F]                                                      # sum of (x - c)
-        sy = Z[:, :F].sum(axis=0, dtype=np.float64)                      # sum of (y - my), about 0
-        mx = c + s / nb
+        Z = np.empty((F + 1, nb), dtype=np.float32)                      # label-major: Z @ X is one product
+        Z[:F] = (Y - my.astype(np.float32)).T
+        Z[F] = 1.0
+        sy = Z[:F].sum(axis=1, dtype=np.float64)                         # sum of (y - my), about 0
+        m2y = np.maximum(np.einsum("ij,ij->i", Z[:F], Z[:F], dtype=np.float64) - sy * sy / nb, 0.0)
         my = my + sy / nb
-        m2x = np.maximum(np.einsum("ij,ij->j", Xc, Xc, dtype=np.float64) - s * s / nb, 0.0)
-        m2y = np.maximum(np.einsum("ij,ij->j", Z[:, :F], Z[:, :F], dtype=np.float64) - sy * sy / nb, 0.0)
+        tZ = torch.from_numpy(Z)
+        # Corrected two-pass per block: centre on a float32 estimate c of the chunk mean, then take
+        # the exact residual s = sum(X - c) from the same matrix product as the cross moments.
+        cs, Ms, sqs = [], [], []
+        for b in blocks:
+            c = b.sum(dim=0).div_(nb)                                    # float32 [U_i]
+            Xc = b if overwrite and b.dtype == torch.float32 else b.to(torch.float32, copy=True)
+            Xc.sub_(c)
+            cs.append(c.double())
+            Ms.append((tZ @ Xc).double())                                # [F + 1, U_i]
+            sqs.append(Xc.square().sum(dim=0).double())                  # cascade sum: ~1e-7 relative
+        c, M, sq = torch.cat(cs).numpy(), torch.cat(Ms, dim=1).numpy().T, torch.cat(sqs).numpy()
+        s = M[:, F]                                                      # sum of (x - c)
+        mx = c + s / nb
+        m2x = np.maximum(sq - s * s / nb, 0.0)
         mxy = M[:, :F] - np.outer(s, sy) / nb
         if self.n == 0:
             self.n, self.mean_x, self.mean_y = nb, mx, my

@@ -29,10 +29,20 @@ def inputs(batch_first: bool, B: int = 3, T: int = 60, seed: int = 1):
     return x if batch_first else x.transpose(0, 1).contiguous()
 
 
+@pytest.fixture(params=[True, False], ids=["packed", "addmm"])
+def packed(request, monkeypatch):
+    """Both ways the loop multiplies: oneDNN with packed weights (where PyTorch has it) and addmm."""
+    import neuroscope.hooks as hooks
+    if request.param and not hooks.PACKED:
+        pytest.fail("this PyTorch build has no oneDNN linear op: the packed path is untested here")
+    monkeypatch.setattr(hooks, "PACKED", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("strategy", ["loop", "recover"])
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
-def test_recorded_top_h_and_last_states_match_the_module(cell, batch_first, strategy):
+def test_recorded_top_h_and_last_states_match_the_module(cell, batch_first, strategy, packed):
     mod = make(cell, batch_first)
     x = inputs(batch_first)
     with torch.no_grad():
@@ -233,11 +243,26 @@ def test_parallel_scan_equals_sequential_scan():
     torch.testing.assert_close(linear_scan(f, u, c0, parallel=True), seq, atol=1e-5, rtol=1e-5)
 
 
+def test_the_packed_product_is_the_matrix_product(packed):
+    """_Product(W, b)(x, other) = x @ W^T + b + other whichever way it multiplies, for the batch it
+    was packed for and for others."""
+    from neuroscope.hooks import _Product
+    g = torch.Generator().manual_seed(5)
+    W, b = torch.randn(2048, 512, generator=g), torch.randn(2048, generator=g)
+    prod = _Product(W, b, batch=64)
+    assert (prod.packed is not None) == packed
+    for rows in (64, 1, 300):
+        x, other = torch.randn(rows, 512, generator=g), torch.randn(rows, 2048, generator=g)
+        torch.testing.assert_close(prod(x), x @ W.t() + b, atol=2e-4, rtol=1e-5)
+        torch.testing.assert_close(prod(x, other), x @ W.t() + b + other, atol=2e-4, rtol=1e-5)
+    torch.testing.assert_close(_Product(W)(x), x @ W.t(), atol=2e-4, rtol=1e-5)
+
+
 # --------------------------------------------------------------- reference checkpoints
 
 
 @pytest.mark.parametrize("strategy", ["loop", "recover"])
-def test_reference_checkpoint_states_match_nn_lstm(shared_models, warpeace, strategy):
+def test_reference_checkpoint_states_match_nn_lstm(shared_models, warpeace, strategy, packed):
     """wp_lstm3x512 on 200 characters of real text: every layer's last h, c and the top h, to 1e-5.
 
     (On CPU nn.LSTM runs oneDNN's kernel, whose rounding differs from a plain float32 recurrence by

@@ -90,16 +90,20 @@ def test_squash_c_false_ranks_the_raw_cell_states(small):
 
 
 def test_streams_place_every_row_by_its_position(small):
-    text = PROSE[:2000]
+    """5 streams over 2,003 characters (the last piece ends in 2 padding rows), 64-character blocks:
+    r over every row, and AUROC on the sample (all 2,003 characters here), as if read in order."""
+    from sklearn.metrics import roc_auc_score
+    text = PROSE[:2003]
     y = label(text, "in_quote")
     res = probe(small, text, {"in_quote": y}, control=False, null=False, sparse=False, streams=5, warmup=30,
-                baselines=False)
+                baselines=False, chunk=64)
     names = res.meta["quantities"]
     X = recorded(small.model, small.vocab, text, names, streams=5, warmup=30).astype(np.float64)
     want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
     ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
-    got = res.ranking.set_index("unit_id").loc[ids, "r"].to_numpy()
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    got = res.ranking.set_index("unit_id").loc[ids, ["r", "auroc"]].to_numpy()
+    np.testing.assert_allclose(got[:, 0], want, atol=1e-5)
+    np.testing.assert_allclose(got[:, 1], [roc_auc_score(y, x) for x in X.T], atol=1e-9)
 
 
 def test_control_model_is_the_seeded_default_init_and_sets_selectivity(small):
