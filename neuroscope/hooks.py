@@ -103,10 +103,15 @@ class Trace:
       edited in place) replaces the state, so later steps, upper layers and the logits see it.
     strategy: "auto" (recover at small batch on CPU and on GPU, loop otherwise or when editing),
       "loop" or "recover". Values: `trace[name]` -> tensor [B, T, H]; `trace.cache` -> dict.
+    prepared: a dict where the loop keeps each layer's weights as it multiplies them (reordered,
+      packed for oneDNN); give successive Traces over the same, unchanged weights the same dict and
+      they are prepared once (neuroscope.record does, per recording). A weight replaced or changed
+      in place is noticed; one changed behind autograd's back (through .data) is not: start a new
+      dict after that.
     """
 
     def __init__(self, module: nn.Module, names=None, gates: bool = False,
-                 edit: dict[str, EditFn] | None = None, strategy: str = "auto"):
+                 edit: dict[str, EditFn] | None = None, strategy: str = "auto", prepared: dict | None = None):
         self.module = module
         self.modules = recurrent_modules(module)
         if not self.modules:
@@ -120,6 +125,7 @@ class Trace:
             if name not in self.available or _is_gate(name):
                 raise HookError(f"cannot edit {name!r}: only the h and c of a traced module can be edited")
         self.strategy = strategy
+        self.prepared = {} if prepared is None else prepared
         self.cache: dict[str, torch.Tensor] = {}
         self._parts: dict[str, list[torch.Tensor]] = {}
         self._steps: dict[str, int] = {}
@@ -228,7 +234,10 @@ class Trace:
             want = [q for q in ("h", "c") + tuple(f"gate_{g}" for g in GATES[kind]) if f"{prefix}.{q}" in self.names]
             gates_wanted = tuple(q[5:] for q in want if q.startswith("gate_"))
             if strategy == "loop":
-                out = _loop_layer(kind, mod, x, w, h0[k], c0[k] if c0 is not None else None,
+                stamp = (id(mod), k, tuple((id(p), p.data_ptr(), p._version) for p in w))
+                if self.prepared.get(prefix, (None,))[0] != stamp:
+                    self.prepared[prefix] = (stamp, _prepare(kind, w, T * B, B))
+                out = _loop_layer(kind, mod, x, self.prepared[prefix][1], h0[k], c0[k] if c0 is not None else None,
                                   *self._edits(prefix), step0, emb=emb if k == 0 else None)
             else:
                 out = _recover_layer(kind, mod, x, w, h0[k], c0[k] if c0 is not None else None, gates_wanted,
@@ -371,43 +380,58 @@ class _Product:
 
 
 def _input_projection(x: torch.Tensor, w: list[torch.Tensor], rows: slice | None = None,
-                      with_hh_bias: bool = True, emb: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """x [T, B, E] @ W_ih[rows]^T + biases -> [T, B, G]: all steps in one matrix product.
+                      with_hh_bias: bool = True, emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      ih: _Product | None = None) -> torch.Tensor:
+    """x [T, B, E] @ W_ih[rows]^T + biases -> [T, B, G]: all steps in one matrix product
+    (ih: that product prepared already; then w, rows and with_hh_bias are not used).
 
     emb = (table [V, E], ids [T, B]) when x is table[ids] (the layer reads an embedding): then each
     of the V rows is projected once and looked up, instead of T x B products of length E.
     """
+    if ih is None:
+        w_ih = w[0] if rows is None else w[0][rows]
+        bias = None
+        if len(w) == 4:
+            bias = w[2] + w[3] if with_hh_bias else w[2]
+            bias = bias if rows is None else bias[rows]
+        ih = _Product(w_ih, bias, x.shape[0] * x.shape[1])
     if emb is not None:
         table, ids = emb
-        rows_of = _input_projection(table[:, None], w, rows, with_hh_bias)[:, 0]     # [V, G]
-        return rows_of.index_select(0, ids.reshape(-1)).view(*ids.shape, -1)
+        return ih(table).index_select(0, ids.reshape(-1)).view(*ids.shape, -1)    # [V, G] rows, looked up
     T, B, E = x.shape
-    w_ih = w[0] if rows is None else w[0][rows]
-    bias = None
-    if len(w) == 4:
-        bias = w[2] + w[3] if with_hh_bias else w[2]
-        bias = bias if rows is None else bias[rows]
-    return _Product(w_ih, bias, T * B)(x.reshape(T * B, E)).view(T, B, -1)
+    return ih(x.reshape(T * B, E)).view(T, B, -1)
 
 
-def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, c: torch.Tensor | None,
-                edit_h: EditFn | None, edit_c: EditFn | None, step0: int, emb=None) -> dict[str, torch.Tensor]:
+def _prepare(kind: str, w: list[torch.Tensor], rows: int, batch: int) -> tuple[_Product, _Product]:
+    """The loop's two products of a layer: (input: W_ih with the biases, recurrent: W_hh), for about
+    `rows` input rows at once and `batch` rows per step. LSTM gate rows are reordered i f o g, so
+    that one sigmoid covers i, f and o. A GRU keeps b_hh with W_hh (b_hn sits inside r * (...))."""
+    if kind == "LSTM":
+        H = w[1].shape[1]
+        order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
+        w = [p.index_select(0, order.to(p.device)) for p in w]
+    bias_ih = None if len(w) < 4 else (w[2] if kind == "GRU" else w[2] + w[3])
+    return (_Product(w[0], bias_ih, rows),
+            _Product(w[1], w[3] if kind == "GRU" and len(w) == 4 else None, batch))
+
+
+def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, products: tuple[_Product, _Product], h: torch.Tensor,
+                c: torch.Tensor | None, edit_h: EditFn | None, edit_c: EditFn | None, step0: int,
+                emb=None) -> dict[str, torch.Tensor]:
     """One layer over all steps, one step at a time. x [T, B, E] -> {"h": [T, B, H], "c", gates...}.
 
-    Buffers are allocated once; every step writes into its own rows in place, and the views of those
-    rows are made in bulk (unbind) so that the Python loop does only the arithmetic.
+    products: (input, recurrent) from _prepare. Buffers are allocated once; every step writes into
+    its own rows in place, and the views of those rows are made in bulk (unbind) so that the Python
+    loop does only the arithmetic.
     """
     T, B, _ = x.shape
     H = mod.hidden_size
     relu = getattr(mod, "nonlinearity", "tanh") == "relu"
+    ih, hh = products
     hs = x.new_empty(T, B, H)
     hs_t = hs.unbind(0)
     if kind == "LSTM":
-        # Gate rows reordered i f o g, so that one sigmoid and one tanh cover all four gates.
-        order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
-        w = [p.index_select(0, order.to(p.device)) for p in w]
-        hh = _Product(w[1], batch=B)
-        G = _input_projection(x, w, emb=emb)                    # [T, B, 4H] preactivations, i f o g
+        G = _input_projection(x, None, emb=emb, ih=ih)          # [T, B, 4H] preactivations, i f o g
         Gt, sig, tan = G.unbind(0), G[:, :, :3 * H].unbind(0), G[:, :, 3 * H:].unbind(0)
         gi, gf, go, gg = (G[:, :, j * H:(j + 1) * H].unbind(0) for j in range(4))
         cs = x.new_empty(T, B, H)
@@ -434,8 +458,7 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
         return {"h": hs, "c": cs, "gate_i": G[:, :, :H], "gate_f": G[:, :, H:2 * H],
                 "gate_o": G[:, :, 2 * H:3 * H], "gate_g": G[:, :, 3 * H:]}
     if kind == "GRU":
-        X = _input_projection(x, w, with_hh_bias=False, emb=emb)   # [T, B, 3H] r z n (input part)
-        hh = _Product(w[1], w[3] if len(w) == 4 else None, batch=B)
+        X = _input_projection(x, None, emb=emb, ih=ih)         # [T, B, 3H] r z n (input part)
         rz = X[:, :, :2 * H].unbind(0)
         xr, xz, xn = (X[:, :, j * H:(j + 1) * H].unbind(0) for j in range(3))
         for t in range(T):
@@ -452,9 +475,8 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, w, h: torch.Tensor, 
                     ht.copy_(new)
             h = ht
         return {"h": hs, "gate_r": X[:, :, :H], "gate_z": X[:, :, H:2 * H], "gate_n": X[:, :, 2 * H:]}
-    X = _input_projection(x, w, emb=emb)                        # [T, B, H]
+    X = _input_projection(x, None, emb=emb, ih=ih)              # [T, B, H]
     Xt = X.unbind(0)
-    hh = _Product(w[1], batch=B)
     for t in range(T):
         ht = Xt[t]
         pre = hh(h, ht)

@@ -221,18 +221,20 @@ def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
     padded[:n] = ids                                                # pad its end, discard those rows
     x_all = torch.as_tensor(padded, device=device).view(B, m)      # [B, m]
     state = None
+    prepared: dict = {}                                             # the loop's weights, prepared once
     if W:
         # Warm up pieces 1..B-1 on the W characters before them; piece 0 restarts from zero.
         warm = torch.as_tensor(np.stack([padded[max(s - W, 0):max(s - W, 0) + W] for s in starts]),
                                device=device)                      # [B, W]
-        _, state = _traced(model, warm, None, [], _edits(interventions or (), starts - W, model.config), strategy)
+        _, state = _traced(model, warm, None, [], _edits(interventions or (), starts - W, model.config), strategy,
+                           prepared)
         for s in state if isinstance(state, tuple) else (state,):
             s[:, 0] = 0
     step = max(1, math.ceil(chunk / B))
     bar = tqdm(total=n, unit="char", unit_scale=True, disable=not progress, desc="record")
     for t0 in range(0, m, step):
         edit = _edits(interventions or (), starts + t0, model.config)
-        values, state = _traced(model, x_all[:, t0:t0 + step], state, names, edit, strategy)
+        values, state = _traced(model, x_all[:, t0:t0 + step], state, names, edit, strategy, prepared)
         T = x_all[:, t0:t0 + step].shape[1]
         pos = starts[None, :] + np.arange(t0, t0 + T)[:, None]      # [T, B]
         pos[pos >= n] = -1
@@ -241,13 +243,14 @@ def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
     bar.close()
 
 
-def _traced(model, x: torch.Tensor, state, names: list[str], edit: dict, strategy: str):
+def _traced(model, x: torch.Tensor, state, names: list[str], edit: dict, strategy: str, prepared=None):
     """model.rnn over ids x [B, T] inside a Trace -> ({name: float32 CPU tensor [T, B, H]}, state).
 
-    The Trace is open only for this call, so the model is its plain self between chunks.
+    The Trace is open only for this call, so the model is its plain self between chunks; `prepared`
+    carries the loop's prepared weights from one call to the next (see hooks.Trace).
     """
     try:
-        with Trace(model, names=names, edit=edit, strategy=strategy) as trace:
+        with Trace(model, names=names, edit=edit, strategy=strategy, prepared=prepared) as trace:
             _, state = model.rnn(model.encoder(x), state)
     except HookError as exc:
         raise UserError(str(exc)) from None

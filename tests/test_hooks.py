@@ -258,6 +258,31 @@ def test_the_packed_product_is_the_matrix_product(packed):
     torch.testing.assert_close(_Product(W)(x), x @ W.t(), atol=2e-4, rtol=1e-5)
 
 
+def test_traces_sharing_prepared_weights_prepare_them_once_and_notice_changes():
+    mod = make("LSTM", True, layers=2)
+    x = inputs(True)
+    prepared = {}
+    with torch.no_grad():
+        with Trace(mod, strategy="loop", prepared=prepared) as first:
+            mod(x[:, :30])
+        kept = {k: v[1] for k, v in prepared.items()}
+        assert sorted(kept) == ["l0", "l1"]
+        with Trace(mod, strategy="loop", prepared=prepared) as second:
+            _, state = mod(x[:, :30])
+        assert all(prepared[k][1] is kept[k] for k in kept)             # reused, not prepared again
+        torch.testing.assert_close(second["l1.h"], first["l1.h"], atol=0, rtol=0)
+        mod.weight_hh_l1.mul_(0.5)                                      # in place: noticed
+        with Trace(mod, strategy="loop", prepared=prepared) as changed:
+            out, _ = mod(x[:, :30])
+        assert prepared["l1"][1] is not kept["l1"] and prepared["l0"][1] is kept["l0"]
+        torch.testing.assert_close(changed["l1.h"], out, atol=1e-5, rtol=0)
+        mod.weight_ih_l0 = nn.Parameter(mod.weight_ih_l0 * 2)           # replaced: noticed
+        with Trace(mod, strategy="loop", prepared=prepared) as replaced:
+            out, _ = mod(x[:, :30])
+        assert prepared["l0"][1] is not kept["l0"]
+        torch.testing.assert_close(replaced["l1.h"], out, atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------- reference checkpoints
 
 
