@@ -22,7 +22,8 @@ text read in chunks with its state carried comes out whole.
 
 Two ways to compute the same states, picked per call (`strategy`):
 - "loop": input projection for all steps in one matrix product, then per step one matrix product and
-  in-place gate arithmetic into preallocated buffers. Needed for edits; fastest at large batch.
+  in-place gate arithmetic into preallocated buffers (on CPU the products through oneDNN with packed
+  weights, see _Product). Needed for edits; fastest at large batch.
 - "recover": each layer's h from the fused kernel (bit-identical to the module's output), then the
   gates of all steps at once from (x_t, h_{t-1}) with one matrix product, then c by a scan of
   c_t = f_t * c_{t-1} + i_t * g_t (a parallel log-depth scan on GPU). Fastest at batch 1 on CPU.
@@ -362,7 +363,8 @@ class _Product:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, batch: int | None = None):
         self.weight, self.bias, self.packed = weight, bias, None
-        if PACKED and weight.device.type == "cpu" and weight.dtype == torch.float32:
+        # Below 4 rows per product (a single stream) oneDNN lost to addmm, by up to 1.3x on 1 thread.
+        if PACKED and weight.device.type == "cpu" and weight.dtype == torch.float32 and (batch or 4) >= 4:
             try:
                 self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch)
             except (RuntimeError, AttributeError):

@@ -14,6 +14,8 @@ by side as one batch, each piece after the first starting from the state reached
 characters before it (from a zero state; those W steps are run and discarded). Every character is
 still yielded exactly once, but chunks then come piece by piece per time block, so `start` is not
 increasing: place rows by `start`. The deviation from exact states is measured in README (PERFORMANCE).
+iter_blocks yields the same states a whole time block at a time, as the recurrence wrote them
+(time-major tensors and the position of every row), for consumers that need no order (statistics).
 
 The recurrence itself is neuroscope.hooks.Trace on the model's `rnn` (see hooks for the strategies).
 """
