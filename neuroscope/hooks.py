@@ -371,14 +371,16 @@ class _Product:
                 self.packed = None
 
     def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
-        """A new tensor [..., rows of weight]."""
+        """[..., rows of weight]: a new tensor, or `other` itself, added to in place."""
         if self.packed is not None:
             if other is None:
                 return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
             return torch.ops.mkldnn._linear_pointwise.binary(x, other, self.packed, self.bias, "add")
         if other is None:
             return nn.functional.linear(x, self.weight, self.bias)
-        return torch.addmm(other if self.bias is None else other + self.bias, x, self.weight.t())
+        if self.bias is not None:
+            other.add_(self.bias)
+        return other.addmm_(x, self.weight.t())
 
 
 def _input_projection(x: torch.Tensor, w: list[torch.Tensor], rows: slice | None = None,

@@ -255,7 +255,7 @@ def test_the_packed_product_is_the_matrix_product(packed):
     for rows in (64, 1, 300):
         x, other = torch.randn(rows, 512, generator=g), torch.randn(rows, 2048, generator=g)
         torch.testing.assert_close(prod(x), x @ W.t() + b, atol=2e-4, rtol=1e-5)
-        torch.testing.assert_close(prod(x, other), x @ W.t() + b + other, atol=2e-4, rtol=1e-5)
+        torch.testing.assert_close(prod(x, other.clone()), x @ W.t() + b + other, atol=2e-4, rtol=1e-5)
     torch.testing.assert_close(_Product(W)(x), x @ W.t(), atol=2e-4, rtol=1e-5)
 
 
