@@ -442,8 +442,12 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, products: tuple[_Pro
         cs_t = cs.unbind(0)
         for t in range(T):
             pre = hh(h, Gt[t])                                  # + W_hh h_{t-1}
-            torch.sigmoid(pre[:, :3 * H], out=sig[t])           # i, f, o
-            torch.tanh(pre[:, 3 * H:], out=tan[t])              # g
+            if pre is Gt[t]:                                    # added in place (addmm)
+                sig[t].sigmoid_()                               # i, f, o
+                tan[t].tanh_()                                  # g
+            else:                                               # a new tensor (oneDNN)
+                torch.sigmoid(pre[:, :3 * H], out=sig[t])
+                torch.tanh(pre[:, 3 * H:], out=tan[t])
             ct = cs_t[t]
             torch.mul(gf[t], c, out=ct)
             ct.addcmul_(gi[t], gg[t])                           # c_t = f * c_{t-1} + i * g
@@ -483,7 +487,7 @@ def _loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, products: tuple[_Pro
     Xt = X.unbind(0)
     for t in range(T):
         ht = Xt[t]
-        pre = hh(h, ht)
+        pre = hh(h, ht)                                         # ht itself when added in place
         torch.relu(pre, out=ht) if relu else torch.tanh(pre, out=ht)
         if edit_h is not None:
             new = edit_h(ht, step0 + t)
