@@ -356,9 +356,9 @@ class _Product:
     """x @ weight^T (+ bias) (+ other), for one weight used many times in a recurrence.
 
     On CPU in float32, where PyTorch has oneDNN, the weight is packed once for oneDNN's matrix
-    product (a private PyTorch op that torch.compile uses too): at batch 64 with 2 threads it takes
-    about 0.7x the time of addmm (README, PERFORMANCE), and that product is most of the recurrence.
-    Anywhere else, or if packing fails, plain addmm.
+    product (a private PyTorch op that torch.compile uses too): recording 64 streams on 2 threads
+    took 5-15% less time than with addmm, and the same on 1 thread (README, PERFORMANCE). Anywhere
+    else, below 4 rows per product, or if packing fails, plain addmm.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, batch: int | None = None):

@@ -391,9 +391,9 @@ def _stream(net, ids, states, names, labels: list[np.ndarray], chunk, streams, w
         runs = [(b, int(pos[0, b]), int(np.count_nonzero((pos[:, b] >= 0) & (pos[:, b] < Ns))))
                 for b in range(pos.shape[1]) if 0 <= pos[0, b] < Ns]
         flat = pos.reshape(-1)
-        keep = torch.from_numpy(np.flatnonzero(flat >= 0)) if (flat < 0).any() else None   # padding: last block
-        if keep is not None:
-            flat = flat[keep.numpy()]
+        valid = flat >= 0                                                   # padding: in the last block only
+        keep = None if valid.all() else torch.from_numpy(np.flatnonzero(valid))
+        flat = flat[valid]
         blocks = []
         for i, name in enumerate(names):
             V = values[name]                                                # [T, B, H]
