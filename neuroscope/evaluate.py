@@ -10,12 +10,16 @@ exactly one pass over the text, as one stream, so the number is the same as a si
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Callable, ContextManager, Iterator
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
+
+from .errors import UserError
 
 
 @dataclass
@@ -32,6 +36,27 @@ class EvalResult:
 
 
 @torch.no_grad()
+def iter_logits(model, x: torch.Tensor, chunk: int = 2048, progress: bool = False, desc: str = "",
+                context: Callable[[int], ContextManager] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """The one chunked forward: read x (long [S, N], S streams side by side, each from a zero state)
+    in chunks of `chunk` steps with the state carried; yields (start, logits float [S, T, V]) for the
+    inputs x[:, start:start + T].
+
+    context(start), when given, wraps each chunk's forward (a Trace applying interventions, say).
+    """
+    model.eval()
+    state = None
+    bar = tqdm(total=x.numel(), unit="char", unit_scale=True, disable=not progress, desc=desc or None)
+    for s in range(0, x.shape[1], chunk):
+        inp = x[:, s:s + chunk]                                          # [S, T]
+        with context(s) if context is not None else nullcontext():
+            logits, state = model(inp, state)                           # [S, T, V]
+        yield s, logits.float()
+        bar.update(inp.numel())
+    bar.close()
+
+
+@torch.no_grad()
 def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, streams: int = 1) -> EvalResult:
     """Mean next-character cross-entropy over ids[1:], given ids[:-1], one stream from a zero state.
 
@@ -41,21 +66,14 @@ def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, 
     piece starts cold.
     """
     if len(ids) < 2:
-        raise ValueError("need at least 2 characters to evaluate")
-    model.eval()
+        raise UserError("need at least 2 characters to evaluate", param="chars")
     device = next(model.parameters()).device
     S = max(1, min(int(streams), len(ids) // 2))
     m = len(ids) // S                                               # characters per stream
     x = torch.as_tensor(np.asarray(ids[:S * m]), dtype=torch.long, device=device).view(S, m)   # [S, m]
-    total, count, state = 0.0, 0, None
-    bar = tqdm(total=S * (m - 1), unit="char", unit_scale=True, disable=not progress, desc="eval")
-    for s in range(0, m - 1, chunk):
-        inp = x[:, s:min(s + chunk, m - 1)]                       # [S, T]
-        tgt = x[:, s + 1:s + 1 + inp.shape[1]]                      # [S, T]
-        logits, state = model(inp, state)
-        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), tgt.reshape(-1),
-                                       reduction="sum"))
-        count += tgt.numel()
-        bar.update(tgt.numel())
-    bar.close()
+    total = 0.0
+    for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "eval"):
+        tgt = x[:, s + 1:s + 1 + logits.shape[1]]                      # [S, T]
+        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum"))
+    count = S * (m - 1)
     return EvalResult(loss_nats=total / count, chars=count)

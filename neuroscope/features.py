@@ -362,6 +362,17 @@ def _check_labels(values, n: int, kind: str | None, what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def kind_of(values: np.ndarray) -> str:
+    """The one binary-or-count rule: "binary" for labels made as binary (bool, or uint8 holding only
+    0 and 1), "count" otherwise. The kind follows the dtype, so a count feature that stays within 0..1
+    on some text is still a count."""
+    values = np.asarray(values)
+    if values.dtype == np.bool_:
+        return "binary"
+    binary = values.dtype == np.uint8 and (values.size == 0 or int(values.max()) <= 1)
+    return "binary" if binary else "count"
+
+
 def baseline_names() -> list[str]:
     """The char-class baselines (is_space, is_upper, ...), in definition order."""
     return [n for n in _BUILTIN if FEATURES[n].baseline]
