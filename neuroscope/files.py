@@ -19,6 +19,7 @@ with the same arguments after it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -191,6 +192,29 @@ def write_text(path: str | os.PathLike, text: str, kind: str = "text", force: bo
     """Write UTF-8 text atomically (newlines as given), after the rules of `check_output`."""
     data = text.encode("utf-8", errors="surrogateescape")
     return write_with(path, lambda fh: fh.write(data), kind, force, inputs)
+
+
+def json_ready(obj):
+    """Plain JSON-ready Python: numpy scalars and arrays -> Python numbers and lists, NaN and inf -> None,
+    tuples -> lists, keys -> str. The one rule for every JSON neuroscope prints or writes."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        obj = obj.tolist()                      # numpy scalars and arrays, torch tensors
+        if isinstance(obj, list):
+            return json_ready(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj, force: bool = False, inputs: Iterable[str | os.PathLike | None] = (),
+               indent: int | None = 1) -> Path:
+    """Write `json_ready(obj)` atomically as strict JSON (no NaN), after the rules of `check_output`."""
+    text = json.dumps(json_ready(obj), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+    return write_text(path, text, "json", force, inputs)
 
 
 def make_temp_dir(out: Path) -> Path:
