@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from neuroscope.hooks import HookError, Trace, linear_scan, quantity_names
+from neuroscope.hooks import HookError, Trace, quantity_names
+from neuroscope.recurrence_recover import linear_scan
 
 CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
@@ -32,10 +33,10 @@ def inputs(batch_first: bool, B: int = 3, T: int = 60, seed: int = 1):
 @pytest.fixture(params=[True, False], ids=["packed", "addmm"])
 def packed(request, monkeypatch):
     """Both ways the loop multiplies: oneDNN with packed weights (where PyTorch has it) and addmm."""
-    import neuroscope.hooks as hooks
-    if request.param and not hooks.PACKED:
+    from neuroscope import fastops
+    if request.param and not fastops.PACKED:
         pytest.fail("this PyTorch build has no oneDNN linear op: the packed path is untested here")
-    monkeypatch.setattr(hooks, "PACKED", request.param)
+    monkeypatch.setattr(fastops, "PACKED", request.param)
     return request.param
 
 
@@ -244,19 +245,19 @@ def test_parallel_scan_equals_sequential_scan():
 
 
 def test_the_packed_product_is_the_matrix_product(packed):
-    """_Product(W, b)(x, other) = x @ W^T + b + other whichever way it multiplies, for the batch it
+    """Product(W, b)(x, other) = x @ W^T + b + other whichever way it multiplies, for the batch it
     was packed for and for others."""
-    from neuroscope.hooks import _Product
+    from neuroscope.fastops import Product
     g = torch.Generator().manual_seed(5)
     W, b = torch.randn(2048, 512, generator=g), torch.randn(2048, generator=g)
-    prod = _Product(W, b, batch=64)
+    prod = Product(W, b, batch=64)
     assert (prod.packed is not None) == packed
-    assert _Product(W, b, batch=1).packed is None                   # one stream: addmm was faster
+    assert Product(W, b, batch=1).packed is None                   # one stream: addmm was faster
     for rows in (64, 1, 300):
         x, other = torch.randn(rows, 512, generator=g), torch.randn(rows, 2048, generator=g)
         torch.testing.assert_close(prod(x), x @ W.t() + b, atol=2e-4, rtol=1e-5)
         torch.testing.assert_close(prod(x, other.clone()), x @ W.t() + b + other, atol=2e-4, rtol=1e-5)
-    torch.testing.assert_close(_Product(W)(x), x @ W.t(), atol=2e-4, rtol=1e-5)
+    torch.testing.assert_close(Product(W)(x), x @ W.t(), atol=2e-4, rtol=1e-5)
 
 
 def test_traces_sharing_prepared_weights_prepare_them_once_and_notice_changes():
@@ -369,10 +370,10 @@ class EmbeddedRNN(nn.Module):
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
 def test_an_embedding_fed_rnn_projects_its_table_once_with_the_same_states(cell, batch_first, strategy, monkeypatch):
-    import neuroscope.hooks as hooks
+    from neuroscope import fastops
     used = []
-    real = hooks._input_projection
-    monkeypatch.setattr(hooks, "_input_projection", lambda *a, **k: used.append(k.get("emb") is not None) or real(*a, **k))
+    real = fastops.input_projection
+    monkeypatch.setattr(fastops, "input_projection", lambda *a, **k: used.append(k.get("emb") is not None) or real(*a, **k))
     model = EmbeddedRNN(cell, batch_first).eval()
     ids = torch.randint(0, 7, (3, 40) if batch_first else (40, 3), generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
