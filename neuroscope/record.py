@@ -13,7 +13,8 @@ Contract (the rest of neuroscope relies on it):
 by side as one batch, each piece after the first starting from the state reached by reading the W
 characters before it (from a zero state; those W steps are run and discarded). Every character is
 still yielded exactly once, but chunks then come piece by piece per time block, so `start` is not
-increasing: place rows by `start`. The deviation from exact states is measured in README (PERFORMANCE).
+increasing: place rows by `start`. Pieces after the first start from an approximate state, so their
+first characters deviate from the exact states; a longer warmup shrinks the deviation.
 iter_blocks yields the same states a whole time block at a time, as the recurrence wrote them
 (time-major tensors and the position of every row), for consumers that need no order (statistics).
 
@@ -31,56 +32,19 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .errors import UserError
+from .evaluate import iter_logits
 from .hooks import HookError, Trace
+from .names import parse_quantity, parse_states, state_names  # noqa: F401 (parse_states: importable from here too)
 
-LSTM_GATES = ("i", "f", "g", "o")
-GRU_GATES = ("r", "z", "n")
-STATE_TOKENS = ("h", "c", "gates") + tuple(f"gate_{g}" for g in LSTM_GATES + GRU_GATES)
 OPS = ("zero", "clamp", "scale")
-
-
-def parse_states(states: Iterable[str] | str) -> tuple[str, ...]:
-    """Validate state tokens ("h", "c", "gates", "gate_f" or just "f"); "h,c" strings are split."""
-    if isinstance(states, str):
-        states = [s for s in states.split(",")]
-    out = []
-    for s in states:
-        s = s.strip()
-        s = f"gate_{s}" if s in LSTM_GATES + GRU_GATES else s
-        if s not in STATE_TOKENS:
-            raise UserError(f"unknown state {s!r}; choose from h, c, gates, "
-                            "or a gate: i, f, g, o (LSTM), r, z, n (GRU)")
-        if s not in out:
-            out.append(s)
-    if not out:
-        raise UserError("no state to record; choose from h, c, gates")
-    return tuple(out)
-
-
-def state_names(config, states: Iterable[str] = ("h", "c")) -> list[str]:
-    """All quantity names for a model config, e.g. ["rnn.l0.h", "rnn.l0.c", ...], layer by layer.
-
-    Tokens that do not apply to the cell (c or LSTM gates of a GRU, ...) are skipped, so ("h", "c")
-    works for every model.
-    """
-    states = parse_states(states)
-    gates = LSTM_GATES if config.cell == "lstm" else GRU_GATES if config.cell == "gru" else ()
-    out = []
-    for layer in range(config.num_layers):
-        for s in states:
-            if s == "gates":
-                out += [f"rnn.l{layer}.gate_{g}" for g in gates]
-            elif s == "h" or (s == "c" and config.cell == "lstm") or (s.startswith("gate_") and s[5:] in gates):
-                out.append(f"rnn.l{layer}.{s}")
-    return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
 class Intervention:
     """Edit units of h or c inside the recurrence; later steps, upper layers and the logits see it.
 
-    name: "rnn.l{layer}.h" or "rnn.l{layer}.c"; units: unit indices; op: "zero", "clamp" (set to
-    value) or "scale" (multiply by value); positions: None (every step), or an index array / a slice
+    name: the quantity name of an h or c, e.g. "rnn.l2.c" (see neuroscope.names); units: unit indices;
+    op: "zero", "clamp" (set to value) or "scale" (multiply by value); positions: None (every step), or an index array / a slice
     of positions in ids (the edit replaces the state after reading those characters). An edit of c
     at step t is made before h_t = o_t * tanh(c_t), so h_t already follows it.
     """
@@ -93,7 +57,7 @@ class Intervention:
     def __post_init__(self):
         if self.op not in OPS:
             raise UserError(f"unknown intervention {self.op!r}; choose one of {', '.join(OPS)}")
-        if not (self.name.endswith(".h") or self.name.endswith(".c")):
+        if parse_quantity(self.name).state not in ("h", "c"):
             raise UserError(f"interventions edit h or c, not {self.name!r}")
 
     def hits(self, pos: np.ndarray) -> np.ndarray:
@@ -171,9 +135,9 @@ def stream_layout(n: int, streams: int, warmup: int) -> tuple[int, int, int]:
     before the second piece).
     """
     if streams < 1:
-        raise UserError(f"--streams must be >= 1, got {streams}")
+        raise UserError(f"streams must be >= 1, got {streams}", param="streams")
     if warmup < 0:
-        raise UserError(f"--warmup must be >= 0, got {warmup}")
+        raise UserError(f"warmup must be >= 0, got {warmup}", param="warmup")
     streams = min(streams, n)
     m = math.ceil(n / streams)
     streams = math.ceil(n / m)                 # no empty trailing stream
@@ -283,23 +247,16 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) < 2:
         raise UserError("need at least 2 characters to compute losses")
-    device = next(model.parameters()).device
-    x = torch.as_tensor(ids, device=device)
+    x = torch.as_tensor(ids, device=next(model.parameters()).device)[None]     # [1, N]
+    context = None
+    if interventions:
+        def context(s):
+            return Trace(model, names=[], edit=_edits(interventions, np.array([s]), model.config))
     out = np.empty(len(ids) - 1, dtype=np.float32)
-    bar = tqdm(total=len(out), unit="char", unit_scale=True, disable=not progress, desc="losses")
-    state = None
-    for s in range(0, len(out), chunk):
-        inp = x[s:min(s + chunk, len(out))][None]                       # [1, T]
-        if interventions:
-            try:
-                with Trace(model, names=[], edit=_edits(interventions, np.array([s]), model.config)):
-                    logits, state = model(inp, state)                   # [1, T, V]
-            except HookError as exc:
-                raise UserError(str(exc)) from None
-        else:
-            logits, state = model(inp, state)
-        loss = F.cross_entropy(logits[0].float(), x[s + 1:s + 1 + inp.shape[1]], reduction="none")
-        out[s:s + inp.shape[1]] = loss.cpu().numpy()
-        bar.update(inp.shape[1])
-    bar.close()
+    try:
+        for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "losses", context=context):
+            T = logits.shape[1]
+            out[s:s + T] = F.cross_entropy(logits[0], x[0, s + 1:s + 1 + T], reduction="none").cpu().numpy()
+    except HookError as exc:
+        raise UserError(str(exc)) from None
     return out

@@ -87,8 +87,12 @@ def test_streams_cover_every_character_once_and_warmup_shrinks_the_deviation(wp_
 def test_stream_layout_caps():
     assert stream_layout(1000, 64, 256) == (63, 16, 16)    # ceil(1000/64) = 16 steps: 63 pieces, warmup <= 16
     assert stream_layout(10, 1, 5) == (1, 10, 0)           # one stream: exact, no warmup
-    with pytest.raises(UserError, match="--streams"):
+    with pytest.raises(UserError, match=r"^streams must be >= 1, got 0$") as exc:
         stream_layout(10, 0, 0)
+    assert exc.value.param == "streams"
+    with pytest.raises(UserError, match=r"^warmup must be >= 0") as exc:
+        stream_layout(10, 1, -1)
+    assert exc.value.param == "warmup"
 
 
 def test_char_losses_average_to_the_evaluated_loss(wp_small, wp_ids):
