@@ -1,6 +1,7 @@
 """The activation store and `neuroscope record`: layout, lazy reading, float16 error, safe writing."""
 import json
 import os
+import re
 from collections import namedtuple
 
 import numpy as np
@@ -9,10 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from neuroscope import activations
-from neuroscope.activations import open_store, plan_store, recorder_name, write_store
+from neuroscope.activations import open_store, plan_store, write_store
 from neuroscope.checkpoint import TextSpan, load_checkpoint
 from neuroscope.cli import cli
 from neuroscope.errors import UserError
+from neuroscope.names import parse_quantity
 from neuroscope.record import record
 
 
@@ -79,16 +81,59 @@ def test_float16_refuses_values_beyond_its_range(tmp_path, wp_small, span, monke
     assert os.listdir(tmp_path) == []
 
 
-def test_existing_folder_is_refused_then_replaced_with_force(tmp_path, wp_small, span):
+def test_existing_store_is_refused_then_replaced_with_force(tmp_path, wp_small, span):
     out = tmp_path / "acts"
-    out.mkdir()
-    (out / "old.txt").write_text("keep me")
-    with pytest.raises(UserError, match="exists; pass --force"):
+    write_store(out, wp_small, span, states=("h", "c"))
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    with pytest.raises(UserError, match="exists; set force to replace it") as exc:
         write_store(out, wp_small, span)
-    assert (out / "old.txt").read_text() == "keep me"
+    assert exc.value.param == "force"
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
     write_store(out, wp_small, span, states=("h",), force=True)
     assert sorted(os.listdir(out)) == ["l0_h.npy", "l1_h.npy", "meta.json", "text.txt"]
     assert sorted(os.listdir(tmp_path)) == ["acts"]
+
+
+def test_force_does_not_replace_a_folder_that_is_not_a_store(tmp_path, wp_small, span):
+    out = tmp_path / "acts"
+    out.mkdir()
+    (out / "old.txt").write_bytes(b"keep me\r\n\x00")
+    with pytest.raises(UserError, match="exists; set force") as exc:
+        write_store(out, wp_small, span)
+    assert exc.value.param == "force"
+    with pytest.raises(UserError, match="is a folder that is not an activation store"):
+        write_store(out, wp_small, span, states=("h",), force=True)
+    assert os.listdir(out) == ["old.txt"] and (out / "old.txt").read_bytes() == b"keep me\r\n\x00"
+    assert sorted(os.listdir(tmp_path)) == ["acts"]                       # no temporary folder left behind
+
+
+def test_a_folder_holding_the_input_checkpoint_is_refused(tmp_path, shared_models, span):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "m.pt").write_bytes((shared_models / "wp_lstm2x128.pt").read_bytes())
+    ckpt = load_checkpoint(models / "m.pt")
+    for force in (False, True):
+        with pytest.raises(UserError, match="is an input of this command"):
+            write_store(models, ckpt, span, states=("h",), force=force)
+    assert os.listdir(models) == ["m.pt"]
+    assert (models / "m.pt").read_bytes() == (shared_models / "wp_lstm2x128.pt").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["models"]
+
+
+def test_a_stale_temporary_folder_of_a_killed_run_is_removed_by_the_next_record(tmp_path, wp_small, span):
+    """Temporaries are ".{name}.neuroscope-tmp-{pid}-{random}" (neuroscope.files); one whose process
+    is gone is removed, one of a live process is left alone."""
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".acts.neuroscope-tmp-{dead.pid}-k1lled"
+    stale.mkdir()
+    (stale / "l0_h.npy").write_bytes(b"half")
+    live = tmp_path / f".other.neuroscope-tmp-{os.getppid()}-running"
+    live.mkdir()
+    write_store(tmp_path / "acts", wp_small, span, states=("h",))
+    assert sorted(os.listdir(tmp_path)) == [live.name, "acts"]
 
 
 def test_a_failed_recording_leaves_nothing_half_written(tmp_path, wp_small, span, monkeypatch):
@@ -116,8 +161,11 @@ def test_a_store_larger_than_free_disk_is_refused_before_writing(tmp_path, wp_sm
 
 
 def test_recorder_names_from_file_and_cli_names():
+    def recorder_name(key):
+        return parse_quantity(key).name
     assert recorder_name("l2_c") == recorder_name("l2.c") == recorder_name("rnn.l2.c") == "rnn.l2.c"
     assert recorder_name("l0_f") == recorder_name("l0.gate_f") == "rnn.l0.gate_f"
+    assert parse_quantity("rnn.l0.gate_f").stem == "l0_f" and parse_quantity("l2.c").stem == "l2_c"
     with pytest.raises(UserError, match="bad quantity name"):
         recorder_name("layer2.c")
 
@@ -135,7 +183,7 @@ def test_cli_record_writes_a_store_and_reports_it(tmp_path, shared_models, share
     assert acts.meta["text"]["chars"] == 800 and acts.meta["text"]["split"] == "val"
     assert sorted(os.listdir(out))[:4] == ["l0_c.npy", "l0_f.npy", "l0_g.npy", "l0_h.npy"]
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 1 and again.output.strip().endswith("exists; pass --force to replace it")
+    assert again.exit_code == 1 and re.search(r"exists; set (--)?force to replace it$", again.output.strip())
     assert "Traceback" not in again.output
     res = CliRunner().invoke(cli, args[:-2] + ["--streams", "4", "--warmup", "50", "--out", str(out), "--force",
                                                 "--json"])
