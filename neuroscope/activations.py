@@ -33,8 +33,8 @@ import numpy as np
 
 from .errors import UserError
 from .files import STORE_FORMAT, check_output, json_ready, make_temp_dir, publish_dir
-from .names import parse_quantity
-from .record import iter_states, parse_states, state_names, stream_layout
+from .names import parse_quantity, parse_states, state_names
+from .record import iter_states, stream_layout
 
 FORMAT = STORE_FORMAT
 DTYPES = ("float32", "float16")

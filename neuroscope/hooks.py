@@ -132,7 +132,7 @@ class Trace:
         self._parts: dict[str, list[torch.Tensor]] = {}
         self._steps: dict[str, int] = {}
         self._undo: list[Callable[[], None]] = []
-        self._embedded = None
+        self._tap = _EmbeddingTap()
 
     # -- results
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -166,7 +166,7 @@ class Trace:
                     self._undo.append(mod.register_forward_hook(_bind(self._cell_hook, name)).remove)
             for mod in self.module.modules():
                 if isinstance(mod, nn.Embedding):
-                    self._undo.append(mod.register_forward_hook(self._embedding_hook).remove)
+                    self._undo.append(mod.register_forward_hook(self._tap.hook).remove)
         except BaseException:
             self._remove()
             raise
@@ -179,7 +179,7 @@ class Trace:
     def _remove(self) -> None:
         while self._undo:
             self._undo.pop()()
-        self._embedded = None                                  # no tensor kept past the Trace
+        self._tap.seen = None                                  # no tensor kept past the Trace
 
     # -- recording
     def _keep(self, name: str, value: torch.Tensor, batched: bool) -> None:
@@ -189,13 +189,6 @@ class Trace:
 
     def _edits(self, prefix: str) -> tuple[EditFn | None, EditFn | None]:
         return self.edit.get(_q(prefix, "h")), self.edit.get(_q(prefix, "c"))
-
-    def _strategy(self, editing: bool, on_gpu: bool, batch: int) -> str:
-        if self.strategy == "auto":
-            return "recover" if not editing and (on_gpu or batch <= RECOVER_MAX_BATCH) else "loop"
-        if self.strategy == "recover" and editing:
-            raise HookError("edits need strategy 'loop' (or 'auto'): 'recover' cannot change states")
-        return self.strategy
 
     def _run_rnn(self, name: str, mod: nn.Module, input, hx=None):
         """Replacement forward of an nn.LSTM / nn.GRU / nn.RNN: same inputs, same outputs."""
@@ -210,8 +203,8 @@ class Trace:
         editing = any(e is not None for pair in edits for e in pair)
         if not editing and not any(n.startswith(p + ".") for p in prefixes for n in self.names):
             return type(mod).forward(mod, input, hx)            # nothing to see here: the fused kernel
-        strategy = self._strategy(editing, x.is_cuda, B)
-        emb = self._embedding_of(input, T, B, batched and mod.batch_first)
+        strategy = _pick_strategy(self.strategy, editing, x.is_cuda, B)
+        emb = self._tap.take(input, T, B, batched and mod.batch_first)
         last_h, last_c = [], []
         for k, prefix in enumerate(prefixes):
             w = [getattr(mod, f"{p}_l{k}") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -234,39 +227,14 @@ class Trace:
                 x = nn.functional.dropout(x, mod.dropout, training=True)
         return _outputs(kind, mod, x, last_h, last_c, batched)
 
-    def _embedding_hook(self, mod: nn.Module, args, output) -> None:
-        """Remember the last nn.Embedding call (ids, output): an RNN reading exactly that output
-        gets its first layer's input projection by table lookup (see fastops.input_projection)."""
-        ids = args[0] if args else None
-        plain = mod.max_norm is None and isinstance(ids, torch.Tensor) and not ids.is_floating_point()
-        self._embedded = (output, mod.weight, ids) if plain else None
-
-    def _embedding_of(self, input, T: int, B: int, batch_first: bool):
-        """(table, ids [T, B]) when `input` is the very tensor the last embedding call returned."""
-        seen, self._embedded = self._embedded, None
-        if seen is None or seen[0] is not input:
-            return None
-        ids = seen[2].t() if batch_first else seen[2]
-        ids = ids.reshape(T, B) if ids.dim() == 1 else ids
-        return (seen[1], ids) if ids.shape == (T, B) else None
-
     def _cell_hook(self, name: str, mod: nn.Module, args, output):
         """Forward hook of an nn.*Cell stepped by user code: record one step, apply edits."""
-        kind = _kind(mod)
-        x, hx = args[0], (args[1] if len(args) > 1 else None)
-        h, c = (output if kind == "lstm" else (output, None))
+        kind, x = _kind(mod), args[0]
         t = self._steps.get(name, 0)
         self._steps[name] = t + 1
         e_h, e_c = self._edits(name)
         want_gates = [g for g in GATES[kind] if _q(name, gate_state(g)) in self.names]
-        gates = _cell_gates(kind, mod, x, hx) if want_gates or e_c is not None else None
-        if e_c is not None:                                     # h follows the edited c, as in the loop
-            c = c.clone()
-            edit_in_place(e_c, c, t)
-            h = gates["o"] * torch.tanh(c)
-        if e_h is not None:
-            h = h.clone()
-            edit_in_place(e_h, h, t)
+        h, c, gates = _cell_step(kind, mod, args, output, e_h, e_c, t, gates=bool(want_gates))
         batched = x.dim() == 2
         for q, v in [("h", h), ("c", c)] + [(gate_state(g), gates[g]) for g in want_gates]:
             if v is not None:
@@ -274,6 +242,27 @@ class Trace:
         if e_h is None and e_c is None:
             return None
         return (h, c) if kind == "lstm" else h
+
+
+class _EmbeddingTap:
+    """The last nn.Embedding call inside a Trace: an RNN reading exactly that output gets its first
+    layer's input projection by table lookup (see fastops.input_projection)."""
+
+    seen = None                                                 # (output, table, ids) or None
+
+    def hook(self, mod: nn.Module, args, output) -> None:
+        ids = args[0] if args else None
+        plain = mod.max_norm is None and isinstance(ids, torch.Tensor) and not ids.is_floating_point()
+        self.seen = (output, mod.weight, ids) if plain else None
+
+    def take(self, input, T: int, B: int, batch_first: bool):
+        """(table, ids [T, B]) when `input` is the very tensor the last embedding call returned."""
+        seen, self.seen = self.seen, None
+        if seen is None or seen[0] is not input:
+            return None
+        ids = seen[2].t() if batch_first else seen[2]
+        ids = ids.reshape(T, B) if ids.dim() == 1 else ids
+        return (seen[1], ids) if ids.shape == (T, B) else None
 
 
 def _q(prefix: str, state: str) -> str:
@@ -284,6 +273,14 @@ def _q(prefix: str, state: str) -> str:
 
 def _layer_prefix(name: str, layer: int) -> str:
     return f"{name}.l{layer}" if name else f"l{layer}"
+
+
+def _pick_strategy(strategy: str, editing: bool, on_gpu: bool, batch: int) -> str:
+    if strategy == "auto":
+        return "recover" if not editing and (on_gpu or batch <= RECOVER_MAX_BATCH) else "loop"
+    if strategy == "recover" and editing:
+        raise HookError("edits need strategy 'loop' (or 'auto'): 'recover' cannot change states")
+    return strategy
 
 
 def _bind(fn, *first):
@@ -332,6 +329,21 @@ def _outputs(kind: str, mod: nn.Module, top: torch.Tensor, last_h: list, last_c:
     if kind != "lstm":
         return y, h_n
     return y, (h_n, torch.stack(last_c) if batched else torch.stack(last_c)[:, 0])
+
+
+def _cell_step(kind: str, mod: nn.Module, args, output, e_h, e_c, t: int, gates: bool):
+    """(h, c or None, gates or None) of one cell step, with the edits applied to copies."""
+    x, hx = args[0], (args[1] if len(args) > 1 else None)
+    h, c = (output if kind == "lstm" else (output, None))
+    g = _cell_gates(kind, mod, x, hx) if gates or e_c is not None else None
+    if e_c is not None:                                         # h follows the edited c, as in the loop
+        c = c.clone()
+        edit_in_place(e_c, c, t)
+        h = g["o"] * torch.tanh(c)
+    if e_h is not None:
+        h = h.clone()
+        edit_in_place(e_h, h, t)
+    return h, c, g
 
 
 def _cell_gates(kind: str, mod: nn.Module, x: torch.Tensor, hx) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ from neuroscope.record import record
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Small per-step work: one thread avoids OpenMP stalls on the shared 2-core test machine."""
+    """Small per-step work: one thread avoids OpenMP stalls when other processes hold the cores."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -11,8 +11,8 @@ CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """These tests step recurrences one small step at a time; on the shared 2-core test machine one
-    thread avoids OpenMP barrier stalls while other runs hold the cores (same results, only faster)."""
+    """These tests step recurrences one small step at a time: one thread avoids OpenMP barrier stalls
+    when other processes hold the cores (same results, only faster)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -313,8 +313,8 @@ def test_reference_checkpoint_states_match_nn_lstm(shared_models, warpeace, stra
 def test_batched_reference_states_stay_within_float32_drift_of_float64(shared_models, warpeace, packed):
     """4 spans of 100 characters side by side (the loop's recurrent product packed at this batch),
     against the same model in float64 (nn.LSTM's own float64 forward): top h of every step and last
-    h of every layer within the float32 drift recording-facts.md measured for this model (max 3.2e-5,
-    mean 9.1e-8), c within 3.2e-5 of 1 + |c|. A flat 1e-5 against the float32 nn.LSTM does not hold
+    h of every layer within the float32 drift of this model against float64 (max 3.2e-5, mean 9.1e-8
+    over long spans), c within 3.2e-5 of 1 + |c|. A flat 1e-5 against the float32 nn.LSTM does not hold
     here: on these spans the fused float32 kernel is itself 1.2e-5 from float64 (measured)."""
     import copy
     from neuroscope.checkpoint import load_checkpoint
@@ -336,8 +336,8 @@ def test_batched_reference_states_stay_within_float32_drift_of_float64(shared_mo
 
 
 def test_long_sequences_agree_within_float32_drift(shared_models, warpeace):
-    """2,000 steps: rounding drifts through the recurrence (recording-facts.md measured 3.2e-5 in h over
-    3,000 steps of this model, and |c| grows to ~2,400), so h gets 1e-4 absolute and c 1e-4 of (1 + |c|)."""
+    """2,000 steps: rounding drifts through the recurrence (3.2e-5 in h against float64 over 3,000 steps
+    of this model, and |c| grows to ~2,400), so h gets 1e-4 absolute and c 1e-4 of (1 + |c|)."""
     from neuroscope.checkpoint import load_checkpoint
     ck = load_checkpoint(shared_models / "wp_lstm3x512.pt")
     m = ck.model
