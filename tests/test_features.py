@@ -596,6 +596,36 @@ def test_label_file_that_is_not_an_array_is_a_user_error(tmp_path):
         F.resolve("abc", files=[f"x={tmp_path / 'x.npy'}"])
 
 
+def test_library_errors_name_the_parameter_not_the_flag(tmp_path):
+    np.save(tmp_path / "short.npy", np.zeros(3))
+    bad = [({"regexes": ["x=("]}, "regexes"), ({"regexes": ["nameonly"]}, "regexes"),
+           ({"regexes": [("bad name", "x")]}, "regexes"), ({"files": [f"x={tmp_path / 'none.npy'}"]}, "files"),
+           ({"files": [f"x={tmp_path / 'short.npy'}"]}, "files"), ({"spans": ["x=5:2"]}, "spans"),
+           ({"spans": ["x=3-5"]}, "spans"), ({"lang": "perl"}, "lang")]
+    for kwargs, param in bad:
+        with pytest.raises(UserError) as exc:
+            F.resolve("ab 12 cd", **kwargs)
+        msg = str(exc.value)
+        assert exc.value.param == param and re.search(rf"\b{param}\b", msg) and "--" not in msg, (kwargs, msg)
+    for args, param in [(("bad name", len), "name"), (("x", len, "float"), "kind"), (("in_quote", len), "name")]:
+        with pytest.raises(UserError) as exc:
+            F.register(*args)
+        assert exc.value.param == param and re.search(rf"\b{param}\b", str(exc.value))
+
+
+def test_label_files_take_their_kind_from_the_values_then_kind_of_from_the_dtype(tmp_path):
+    text = "ab 12"
+    for name, arr in [("bits", np.array([0, 1, 1, 0, 1], np.int64)), ("cnt", np.arange(5)),
+                      ("flt", np.linspace(0, 1, 5))]:
+        np.save(tmp_path / f"{name}.npy", arr)
+    out = F.resolve(text, files=[f"{n}={tmp_path / n}.npy" for n in ("bits", "cnt", "flt")])
+    assert [out[n].dtype for n in ("bits", "cnt", "flt")] == [np.uint8, np.int32, np.float32]
+    assert [F.kind_of(out[n]) for n in ("bits", "cnt", "flt")] == ["binary", "count", "count"]
+    assert [F.summarize(out[n])["kind"] for n in ("bits", "cnt", "flt")] == ["binary", "count", "float"]
+    for name in F.builtin_names() + F.baseline_names():
+        assert F.kind_of(F.label("a(b)\n", name)) == F.FEATURES[name].kind, name
+
+
 def test_render_marks_labelled_characters():
     out = F.render('a "b"\r\nc\td', {"q": F.label('a "b"\r\nc\td', "in_quote"),
                                      "pos": F.label('a "b"\r\nc\td', "line_position")}, offset=10)
