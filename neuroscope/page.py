@@ -35,7 +35,7 @@ LABEL = (230, 85, 13)                                                   # featur
 
 
 @functools.lru_cache(maxsize=1)
-def vega_bundle() -> str:
+def _vega_bundle() -> str:
     """vega-embed + Vega-Lite + Vega as one script (about 0.9 MB), matching altair's Vega-Lite."""
     import altair as alt
     import vl_convert as vlc
@@ -44,13 +44,13 @@ def vega_bundle() -> str:
     return vlc.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
 
 
-def json_for_script(obj) -> str:
+def _json_for_script(obj) -> str:
     """JSON safe inside a <script> element: no '<', '>' or '&' survives, so no tag can close it."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def rgb(c) -> str:
+def _rgb(c) -> str:
     return f"rgb({c[0]},{c[1]},{c[2]})"
 
 
@@ -354,8 +354,8 @@ KINDS = ("model", "samples", "ranking", "units", "predictions", "charts", "html"
 def _environment() -> tuple[jinja2.Template, object]:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    colours = {"blue": rgb(BLUE), "white": rgb(WHITE), "green": rgb(GREEN), "red": rgb(RED),
-               "yellow": rgb(YELLOW), "shade": rgb(SHADE)}
+    colours = {"blue": _rgb(BLUE), "white": _rgb(WHITE), "green": _rgb(GREEN), "red": _rgb(RED),
+               "yellow": _rgb(YELLOW), "shade": _rgb(SHADE)}
     macros = env.from_string(MACROS, globals={"c": colours}).module
     return env.from_string(TEMPLATE), macros
 
@@ -370,12 +370,12 @@ def render_page(title: str, subtitle: list[str], sections: list[dict], data: dic
     script = SCRIPT % {k: json.dumps(list(v)) for k, v in
                        {"blue": BLUE, "white": WHITE, "green": GREEN, "red": RED, "yellow": YELLOW,
                         "shade": SHADE, "label": LABEL}.items()}
-    css = CSS % {"label": rgb(LABEL)}
+    css = CSS % {"label": _rgb(LABEL)}
     return template.render(
         title=title, subtitle=subtitle, sections=sections, kinds=kinds,
         css=_markup(css),
-        bundle=_markup(vega_bundle()) if data.get("charts") else "",
-        data_json=_markup(json_for_script(data)), script=_markup(script))
+        bundle=_markup(_vega_bundle()) if data.get("charts") else "",
+        data_json=_markup(_json_for_script(data)), script=_markup(script))
 
 
 def _markup(text: str) -> Markup:

@@ -14,7 +14,9 @@ probability of each actual character, and the model's top 5 guesses under each c
 6 activation inside vs outside each feature; 7 gate saturation per layer (LSTM and GRU).
 
 Content is built as plain data first (`Report.sections`, `Report.data`), then rendered by
-neuroscope.page. Recording covers only the shown excerpt (at most `max_chars` characters), one
+neuroscope.page. The pieces: neuroscope.excerpt reads the numbers off the excerpt (unit values,
+gate saturation, predictions), neuroscope.sections turns them into sections, neuroscope.charts
+draws the altair charts. Recording covers only the shown excerpt (at most `max_chars` characters), one
 chunk at a time, so memory stays bounded whatever the span's length.
 """
 from __future__ import annotations
