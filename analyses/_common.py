@@ -6,9 +6,6 @@ writes reports/<script name>.html plus reports/<script name>.json (the numbers t
 from __future__ import annotations
 
 import argparse
-import html
-import json
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,8 +14,9 @@ import torch
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.features import resolve
+from neuroscope.files import json_ready, write_json
 from neuroscope.probe import probe
-from neuroscope.report import build_report, write_atomic
+from neuroscope.report import Report, build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -42,7 +40,7 @@ def parser(doc: str, model: str, text: str, chars: int) -> argparse.ArgumentPars
 
 
 def setup() -> None:
-    torch.set_num_threads(2)          # the machine is shared; more threads only contend
+    torch.set_num_threads(2)          # a fixed thread count, so the times the scripts print compare across runs
 
 
 def load(args):
@@ -66,22 +64,21 @@ def finding(result, feature: str) -> dict:
         return {"feature": feature, "note": "not probed (constant on this text)"}
     top = rows.iloc[0]
     out = {"feature": feature, "kind": str(top["kind"]), "unit": str(top["unit_id"]),
-           "r": _num(top["r"]), "auroc": _num(top["auroc"]), "spearman": _num(top["spearman"]),
-           "p_adjusted": _num(top["p_adjusted"]), "selectivity": _num(top["selectivity"]),
-           "control_max_abs_r": _num(top["control_max_abs_r"]), "baseline_best": str(top["baseline_best"]),
-           "baseline_max_abs_r": _num(top["baseline_max_abs_r"]), "flag": str(top["flag"]),
+           **{k: top[k] for k in ("r", "auroc", "spearman", "p_adjusted", "selectivity", "control_max_abs_r")},
+           "baseline_best": str(top["baseline_best"]), "baseline_max_abs_r": top["baseline_max_abs_r"],
+           "flag": str(top["flag"]),
            "next_units": [f"{u} ({r:+.3f})" for u, r in zip(rows["unit_id"].iloc[1:4], rows["r"].iloc[1:4])]}
     abl = result.ablation[result.ablation["feature"] == feature] if len(result.ablation) else result.ablation
     if len(abl):
         a = abl.iloc[0]
-        out["ablation"] = {"units": str(a["units"]), "chars": int(a["chars"]), "delta_on": _num(a["delta_on"]),
-                           "delta_off": _num(a["delta_off"]), "random_on_mean": _num(a["random_on_mean"]),
-                           "random_on_std": _num(a["random_on_std"]), "draws": int(a["draws"])}
+        out["ablation"] = {"units": str(a["units"]), "chars": int(a["chars"]),
+                           **{k: a[k] for k in ("delta_on", "delta_off", "random_on_mean", "random_on_std")},
+                           "draws": int(a["draws"])}
     sp = result.sparse[result.sparse["feature"] == feature] if len(result.sparse) else result.sparse
     if len(sp):
-        out["sparse_probe"] = {"metric": str(sp.iloc[0]["metric"]), "score": _num(sp.iloc[0]["score"]),
+        out["sparse_probe"] = {"metric": str(sp.iloc[0]["metric"]), "score": sp.iloc[0]["score"],
                                "n_nonzero": int(sp.iloc[0]["n_nonzero"])}
-    return out
+    return json_ready(out)           # numpy numbers -> Python, NaN -> None
 
 
 def describe(f: dict) -> str:
@@ -102,35 +99,17 @@ def describe(f: dict) -> str:
     return s
 
 
-def save(name: str, report, summary: dict, out: str | None = None) -> Path:
-    """Write reports/<name>.html (atomically, via the report) and reports/<name>.json."""
+def save(name: str, report: Report, summary: dict, out: str | None = None) -> Path:
+    """Write reports/<name>.html and reports/<name>.json (the numbers the gallery quotes).
+
+    A script regenerates its own gallery files, so they are replaced (force); neuroscope.files still
+    refuses to replace a file of another kind or one of the script's inputs.
+    """
     path = Path(out) if out else REPORTS / f"{name}.html"
-    report.save(path) if hasattr(report, "save") else write_atomic(path, report)
-    write_atomic(path.with_suffix(".json"), json.dumps(summary, indent=1, default=_num) + "\n")
+    report.save(path, force=True)
+    write_json(path.with_suffix(".json"), summary, force=True)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and {path.with_suffix('.json').name}")
     return path
-
-
-def page(title: str, intro: list[str], blocks: list[str], charts: dict | None = None) -> str:
-    """A plain self-contained HTML page for the analyses that are not one model's report.
-
-    blocks: HTML fragments in order; a block "<div data-chart='NAME'></div>" is drawn from
-    charts[NAME] (an altair chart) with the Vega bundle neuroscope's reports carry (no network).
-    """
-    from neuroscope.page import json_for_script, vega_bundle
-    head = ("<!doctype html><html><head><meta charset='utf-8'><title>{t}</title><style>"
-            "body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em}}"
-            "table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ddd;padding:2px 6px;"
-            "vertical-align:top}}code,.ctx{{font-family:ui-monospace,monospace;white-space:pre}}"
-            "</style></head><body><h1>{t}</h1>").format(t=html.escape(title))
-    body = "".join(f"<p>{html.escape(p)}</p>" for p in intro) + "".join(blocks)
-    script = ""
-    if charts:
-        specs = json_for_script({k: c.to_dict() for k, c in charts.items()})
-        script = (f"<script>{vega_bundle()}</script><script>var C = {specs};"
-                  "document.querySelectorAll('[data-chart]').forEach(function (el) {"
-                  "vegaEmbed(el, C[el.dataset.chart], {actions: false, renderer: 'svg'}); });</script>")
-    return head + body + script + "</body></html>"
 
 
 def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520) -> Path | None:
@@ -175,16 +154,9 @@ def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520
     return Path(png_path)
 
 
-def _num(v):
-    if v is None:
-        return None
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
 def _fmt(v, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-__all__ = ["SHARED", "REPORTS", "parser", "setup", "load", "run_probe", "finding", "describe", "save", "page",
-           "build_report", "resolve", "np"]
+__all__ = ["SHARED", "REPORTS", "parser", "setup", "load", "run_probe", "finding", "describe", "save",
+           "Report", "build_report", "resolve", "np"]

@@ -11,18 +11,17 @@ few gates are left-saturated all the time.
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 from pathlib import Path
 
-import altair as alt
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED, page, save, setup  # noqa: E402
+from _common import SHARED, Report, save, setup  # noqa: E402
 
+from neuroscope.charts import saturation_chart
 from neuroscope.checkpoint import choose_text, load_checkpoint
-from neuroscope.report import record_units, saturation_chart
+from neuroscope.excerpt import record_units
 
 MODELS = (("wp_lstm3x512.pt", "warpeace.txt"), ("linux_lstm3x512.pt", "linux.txt"),
           ("enwiki_lstm2x512.pt", "enwiki.xml"))
@@ -46,7 +45,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     setup()
-    blocks, charts, summary = [], {}, {"script": "gate_saturation", "chars": args.chars, "models": {}}
+    sections, charts, summary = [], {}, {"script": "gate_saturation", "chars": args.chars, "models": {}}
     for i, (mpath, tpath) in enumerate(zip(args.models, args.texts)):
         ckpt = load_checkpoint(mpath)
         span = choose_text(ckpt, tpath, split="test")
@@ -57,13 +56,14 @@ def main(argv=None) -> dict:
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         summary["models"][ckpt.name] = table.to_dict(orient="records")
         charts[f"g{i}"] = saturation_chart(sat, ckpt.config.num_layers).properties(title=ckpt.name)
-        blocks.append(f"<h2>{html.escape(ckpt.name)}</h2><p>{len(ids):,} characters of the test split of "
-                      f"{html.escape(Path(tpath).name)} from character {span.start:,}, one exact stream.</p>"
-                      f"<div data-chart='g{i}'></div>" + table.to_html(index=False, float_format="%.3f"))
-    doc = page("Gate saturation of the reference LSTMs",
-               ["Each dot is one gate unit: the fraction of characters where it is below 0.1 (x) and above 0.9 "
-                "(y). Karpathy, Johnson & Fei-Fei (2015), figure 3, show the same picture for their models."],
-               blocks, charts)
+        sections.append({"id": f"m{i}", "title": ckpt.name, "kind": "html", "charts": [(f"g{i}", None)],
+                         "notes": [f"{len(ids):,} characters of the test split of {Path(tpath).name} from "
+                                   f"character {span.start:,}, one exact stream."],
+                         "html": table.to_html(index=False, float_format="%.3f")})
+    doc = Report("Gate saturation of the reference LSTMs",
+                 ["Each dot is one gate unit: the fraction of characters where it is below 0.1 (x) and above 0.9 "
+                  "(y). Karpathy, Johnson & Fei-Fei (2015), figure 3, show the same picture for their models."],
+                 sections, {}, charts)
     save("gate_saturation", doc, summary, args.out)
     return summary
 

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import page, parser, resolve, save, setup, load  # noqa: E402
+from _common import Report, load, parser, resolve, save, setup  # noqa: E402
 
 from neuroscope.features import FEATURES, baseline_names
+from neuroscope.names import parse_unit
 from neuroscope.probe import probe
 from neuroscope.record import record
 
@@ -76,9 +77,9 @@ def main(argv=None) -> dict:
                   warmup=args.warmup)
     ctx = {}
     for u in cat.index:
-        layer, state, i = u.split(".")
-        v = acts[f"rnn.{layer}.{state}"][:, int(i)]
-        ctx[u] = top_contexts(ctx_text, np.tanh(v) if state == "c" else v)
+        unit = parse_unit(u)
+        v = acts[unit.quantity][:, unit.index]
+        ctx[u] = top_contexts(ctx_text, np.tanh(v) if unit.squash else v)
     cat = cat.sort_values("abs_r", ascending=False)
 
     U, k, c = len(cat), int(cat["interpretable"].sum()), int(cat["char_class"].sum())
@@ -99,14 +100,15 @@ def main(argv=None) -> dict:
              "<th>top contexts (the [character] after which the unit peaks)</th></tr>" + "".join(rows) + "</table>")
     feats = "".join(f"<li><b>{html.escape(f)}</b>: {html.escape(FEATURES[f].description)}; random-model max |r| "
                     f"{ctrl.get(f, np.nan):.3f}</li>" for f in absr.columns if f in FEATURES)
-    doc = page(f"Neuron catalogue: {ckpt.name}", [
+    doc = Report(f"Neuron catalogue: {ckpt.name}", [
         f"{U} units (h and c of every layer), ranked over {len(text):,} characters of the {Path(args.text).name} "
         f"test split (from character {span.start:,}; {args.streams} streams, {args.warmup} warm-up characters).",
         f"Interpretable: best structural feature |r| >= {args.threshold}, above the random-weights model's best "
         f"|r| for that feature and above the unit's best char-class |r|: {k} of {U} units ({k / U:.1%}); "
         f"the post estimates about 5%. Char-class detectors: {c} ({c / U:.1%}).",
         f"Top contexts are searched in the first {len(ctx_text):,} characters (tanh c for cell states)."],
-        [f"<h2>Features</h2><ul>{feats}</ul>", "<h2>Units</h2>", table])
+        [{"id": "features", "title": "Features", "kind": "html", "html": f"<ul>{feats}</ul>"},
+         {"id": "units", "title": "Units", "kind": "html", "html": table}], {})
     summary = {"script": "neuron_catalog", "model": ckpt.name, "chars": len(text), "start": span.start,
                "units": U, "threshold": args.threshold, "interpretable": k, "interpretable_share": k / U,
                "interpretable_by_feature": by_feature, "char_class": c, "char_class_share": c / U,

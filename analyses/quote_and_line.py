@@ -38,7 +38,7 @@ def main(argv=None) -> dict:
                "notes": result.meta["notes"]}
     path = save("quote_and_line", report, summary, args.out)
     if args.png:
-        # The quote unit's panel (the first: in_quote's top unit), as the README shows it.
+        # The quote unit's panel (the first: in_quote's top unit): the gallery's picture.
         screenshot(path, args.png, ".textview[data-panel='p0']")
     return summary
 

@@ -1,18 +1,17 @@
 """The best unit of each reference model for its headline features, over the whole test split.
 
-Issue 5's acceptance check at full size: in_quote and line_position (wp_lstm3x512), brace_depth and
+At full size: in_quote and line_position (wp_lstm3x512), brace_depth and
 in_comment (linux_lstm3x512), in_url and in_wikilink (enwiki_lstm2x512), each ranked over every h
 and c unit on the model's whole test split (the last 10% of its corpus), with the circular-shift
 null (Holm over all units), the random-weights control and the char-class baselines. Sparse probes
-and ablations are left to the gallery scripts. Prints a Markdown table (README.md, Probing, quotes
-it) and writes reports/reference_units.json.
+and ablations are left to the gallery scripts. Prints a Markdown table and writes
+reports/reference_units.json.
 
     python analyses/reference_units.py            # about 10 minutes on a 2-core CPU
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,8 +21,8 @@ from _common import REPORTS, SHARED, finding, setup  # noqa: E402
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.features import label
+from neuroscope.files import write_json
 from neuroscope.probe import probe
-from neuroscope.report import write_atomic
 
 CASES = [("wp_lstm3x512", "warpeace.txt", ("in_quote", "line_position")),
          ("linux_lstm3x512", "linux.txt", ("brace_depth", "in_comment")),
@@ -58,7 +57,7 @@ def main(argv=None) -> list[dict]:
         print(f"| {r['model']} ({r['chars']:,} chars) | `{r['feature']}` | {r['unit']} | {r['r']:+.3f} | {rank} "
               f"| {r['p_adjusted']:.2g} | {r['selectivity']:.3f} ({r['control_max_abs_r']:.3f}) "
               f"| {r['baseline_max_abs_r']:.3f} ({r['baseline_best']}) | {r['flag'] or 'clean'} |")
-    write_atomic(Path(args.out), json.dumps(rows, indent=1) + "\n")
+    write_json(args.out, rows, force=True)          # the script regenerates its own file
     print(f"wrote {args.out}")
     return rows
 

@@ -6,8 +6,8 @@ steps (each stage resumes the previous run exactly), and after each stage probes
 test split: the best |r| of any unit, and the |r| of the final model's quote unit at that step.
 The weights probed at a step are the best-validation ones train() keeps (validated every 100 steps).
 
-On this 2-core CPU the default is a small 2 x 128 LSTM (batch 32 x 64 characters); on a GPU pass
---layers 3 --hidden 512 --batch 128 --seq 128 for the reference size.
+The default is a small 2 x 128 LSTM (batch 32 x 64 characters) that trains in minutes on a CPU;
+on a GPU pass --layers 3 --hidden 512 --batch 128 --seq 128 for the reference size.
 
     python analyses/training_evolution.py            # writes reports/training_evolution.html
 """

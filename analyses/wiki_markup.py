@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import build_report, describe, finding, load, parser, resolve, run_probe, save, setup  # noqa: E402
 
 from neuroscope.features import FEATURES, register
+from neuroscope.names import parse_unit
 from neuroscope.record import record
 
 NAMES = ("in_url", "in_wikilink", "in_template", "template_depth")
@@ -34,9 +35,9 @@ def www_count(text: str) -> np.ndarray:
 
 def bracket_profile(ckpt, text: str, unit_id: str, labels: np.ndarray) -> dict:
     """Mean shown value (tanh c) of one unit after the first '[' of '[[', after the second, inside, outside."""
-    layer, state, u = unit_id.split(".")
-    values = record(ckpt.model, ckpt.vocab.encode(text), states=(state,))[f"rnn.{layer}.{state}"][:, int(u)]
-    v = np.tanh(values) if state == "c" else values
+    unit = parse_unit(unit_id)
+    values = record(ckpt.model, ckpt.vocab.encode(text), states=(unit.state,))[unit.quantity][:, unit.index]
+    v = np.tanh(values) if unit.squash else values
     first = np.array([m.start() for m in re.finditer(r"\[\[", text)], dtype=int)
     inside = (labels[:len(text)] == 1)
     inside[np.concatenate([first, first + 1])] = False

@@ -1,11 +1,14 @@
 """The self-contained HTML page that a report renders to: template, CSS, inline script, Vega bundle.
 
-    >>> html = render_page(title="wp_lstm3x512", subtitle="...", sections=[...], data={...})
+    >>> html = render_page(title="wp_lstm3x512", subtitle=["..."], sections=[...], data={...})
 
 `sections` is plain data (dicts with "id", "title", "kind" and the fields that kind needs, see
-the macros in TEMPLATE); `data` is what the inline script needs (the excerpt, per-unit values,
-labels, predictions, chart specs). Nothing here knows about models: neuroscope.report builds
-the plain data, this module only turns it into one HTML string.
+the macros in MACROS; "number" is optional, the position by default); `data` is what the inline
+script needs (the excerpt, per-unit values, labels, predictions, chart specs). The kind "html" is
+the free-form hook: its "html" field is a fragment written by the caller, put in unescaped (the
+caller escapes what it interpolates), after its optional "charts" [(chart id, caption)].
+Nothing here knows about models: neuroscope.report builds the plain data, this module only turns
+it into one HTML string.
 
 Safety: the corpus is data, never markup. Template text goes through Jinja2 autoescaping, and
 the excerpt travels in one `<script type="application/json">` block with `<`, `>` and `&`
@@ -32,7 +35,7 @@ LABEL = (230, 85, 13)                                                   # featur
 
 
 @functools.lru_cache(maxsize=1)
-def vega_bundle() -> str:
+def _vega_bundle() -> str:
     """vega-embed + Vega-Lite + Vega as one script (about 0.9 MB), matching altair's Vega-Lite."""
     import altair as alt
     import vl_convert as vlc
@@ -41,13 +44,13 @@ def vega_bundle() -> str:
     return vlc.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
 
 
-def json_for_script(obj) -> str:
+def _json_for_script(obj) -> str:
     """JSON safe inside a <script> element: no '<', '>' or '&' survives, so no tag can close it."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def rgb(c) -> str:
+def _rgb(c) -> str:
     return f"rgb({c[0]},{c[1]},{c[2]})"
 
 
@@ -107,6 +110,8 @@ select, button { font: inherit; }
 .pcol div { padding: 1px 2px; white-space: pre; }
 .pcol .pch { font-weight: bold; border-bottom: 1px solid #999; }
 .pbreak { flex-basis: 100%%; height: 0; }
+.free td, .free th { text-align: left; vertical-align: top; }
+.ctx { font-family: "DejaVu Sans Mono", monospace; white-space: pre; }
 """
 
 
@@ -263,7 +268,7 @@ TEMPLATE = """<!DOCTYPE html>
 <main>
 {% for s in sections %}
 <section id="{{ s.id }}">
-<h2>{{ s.number }}. {{ s.title }}</h2>
+<h2>{{ s.get('number', loop.index) }}. {{ s.title }}</h2>
 {% for n in s.get('notes', []) %}<p class="note">{{ n }}</p>{% endfor %}
 {% for w in s.get('warnings', []) %}<p class="warn">{{ w }}</p>{% endfor %}
 {{ kinds[s.kind](s) }}
@@ -334,15 +339,23 @@ MACROS = """
 {% macro charts(s) -%}
 {% for id, caption in s.charts %}<div class="charts">{{ chart(id, caption) }}</div>{% endfor %}
 {%- endmacro %}
+
+{% macro html(s) -%}
+{% for id, caption in s.get('charts', []) %}<div class="charts">{{ chart(id, caption) }}</div>{% endfor %}
+<div class="free">{{ s.html|safe }}</div>
+{%- endmacro %}
 """
+
+
+KINDS = ("model", "samples", "ranking", "units", "predictions", "charts", "html")    # one macro each
 
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> tuple[jinja2.Template, object]:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    colours = {"blue": rgb(BLUE), "white": rgb(WHITE), "green": rgb(GREEN), "red": rgb(RED),
-               "yellow": rgb(YELLOW), "shade": rgb(SHADE)}
+    colours = {"blue": _rgb(BLUE), "white": _rgb(WHITE), "green": _rgb(GREEN), "red": _rgb(RED),
+               "yellow": _rgb(YELLOW), "shade": _rgb(SHADE)}
     macros = env.from_string(MACROS, globals={"c": colours}).module
     return env.from_string(TEMPLATE), macros
 
@@ -353,16 +366,16 @@ def render_page(title: str, subtitle: list[str], sections: list[dict], data: dic
     The Vega bundle is included only when some section has a chart.
     """
     template, macros = _environment()
-    kinds = {k: getattr(macros, k) for k in ("model", "samples", "ranking", "units", "predictions", "charts")}
+    kinds = {k: getattr(macros, k) for k in KINDS}
     script = SCRIPT % {k: json.dumps(list(v)) for k, v in
                        {"blue": BLUE, "white": WHITE, "green": GREEN, "red": RED, "yellow": YELLOW,
                         "shade": SHADE, "label": LABEL}.items()}
-    css = CSS % {"label": rgb(LABEL)}
+    css = CSS % {"label": _rgb(LABEL)}
     return template.render(
         title=title, subtitle=subtitle, sections=sections, kinds=kinds,
         css=_markup(css),
-        bundle=_markup(vega_bundle()) if data.get("charts") else "",
-        data_json=_markup(json_for_script(data)), script=_markup(script))
+        bundle=_markup(_vega_bundle()) if data.get("charts") else "",
+        data_json=_markup(_json_for_script(data)), script=_markup(script))
 
 
 def _markup(text: str) -> Markup:

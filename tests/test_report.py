@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+from dataclasses import replace
 from html import unescape
 
 import numpy as np
@@ -17,8 +18,12 @@ from neuroscope.cli import cli
 from neuroscope.errors import UserError
 from neuroscope.model import CharRNN, ModelConfig, count_parameters
 from neuroscope.record import iter_states
-from neuroscope.report import (Unit, build_report, distribution_chart, most_variable_units, parse_unit, predict,
-                               record_units)
+from neuroscope.charts import distribution_chart, topk_chart
+from neuroscope.excerpt import most_variable_units, predict, record_units
+from neuroscope.names import Unit, parse_unit
+from neuroscope.page import render_page
+from neuroscope.report import Report, build_report
+from neuroscope.sections import shown_path
 from neuroscope.text import Vocab
 
 SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
@@ -308,19 +313,69 @@ def test_jupyter_views(report):
 
 
 def test_save_is_atomic_and_keeps_the_old_file_on_failure(report, tmp_path, monkeypatch):
-    out = tmp_path / "sub" / "r.html"
+    out = tmp_path / "r.html"
     assert report.save(out) == str(out) and out.read_bytes().decode("utf-8") == report.html
-    out.write_text("old", encoding="utf-8")
+    with pytest.raises(UserError, match="exists; set force"):
+        report.save(out)                                         # never replaced without force
+    out.write_text("<!DOCTYPE html>old", encoding="utf-8")
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
-    monkeypatch.setattr("neuroscope.report.os.fsync", boom)
+    monkeypatch.setattr("neuroscope.files.os.fsync", boom)
     with pytest.raises(RuntimeError):
-        report.save(out)
-    assert out.read_text(encoding="utf-8") == "old"
+        report.save(out, force=True)
+    assert out.read_text(encoding="utf-8") == "<!DOCTYPE html>old"
     assert os.listdir(out.parent) == ["r.html"]                  # no temp file left behind
-    with pytest.raises(UserError, match="directory"):
-        report.save(tmp_path)
+    monkeypatch.undo()
+    assert report.save(out, force=True) == str(out) and out.read_bytes().decode("utf-8") == report.html
+    with pytest.raises(UserError, match="folder that is not an HTML page"):
+        report.save(tmp_path, force=True)
+    with pytest.raises(UserError, match="is an input"):
+        report.save(out, force=True, inputs=[out])
+
+
+def test_topk_curve_has_a_log_axis_so_k_all_does_not_squash_it():
+    df = pd.DataFrame({"feature": "f", "k": [1, 2, 4, 256, 1536], "score": [.6, .7, .8, .9, .95], "metric": "auroc"})
+    spec = topk_chart(df).to_dict()
+    assert spec["encoding"]["x"]["scale"]["type"] == "log"
+
+
+def test_ranking_note_says_r_is_on_tanh_c(report):
+    note = report.sections[2]["notes"][0]
+    assert "tanh(c)" in note and "c itself" not in note
+
+
+def test_paths_are_shown_relative_to_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "work" / "repo").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "work" / "repo")
+    assert shown_path(tmp_path / "work" / "repo" / "m.pt") == "m.pt"
+    assert shown_path(tmp_path / "work" / "shared" / "m.pt") == os.path.join("..", "shared", "m.pt")
+    assert shown_path("data/x.txt") == "data/x.txt"                 # as given
+    far = str(tmp_path.parent / "elsewhere" / "m.pt")
+    assert shown_path(far) == far                                   # no ../../.. chains
+    assert shown_path("<checkpoint excerpt>") == "<checkpoint excerpt>"
+
+
+def test_report_shows_paths_as_given_not_the_machines_folders(tiny, monkeypatch):
+    ckpt, span, _, _ = tiny
+    monkeypatch.chdir("/")
+    rep = build_report(replace(ckpt, path="/nowhere/tiny.pt"), replace(span, source="/corpora/evil.txt"),
+                       None, None, units=["l0.h.1"], max_chars=100)
+    assert dict(rep.sections[0]["card"])["checkpoint"] == "nowhere/tiny.pt"
+    assert rep.subtitle[0].startswith("corpora/evil.txt, characters 1,000")
+
+
+def test_free_form_html_sections_render_through_the_same_page():
+    import altair as alt
+    chart = alt.Chart(pd.DataFrame({"x": [1, 2]})).mark_point().encode(x="x:Q")
+    page = Report("An analysis", ["intro <b>escaped</b>"],
+                  [{"id": "one", "title": "First", "kind": "html", "html": "<table><tr><td>kept</td></tr></table>",
+                    "charts": [("c0", None)]},
+                   {"id": "two", "title": "Second", "kind": "html", "html": "<p>2</p>"}], {}, {"c0": chart}).html
+    assert "<td>kept</td>" in page and "intro &lt;b&gt;escaped&lt;/b&gt;" in page
+    assert re.findall(r'<section id="([a-z]+)">\s*<h2>(\d)\. ', page) == [("one", "1"), ("two", "2")]
+    assert 'data-chart="c0"' in page and page_data(page)["charts"]["c0"]["mark"]["type"] == "point"
+    assert render_page("t", [], [], {}).count("<section") == 0
 
 
 @pytest.fixture(scope="module")

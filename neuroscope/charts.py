@@ -1,0 +1,137 @@
+"""The report's altair charts, each built from a small tidy frame (data is binned here, so specs stay small).
+
+    >>> ranking_chart(top_rows, num_layers=3)       # bar chart of r for a feature's top units
+    >>> saturation_chart(saturation, num_layers=3)   # one scatter per gate, one point per unit
+
+Every chart that shows units colours them by layer with the same scale, so layer 0 is always the
+first colour. Functions return None when there is nothing to draw.
+"""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+from .excerpt import SATURATED
+from .names import Unit
+
+GATE_NAMES = {"f": "forget gate", "i": "input gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
+SHOWN = "tanh c / h"          # the axis title of a unit's shown value
+
+
+def _layer_colour(num_layers: int) -> alt.Color:
+    return alt.Color("layer:N", title="layer", scale=alt.Scale(domain=[str(i) for i in range(num_layers)]))
+
+
+def _shown(unit: Unit, values: np.ndarray) -> np.ndarray:
+    """What the colours show, in [-1, 1]: tanh(c) for cell states, the value itself otherwise."""
+    return np.tanh(values) if unit.squash else np.clip(values, -1.0, 1.0)
+
+
+def loss_chart(curve: list[dict]) -> alt.Chart | None:
+    """Every *loss column of a training curve (train, val) against the step."""
+    df = pd.DataFrame(curve)
+    losses = [c for c in df.columns if c.endswith("loss")]
+    if "step" not in df.columns or not losses:
+        return None
+    long = df.melt(id_vars=["step"], value_vars=losses, var_name="curve", value_name="loss").dropna()
+    long["curve"] = long["curve"].str.replace("_loss", "", regex=False)
+    return alt.Chart(long).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="training step"),
+        y=alt.Y("loss:Q", title="nats per char", scale=alt.Scale(zero=False)),
+        color=alt.Color("curve:N", title=None), tooltip=["step", "curve", alt.Tooltip("loss:Q", format=".4f")],
+    ).properties(width=520, height=240)
+
+
+def ranking_chart(top: pd.DataFrame, num_layers: int) -> alt.Chart:
+    """Pearson r of a feature's top rows of the ranking, in ranking order."""
+    df = top[["unit_id", "layer", "state", "r"]].copy()
+    df["layer"] = df["layer"].astype(str)
+    return alt.Chart(df).mark_bar().encode(
+        x=alt.X("r:Q", title="Pearson r", scale=alt.Scale(domain=[-1, 1])),
+        y=alt.Y("unit_id:N", sort=list(df["unit_id"]), title=None),
+        color=_layer_colour(num_layers),
+        tooltip=["unit_id", "state", alt.Tooltip("r:Q", format="+.3f")],
+    ).properties(width=320, height=max(80, 18 * len(df)))
+
+
+def topk_chart(topk: pd.DataFrame | None) -> alt.Chart | None:
+    """Probe score against the number of top units used; k doubles (1, 2, 4, ... then all), so log axis."""
+    df = topk[["k", "score", "metric"]].dropna() if topk is not None else None
+    if df is None or df.empty:
+        return None
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("k:Q", title="units used (k, log scale)", scale=alt.Scale(type="log", base=2),
+                axis=alt.Axis(format="d")),
+        y=alt.Y("score:Q", title="score", scale=alt.Scale(zero=False)),
+        color=alt.Color("metric:N", title=None), tooltip=["k", "metric", alt.Tooltip("score:Q", format=".3f")],
+    ).properties(width=300, height=200)
+
+
+def _binary_frame(feature: str, labels: np.ndarray, v: np.ndarray, unit_id: str) -> list[pd.DataFrame]:
+    """Histogram (fractions) of v inside and outside a binary feature."""
+    edges = np.linspace(-1, 1, 41)
+    out = []
+    for name, mask in ((f"inside {feature}", labels == 1), (f"outside {feature}", labels == 0)):
+        if mask.sum() == 0:
+            continue
+        counts, _ = np.histogram(v[mask], bins=edges)
+        out.append(pd.DataFrame({"unit": unit_id, "group": f"{name} (n={int(mask.sum())})",
+                                 "value": (edges[:-1] + edges[1:]) / 2, "fraction": counts / mask.sum()}))
+    return out
+
+
+def _count_frame(labels: np.ndarray, v: np.ndarray, unit_id: str) -> pd.DataFrame:
+    """Quartiles of v per count value (counts binned into ~30 when there are many)."""
+    lab = labels.astype(np.float64)
+    if len(np.unique(lab)) > 40:      # many distinct counts (a line position up to 500): bin them
+        width = np.ptp(lab) / 30
+        lab = np.floor((lab - lab.min()) / (width + 1e-12)) * width + lab.min()
+    groups = pd.DataFrame({"count": lab, "v": v}).groupby("count")["v"]
+    stats = groups.quantile([0.25, 0.5, 0.75]).unstack()
+    stats.columns = ["q25", "median", "q75"]
+    stats["n"] = groups.size()
+    return stats.reset_index().assign(unit=unit_id)
+
+
+def distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict[str, np.ndarray],
+                       units: list[Unit]) -> alt.Chart | None:
+    """One row per unit. Binary: histogram of the shown value inside vs outside the feature;
+    count: median and quartiles of the shown value against the count."""
+    frames = []
+    for u in units:
+        v = _shown(u, values[u.id])
+        frames += _binary_frame(feature, labels, v, u.id) if kind == "binary" else [_count_frame(labels, v, u.id)]
+    if not frames:
+        return None
+    data = pd.concat(frames, ignore_index=True)
+    if kind == "binary":
+        base = alt.Chart(data).mark_area(interpolate="step-after", opacity=0.55).encode(
+            x=alt.X("value:Q", title=SHOWN, scale=alt.Scale(domain=[-1, 1])),
+            y=alt.Y("fraction:Q", title="fraction", stack=None),
+            color=alt.Color("group:N", title=None, scale=alt.Scale(range=["#e6550d", "#6b7a8f"])),
+            tooltip=["group", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".3f")])
+    else:
+        band = alt.Chart().mark_area(opacity=0.3, color="#1a9850").encode(
+            x=alt.X("count:Q", title=feature), y=alt.Y("q25:Q", title=SHOWN, scale=alt.Scale(domain=[-1, 1])),
+            y2="q75:Q")
+        line = alt.Chart().mark_line(point=True, color="#1a9850").encode(
+            x="count:Q", y="median:Q", tooltip=["count", "n", alt.Tooltip("median:Q", format=".3f")])
+        base = alt.layer(band, line, data=data)
+    return base.properties(width=460, height=90).facet(row=alt.Row("unit:N", title=None, sort=[u.id for u in units]))
+
+
+def saturation_chart(sat: pd.DataFrame, num_layers: int) -> alt.Chart | None:
+    """Per gate: each unit's left- against right-saturated fraction (a frame from record_units)."""
+    if sat.empty:
+        return None
+    df = sat.assign(layer=sat["layer"].astype(str), left=sat["left"].round(4), right=sat["right"].round(4))
+    order = [GATE_NAMES[g] for g in GATE_NAMES if g in set(df["gate"])]
+    df["gate"] = df["gate"].map(GATE_NAMES)
+    lo, hi = SATURATED
+    return alt.Chart(df).mark_circle(size=14, opacity=0.6).encode(
+        x=alt.X("left:Q", title=f"fraction < {lo} (left-saturated)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("right:Q", title=f"fraction > {hi} (right-saturated)", scale=alt.Scale(domain=[0, 1])),
+        color=_layer_colour(num_layers),
+        tooltip=["layer", "unit", alt.Tooltip("left:Q", format=".3f"), alt.Tooltip("right:Q", format=".3f")],
+    ).properties(width=230, height=230).facet(column=alt.Column("gate:N", title=None, sort=order))

@@ -1,0 +1,202 @@
+"""The report's sections as plain data: one function per section, each returning (section, charts).
+
+    >>> section, charts = gates_section(config, saturation, n)
+    >>> section["kind"], [c for c, _ in section["charts"]], list(charts)
+    ('charts', ['gates'], ['gates'])
+
+A section is a dict with "id", "title", "kind" (the neuroscope.page macro that renders it), "notes"
+and the fields its kind needs; charts maps the chart ids a section names to altair charts.
+A panel (see neuroscope.report) is one unit picker: its feature, the feature's kind, its units and why.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pandas as pd
+
+from .charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, topk_chart
+from .excerpt import SATURATED
+from .features import FEATURES
+from .model import count_parameters
+
+N_ROWS = 10        # rows of each ranking table
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as a page shows it: as the user gave it, or relative to the current folder when it
+    lies inside it or beside it, so that a committed page does not carry one machine's folders."""
+    path = os.fspath(path)
+    if not os.path.isabs(path):
+        return path
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:                 # another drive (Windows)
+        return path
+    return rel if not rel.startswith(os.pardir + os.sep + os.pardir) else path
+
+
+def subtitle(span, n: int, vocab, ranked: bool) -> list[str]:
+    """Where the excerpt comes from, whether it is cut, and what the vocabulary could not read."""
+    lines = [f"{shown_path(span.source)}, characters {span.start:,} to {span.start + n:,}"
+             + (f" ({span.split} split)" if span.split else "")]
+    if len(span.text) > n:
+        lines.append(f"Showing the first {n:,} of {len(span.text):,} characters"
+                     + ("; the ranking covers the probe's whole text." if ranked else "."))
+    unknown = vocab.count_unknown(span.text[:n])
+    if unknown:
+        lines.append(f"{unknown} characters are not in the model's vocabulary and were read as "
+                     f"{vocab.chars[vocab.fallback_id]!r}.")
+    return lines
+
+
+def model_section(ckpt, pred: dict, n: int) -> tuple[dict, dict]:
+    """The model card (config, size, losses) and the training curve."""
+    cfg, tr = ckpt.config, ckpt.train
+    card = [("checkpoint", shown_path(ckpt.path) if ckpt.path else ckpt.name),
+            ("corpus", shown_path(tr["text"]) if tr.get("text") else "unknown"),
+            ("cell", cfg.cell.upper()), ("layers x units", f"{cfg.num_layers} x {cfg.hidden_size}"),
+            ("embedding", str(cfg.embedding_dim)), ("dropout", str(cfg.dropout)),
+            ("vocabulary", f"{len(ckpt.vocab)} characters"), ("parameters", f"{count_parameters(ckpt.model):,}")]
+    if tr.get("test_loss_nats") is not None:
+        nats = float(tr["test_loss_nats"])
+        card.append(("test loss", f"{nats:.4f} nats/char, {nats / math.log(2):.4f} bits/char"))
+    if tr.get("best_val_loss_nats") is not None:
+        card.append(("best validation loss", f"{float(tr['best_val_loss_nats']):.4f} nats/char"))
+    for key, label in (("steps", "training steps"), ("seconds", "training time (s)"), ("device", "trained on")):
+        if tr.get(key) is not None:
+            card.append((label, str(tr[key])))
+    surprise = -np.log(np.clip(pred["p_actual"][1:], 1e-12, None))
+    card.append(("loss on the shown excerpt", f"{surprise.mean():.4f} nats/char, {surprise.mean() / math.log(2):.4f} "
+                 f"bits/char over {n - 1:,} predictions"))
+    s = {"id": "model", "title": "Model", "kind": "model", "card": card, "chart": None, "notes": []}
+    chart = loss_chart(tr.get("curve") or [])
+    if chart is None:
+        s["notes"].append("This checkpoint stores no loss curve.")
+        return s, {}
+    s["chart"] = "loss"
+    return s, {"loss": chart}
+
+
+def samples_section(ckpt) -> tuple[dict, dict]:
+    """The samples stored at training steps, then the final ones."""
+    stored = ckpt.train.get("samples") or {}
+    samples = [(f"step {int(k):,}", v) for k, v in sorted(stored.items(), key=lambda kv: int(kv[0]))]
+    for key, label in (("final_sample_t1", "final model, temperature 1"),
+                       ("final_sample_t05", "final model, temperature 0.5")):
+        if ckpt.train.get(key):
+            samples.append((label, ckpt.train[key]))
+    notes = [] if samples else ["This checkpoint stores no samples."]
+    return {"id": "samples", "title": "Samples through training", "kind": "samples",
+            "samples": samples, "notes": notes}, {}
+
+
+def _fmt(v, spec: str) -> str:
+    if v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v)):
+        return "–"
+    if spec == "p":
+        return "<1e-300" if v < 1e-300 else f"{v:.2g}"
+    return format(v, spec)
+
+
+def _ranking_rows(top: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """A ranking table's header and rows of formatted cells (missing numbers as "–")."""
+    p_col = "p_adjusted" if "p_adjusted" in top.columns else "p_value"
+    columns = ["#", "unit", "layer", "state", "r", "AUROC", "p (adjusted)" if p_col == "p_adjusted" else "p",
+               "selectivity", "control max |r|", "flag"]
+    rows = []
+    for rank, (_, r) in enumerate(top.iterrows(), 1):
+        def get(c):
+            v = r[c] if c in r.index else None
+            return None if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)) else v
+        rows.append([str(rank), r["unit_id"], str(int(r["layer"])), str(r["state"]), _fmt(get("r"), "+.3f"),
+                     _fmt(get("auroc"), ".3f"), _fmt(get(p_col), "p"), _fmt(get("selectivity"), ".2f"),
+                     _fmt(get("control_max_abs_r"), ".3f"), str(get("flag") or "")])
+    return columns, rows
+
+
+def ranking_section(result, ranked: list[str], panels: list[dict], num_layers: int) -> tuple[dict, dict]:
+    """Per ranked feature: the top rows of the ranking, a bar chart of r and the top-k probe curve."""
+    s = {"id": "ranking", "title": "Neuron ranking", "kind": "ranking", "features": [], "notes": []}
+    if not ranked:
+        s["notes"].append("No probe result, so no ranking: probe features to rank the units by how well "
+                          "they track each.")
+        return s, {}
+    charts = {}
+    panel_of = {p["feature"]: p["id"] for p in panels}
+    meta = getattr(result, "meta", {}) or {}
+    if meta.get("chars"):
+        s["notes"].append(f"Ranked over {int(meta['chars']):,} characters; r is Pearson's correlation of each "
+                          "unit's shown value (h as is, tanh(c) for cell states) with the labels. Click a row "
+                          "to colour the text by that unit.")
+    s["notes"] += [f"Probe note: {n}" for n in meta.get("notes", [])]
+    topk = getattr(result, "topk", None)
+    for i, f in enumerate(ranked):
+        top = result.ranking[result.ranking["feature"] == f].head(N_ROWS)
+        columns, rows = _ranking_rows(top)
+        charts[f"rank{i}"] = ranking_chart(top, num_layers)
+        tk = topk_chart(topk[topk["feature"] == f]) if topk is not None and len(topk) else None
+        if tk is None:
+            s["notes"].append(f"No top-k probe curve for {f}: the probe result holds no finite top-k scores for it.")
+        else:
+            charts[f"topk{i}"] = tk
+        description = getattr(FEATURES.get(f), "description", "")
+        s["features"].append({"name": f, "description": description, "columns": columns, "rows": rows,
+                              "panel": panel_of.get(f, ""), "chart": f"rank{i}",
+                              "topk_chart": f"topk{i}" if tk is not None else None})
+    return s, charts
+
+
+def units_section(panels: list[dict], result, ranked: list[str]) -> tuple[dict, dict]:
+    """One unit picker per panel, over the excerpt coloured by the picked unit (drawn by the page)."""
+    out = []
+    for p in panels:
+        r_of = {}
+        if result is not None and p["feature"] in ranked:
+            rk = result.ranking[result.ranking["feature"] == p["feature"]].set_index("unit_id")["r"]
+            r_of = {u: float(v) for u, v in rk.items()}
+        options = [{"id": u.id, "label": u.id + (f"   r = {r_of[u.id]:+.3f}" if u.id in r_of else "")}
+                   for u in p["units"]]
+        title = f"Units for {p['feature']}" if p["feature"] is not None else "Selected units"
+        out.append({"id": p["id"], "title": title, "feature": p["feature"], "kind": p["kind"], "options": options})
+    notes = ["Each character is coloured by the unit's value after reading it: tanh(c) for cell states, h as is. "
+             "Hover for the value." + (" Picker: " + panels[0]["why"] + "." if panels else "")]
+    return {"id": "units", "title": "Text coloured by unit", "kind": "units", "panels": out, "notes": notes}, {}
+
+
+def predictions_section(pred: dict) -> tuple[dict, dict]:
+    """The excerpt coloured by surprise, and the model's top guesses (drawn by the page)."""
+    return {"id": "predictions", "title": "Predictions", "kind": "predictions", "k": int(pred["top_ids"].shape[1]),
+            "notes": ["Top: each character coloured by the probability the model gave it before reading it. "
+                      "Below: under each character, the model's most likely next characters, shaded by "
+                      "probability."]}, {}
+
+
+def distribution_section(panels: list[dict], labels: dict, values: dict) -> tuple[dict, dict]:
+    """Per labelled panel: its units' shown values inside vs outside (or against) the feature."""
+    s = {"id": "distribution", "title": "Activation against feature", "kind": "charts", "charts": [], "notes": []}
+    charts = {}
+    for i, p in enumerate(panels):
+        f = p["feature"]
+        chart = distribution_chart(f, p["kind"], labels[f], values, p["units"]) if f in labels else None
+        if chart is None:
+            continue
+        charts[f"dist{i}"] = chart
+        what = "inside vs outside" if p["kind"] == "binary" else "median and quartiles against"
+        s["charts"].append((f"dist{i}", f"Shown value (tanh c, h) {what} {f}, on the shown excerpt"))
+    if not s["charts"]:
+        s["notes"].append("No feature labels given, so nothing to compare the activations with.")
+    return s, charts
+
+
+def gates_section(cfg, saturation: pd.DataFrame, n: int) -> tuple[dict, dict]:
+    """Each gate unit's saturated fractions on the excerpt (LSTM and GRU; a plain RNN has no gates)."""
+    s = {"id": "gates", "title": "Gate saturation", "kind": "charts", "charts": [], "notes": []}
+    chart = saturation_chart(saturation, cfg.num_layers)
+    if chart is None:
+        s["notes"].append(f"A plain {cfg.cell.upper()} has no gates.")
+        return s, {}
+    s["charts"].append(("gates", f"Per unit: the fraction of the {n:,} shown characters where the gate is below "
+                                 f"{SATURATED[0]} or above {SATURATED[1]} (one point per unit, coloured by layer)"))
+    return s, {"gates": chart}
