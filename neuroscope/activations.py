@@ -18,7 +18,8 @@ A store is written into a hidden temporary folder beside DIR and renamed into pl
 DIR is never half-written (neuroscope.files: an existing DIR is replaced only with force, and only if it
 is an activation store that is not an input of the command); a store larger than the free disk is
 refused before anything is written. float16 keeps 11 significant bits (relative error
-<= 2**-11); a value beyond its range (65,504) stops the recording with an error instead of storing inf.
+<= 2**-11); a value beyond its range (65,504) stops the recording with an error instead of storing inf,
+and so does a NaN or inf state in either dtype (naming the quantity, character and unit).
 """
 from __future__ import annotations
 
