@@ -18,11 +18,13 @@ A store is written into a hidden temporary folder beside DIR and renamed into pl
 DIR is never half-written (neuroscope.files: an existing DIR is replaced only with force, and only if it
 is an activation store that is not an input of the command); a store larger than the free disk is
 refused before anything is written. float16 keeps 11 significant bits (relative error
-<= 2**-11); a value beyond its range (65,504) stops the recording with an error instead of storing inf.
+<= 2**-11); a value beyond its range (65,504) stops the recording with an error instead of storing inf,
+and so does a NaN or inf state in either dtype (naming the quantity, character and unit).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -33,8 +35,8 @@ import numpy as np
 
 from .errors import UserError
 from .files import STORE_FORMAT, check_output, json_ready, make_temp_dir, publish_dir
-from .names import parse_quantity, parse_states, state_names
-from .record import iter_states, stream_layout
+from .names import parse_quantity, parse_states, unit_id
+from .record import iter_states, recorded_names, stream_layout
 
 FORMAT = STORE_FORMAT
 DTYPES = ("float32", "float16")
@@ -63,7 +65,7 @@ def plan_store(config, n_chars: int, states=("h", "c"), dtype: str = "float32") 
     """What a store of n_chars characters will hold, and its size, before recording anything."""
     if dtype not in DTYPES:
         raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}", param="dtype")
-    return StorePlan(state_names(config, parse_states(states)), n_chars, config.hidden_size, dtype)
+    return StorePlan(recorded_names(config, states), n_chars, config.hidden_size, dtype)
 
 
 def check_out_dir(out: str | os.PathLike, force: bool, inputs=()) -> Path:
@@ -109,21 +111,41 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
 
 
 def _record_into(folder: Path, plan: StorePlan, model, ids, states, **kwargs) -> dict[str, float]:
-    """Record into one memory-mapped .npy per name in `folder`; returns the largest |value| per name."""
+    """Record into one memory-mapped .npy per name in `folder`; returns the largest |value| per name.
+
+    Stops with a UserError at the first value that is not finite, or beyond float16's range in a
+    float16 store: such a store would hold NaN or inf (and Python's max() drops a NaN silently).
+    """
     arrays = {name: np.lib.format.open_memmap(folder / f"{parse_quantity(name).stem}.npy", mode="w+",
                                               dtype=plan.dtype, shape=(plan.chars, plan.units))
               for name in plan.names}
     max_abs = dict.fromkeys(plan.names, 0.0)
     for start, acts in iter_states(model, ids, states, **kwargs):
         for name, v in acts.items():
-            max_abs[name] = max(max_abs[name], float(v.max()), -float(v.min()))
+            hi, lo = float(v.max()), float(v.min())            # NaN if any value is NaN
+            if not (math.isfinite(hi) and math.isfinite(lo)):
+                _refuse(name, start, v, ~np.isfinite(v), "")
+            max_abs[name] = max(max_abs[name], hi, -lo)
             if plan.dtype == "float16" and max_abs[name] > FLOAT16_MAX:
-                raise UserError(f"{parse_quantity(name).stem} reaches {max_abs[name]:,.0f}, beyond float16's "
-                                f"{FLOAT16_MAX:,.0f}: record with dtype float32 (nothing was written)", param="dtype")
+                _refuse(name, start, v, np.abs(v) > FLOAT16_MAX, f"{max_abs[name]:,.3f}".rstrip("0").rstrip("."))
             arrays[name][start:start + len(v)] = v
     for a in arrays.values():
         a.flush()
     return max_abs
+
+
+def _refuse(name: str, start: int, v: np.ndarray, bad: np.ndarray, reached: str):
+    """The UserError for the first bad value of v [n, H] (rows from position start): not finite when
+    reached is "", else beyond float16's range."""
+    row, unit = np.argwhere(bad)[0]
+    q = parse_quantity(name)
+    where = f"character {start + row} of the span (unit {unit_id(q.layer, q.state, unit)})"
+    if not reached:
+        shown = "NaN" if np.isnan(v[row, unit]) else f"{v[row, unit]:f}"
+        raise UserError(f"{q.stem} is {shown} at {where}: are the model's weights finite? "
+                        "(nothing was written)")
+    raise UserError(f"{q.stem} reaches {reached}, beyond float16's {FLOAT16_MAX:,.0f}, at {where}: "
+                    "record with dtype float32 (nothing was written)", param="dtype")
 
 
 def _meta(ckpt, span, plan: StorePlan, max_abs: dict[str, float], streams: int, warmup: int,

@@ -76,4 +76,6 @@ def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, 
         tgt = x[:, s + 1:s + 1 + logits.shape[1]]                      # [S, T]
         total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), reduction="sum"))
     count = S * (m - 1)
+    if not math.isfinite(total):
+        raise UserError("the model's loss is not finite (NaN or inf weights?)")
     return EvalResult(loss_nats=total / count, chars=count)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .errors import UserError
 from .evaluate import iter_logits
 from .hooks import HookError, Trace
-from .names import parse_quantity, parse_states, state_names  # noqa: F401 (parse_states: importable from here too)
+from .names import GATES, is_gate, parse_quantity, parse_states, state_names  # noqa: F401 (parse_states: importable from here too)
 
 OPS = ("zero", "clamp", "scale")
 
@@ -120,6 +120,24 @@ def _edits(interventions: Sequence[Intervention], starts: np.ndarray, config) ->
     return {name: make(ivs) for name, ivs in by_name.items()}
 
 
+def recorded_names(config, states: Iterable[str] | str) -> list[str]:
+    """state_names(config, states), refusing what this model's cell cannot give.
+
+    c is skipped on a GRU or RNN (("h", "c") works for every model, as in names.state_names), but a
+    gate of another cell ("r" on an LSTM) or a selection that leaves nothing is refused: it would
+    otherwise record nothing and look like success.
+    """
+    states = parse_states(states)
+    gates = GATES[config.cell]
+    foreign = [s for s in states if is_gate(s) and s[5:] not in gates]
+    names = state_names(config, states)
+    if foreign or not names:
+        has = "h" + (", c" if config.cell == "lstm" else "") + (f", gates ({', '.join(gates)})" if gates else "")
+        asked = ",".join(s[5:] if is_gate(s) else s for s in (foreign or states))
+        raise UserError(f"states {asked} name nothing in this {config.cell} model, which has {has}", param="states")
+    return names
+
+
 def _rnn_of(model):
     rnn = getattr(model, "rnn", None)
     if rnn is None or not hasattr(model, "encoder") or not hasattr(model, "config"):
@@ -175,7 +193,7 @@ def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
     caller may overwrite them. Arguments as iter_states.
     """
     rnn = _rnn_of(model)
-    names = state_names(model.config, states)
+    names = recorded_names(model.config, states)
     ids = np.asarray(ids, dtype=np.int64)
     n = len(ids)
     if n == 0:
@@ -246,7 +264,7 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
     _rnn_of(model)
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) < 2:
-        raise UserError("need at least 2 characters to compute losses")
+        raise UserError("need at least 2 characters to compute losses", param="chars")
     x = torch.as_tensor(ids, device=next(model.parameters()).device)[None]     # [1, N]
     context = None
     if interventions:

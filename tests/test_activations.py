@@ -218,3 +218,79 @@ def test_cli_record_counts_characters_outside_the_vocabulary(tmp_path, shared_mo
     assert res.exit_code == 0, res.output
     assert "note: 40 characters not in the vocabulary were read as ' '" in res.output
     assert open_store(tmp_path / "acts").meta["text"]["unknown_chars"] == 40
+
+
+# --------------------------------------------------------------- values a store cannot hold
+
+def _poisoned(ckpt, value):
+    """A copy of a checkpoint whose first layer's input weights are all `value` (NaN or inf)."""
+    import copy
+    bad = copy.deepcopy(ckpt)
+    with torch.no_grad():
+        bad.model.rnn.weight_ih_l0.fill_(value)
+    return bad
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_nan_weights_are_refused_before_a_store_is_written(tmp_path, wp_small, span, dtype):
+    """NaN states used to be stored with meta.json saying max |value| 0 (Python's max drops a NaN)."""
+    with pytest.raises(UserError, match=r"^l0_h is NaN at character 0 of the span \(unit l0\.h\.0\)"):
+        write_store(tmp_path / "acts", _poisoned(wp_small, float("nan")), span, states=("h", "c"), dtype=dtype)
+    assert os.listdir(tmp_path) == []                                      # nothing written, no temporary
+
+
+@pytest.mark.parametrize("value, shown", [(float("inf"), "inf"), (-float("inf"), "-inf"), (float("nan"), "NaN")])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_states_that_are_not_finite_are_refused_naming_the_first_position(tmp_path, wp_small, span, monkeypatch,
+                                                                          value, shown, dtype):
+    def poisoned(*args, **kwargs):
+        yield 0, {"rnn.l0.h": np.zeros((10, 128), np.float32), "rnn.l1.h": np.zeros((10, 128), np.float32)}
+        l1 = np.ones((10, 128), np.float32)
+        l1[7, 5] = l1[8, 2] = value
+        yield 10, {"rnn.l0.h": np.zeros((10, 128), np.float32), "rnn.l1.h": l1}
+
+    monkeypatch.setattr(activations, "iter_states", poisoned)
+    with pytest.raises(UserError, match=rf"^l1_h is {shown} at character 17 of the span \(unit l1\.h\.5\)"):
+        write_store(tmp_path / "acts", wp_small, span, states=("h",), dtype=dtype)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("value, shown", [(np.nextafter(np.float32(65504), np.float32(np.inf)), "65,504.004"),
+                                          (-65505.0, "65,505"), (1e6, "1,000,000")])
+def test_float16_refuses_values_just_beyond_its_range(tmp_path, wp_small, span, monkeypatch, value, shown):
+    """65,504 is float16's largest value; anything beyond it is refused, even what would round down to it."""
+    def big(*args, **kwargs):
+        h = np.full((10, 128), 65504.0, np.float32)                         # the limit itself is fine
+        h[4, 9] = value
+        yield 0, {"rnn.l0.h": h, "rnn.l1.h": np.zeros((10, 128), np.float32)}
+
+    monkeypatch.setattr(activations, "iter_states", big)
+    with pytest.raises(UserError, match=rf"^l0_h reaches {shown}, beyond float16's 65,504, at character 4") as exc:
+        write_store(tmp_path / "acts", wp_small, span, states=("h",), dtype="float16")
+    assert exc.value.param == "dtype"
+    assert os.listdir(tmp_path) == []
+    acts = write_store(tmp_path / "a32", wp_small, span, states=("h",))      # float32 holds it
+    assert acts.meta["max_abs"]["l0_h"] == abs(float(value))
+
+
+def test_states_the_model_does_not_have_are_refused(tmp_path, wp_small, span):
+    """`r` is a GRU gate: on an LSTM it used to give an empty store and exit 0."""
+    for states in (("r",), ("h", "z")):
+        with pytest.raises(UserError, match="states .* this lstm model, which has h, c, gates") as exc:
+            write_store(tmp_path / "acts", wp_small, span, states=states)
+        assert exc.value.param == "states"
+    with pytest.raises(UserError, match="states") as exc:
+        plan_store(wp_small.config, 100, ("n",))
+    assert exc.value.param == "states"
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_record_refuses_states_the_model_does_not_have(tmp_path, shared_models):
+    text = tmp_path / "t.txt"
+    text.write_text("Hello, world. " * 100)
+    res = CliRunner().invoke(cli, ["record", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(text),
+                                   "--split", "all", "--states", "r", "--out", str(tmp_path / "acts")])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert re.fullmatch(r"Error: (--)?states r name nothing in this lstm model, which has h, c, gates \(i, f, g, o\)",
+                        res.output.strip())
+    assert sorted(os.listdir(tmp_path)) == ["t.txt"]

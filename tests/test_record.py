@@ -161,3 +161,50 @@ def test_bad_input_is_a_one_line_user_error(wp_small, wp_ids):
         list(iter_states(model, wp_ids[:0]))
     with pytest.raises(UserError, match="at least 2"):
         char_losses(model, wp_ids[:1])
+
+
+def test_states_the_cell_does_not_have_are_refused_by_the_library(wp_small, wp_ids):
+    for states in (("r",), ("gate_z",), ("h", "n")):
+        with pytest.raises(UserError, match=r"states .* this lstm model, which has h, c, gates \(i, f, g, o\)") as exc:
+            record(wp_small.model, wp_ids, states)
+        assert exc.value.param == "states"
+    torch.manual_seed(0)
+    for cell, has in (("gru", r"h, gates \(r, z, n\)"), ("rnn", "h$")):
+        model = CharRNN(ModelConfig(vocab_size=11, cell=cell, hidden_size=8, num_layers=1)).eval()
+        with pytest.raises(UserError, match=f"which has {has}"):
+            list(iter_states(model, np.arange(5), ("f",)))
+        assert sorted(record(model, np.arange(5), ("h", "c"))) == ["rnn.l0.h"]   # c: skipped, as documented
+    with pytest.raises(UserError, match="which has h$"):
+        record(model, np.arange(5), ("c", "gates"))                            # nothing left to record
+
+
+def test_a_span_of_one_character_is_a_user_error_naming_chars(wp_small, wp_ids):
+    for fn in (char_losses, evaluate):
+        with pytest.raises(UserError, match="at least 2") as exc:
+            fn(wp_small.model, wp_ids[:1])
+        assert exc.value.param == "chars"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_loss_that_is_not_finite_is_a_user_error(wp_small, wp_ids, value):
+    """A NaN loss used to be returned, and printed as JSON that is not valid (NaN)."""
+    import copy
+    model = copy.deepcopy(wp_small.model)
+    with torch.no_grad():
+        model.decoder.weight[3, 5] = value
+    with pytest.raises(UserError, match=r"the model's loss is not finite \(NaN or inf weights\?\)"):
+        evaluate(model, wp_ids)
+    with pytest.raises(UserError, match="not finite"):
+        evaluate(model, wp_ids, streams=4)
+
+
+def test_cli_eval_of_one_character_is_one_line(tmp_path, shared_models):
+    from click.testing import CliRunner
+
+    from neuroscope.cli import cli
+    text = tmp_path / "t.txt"
+    text.write_text("Hello, world. " * 10)
+    res = CliRunner().invoke(cli, ["eval", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(text),
+                                   "--split", "all", "--chars", "1", "--json"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip().splitlines() == ["Error: need at least 2 characters to evaluate"]
