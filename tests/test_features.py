@@ -7,6 +7,7 @@ import base64 as base64_module
 import textwrap as textwrap_module
 import tokenize
 import io
+import time
 
 import numpy as np
 import pytest
@@ -590,6 +591,93 @@ def test_resolve_regex_file_and_span_features(tmp_path):
     assert list(F.resolve(text, all_features=True)) == list(F.FEATURES)
 
 
+# ---------------------------------------------------------------- user regexes: bounded work
+
+def _re_labels(pattern: str, text: str) -> str:
+    """The labels a regex feature had when `re` ran it: 1 on every character of every match."""
+    out = ["0"] * len(text)
+    for m in re.finditer(pattern, text):
+        out[m.start():m.end()] = "1" * (m.end() - m.start())
+    return "".join(out)
+
+
+REALISTIC = [r"[A-Z][a-z]+", r"\bthe\b", r"https?://\S+", r"\w+(?=,)", r"(?<=\. )[A-Z]", r"(?i)prince",
+             r"(\w)\1", r"(?m)^\s*$", r"[0-9]+", r"x*", r"(?=a)", r"\s+|$", r"(?s)\(.*?\)"]
+
+
+@pytest.mark.parametrize("pattern", REALISTIC)
+def test_realistic_regexes_label_as_re_did(shared_data, pattern):
+    text = (read_text(shared_data / "warpeace.txt")[:200_000]
+            + " see http://example.org/a?b=1, or https://x.y (aa) bb.\n\n  \nEnd")
+    assert bits(F.resolve(text, regexes=[("x", pattern)])["x"]) == _re_labels(pattern, text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="aAb ,.\n(x)1é", max_size=60), st.sampled_from(REALISTIC))
+def test_regex_labels_match_re_on_random_text(text, pattern):
+    assert bits(F.resolve(text, regexes=[("x", pattern)])["x"]) == _re_labels(pattern, text)
+
+
+@pytest.fixture
+def short_regex_limit(monkeypatch):
+    """A 1 s limit, so a runaway pattern is stopped quickly even on a loaded machine."""
+    from neuroscope.features import patterns
+    monkeypatch.setattr(patterns, "SECONDS", 1.0)
+
+
+@pytest.mark.parametrize("pattern, text", [
+    (r"(a+)+$", "a" * 4000 + "!"), (r"(a|aa)+$", "a" * 40 + "!"), (r"(x+x+)+y", "x" * 3000),
+    (r"(\w+\s?)+$", "word " * 800 + "!"),
+])
+def test_catastrophic_backtracking_is_a_user_error_not_a_hang(short_regex_limit, pattern, text):
+    start = time.monotonic()
+    with pytest.raises(UserError) as exc:
+        F.resolve(text, regexes=[f"x={pattern}"])
+    assert time.monotonic() - start < 30          # a hang guard, not a speed test
+    assert exc.value.param == "regexes"
+    assert str(exc.value) == (f"regexes x: the pattern took longer than 1.0 s on {len(text):,} characters "
+                              "(catastrophic backtracking?); simplify it")
+
+
+def test_nested_plus_on_40_as_finishes_with_re_labels():
+    start = time.monotonic()
+    text = "a" * 40 + "!"
+    assert bits(F.resolve(text, regexes=["x=(a+)+$"])["x"]) == "0" * 41
+    assert bits(F.resolve("a" * 40, regexes=["x=(a+)+$"])["x"]) == "1" * 40
+    assert time.monotonic() - start < 30
+
+
+def test_regex_time_limit_grows_with_the_text():
+    from neuroscope.features.patterns import time_limit, SECONDS, SECONDS_PER_MILLION_CHARS
+    assert time_limit(0) == SECONDS == 10
+    assert time_limit(10_000_000) == SECONDS + 10 * SECONDS_PER_MILLION_CHARS == 30
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("a{1000000000}", "too large (1,000,000,001 units"),
+    ("(?:a{1000}){1000}", "too large"),
+    ("[a-z]" * 20_000, "too large (20,000 units"),
+    ("(" * 5000 + ")" * 5000, "nested or repeated too deeply"),
+    ("x=(", None),
+])
+def test_regexes_too_large_to_compile_are_refused_at_once(pattern, message):
+    start = time.monotonic()
+    with pytest.raises(UserError) as exc:
+        F.resolve("abc", regexes=[("x", pattern)])
+    assert time.monotonic() - start < 30
+    assert exc.value.param == "regexes" and str(exc.value).startswith("regexes x: ")
+    assert message is None or message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_open_ended_and_modest_counts_are_not_too_large():
+    text = "ab" * 50
+    for pattern in [r"a{0,1000000}", r"(?:ab){2,}", r"\d{4}-\d{2}-\d{2}", r"[a-z]{3,1000000}"]:
+        assert bits(F.resolve(text, regexes=[("x", pattern)])["x"]) == _re_labels(pattern, text)
+    with pytest.raises(UserError, match="pattern must be a string"):
+        F.resolve(text, regexes=[("x", 5)])
+
+
 def test_label_file_that_is_not_an_array_is_a_user_error(tmp_path):
     (tmp_path / "x.npy").write_bytes(b"not numpy")
     with pytest.raises(UserError, match="cannot read"):
@@ -680,3 +768,14 @@ def test_cli_label_file_of_wrong_length(shared_data, tmp_path):
     assert res.exit_code == 1 and "expected one label per character, shape (100,); got shape (99,)" in res.output
     res = CliRunner().invoke(cli, ["features", "--feature", "in_quote"])
     assert res.exit_code == 1 and "add --text FILE" in res.output
+
+
+def test_cli_runaway_regex_is_one_line_error(tmp_path, short_regex_limit):
+    corpus = tmp_path / "a.txt"
+    corpus.write_text("a" * 4000 + "!\n")
+    start = time.monotonic()
+    res = CliRunner().invoke(cli, ["features", "--text", str(corpus), "--feature-regex", "x=(a+)+$"])
+    assert time.monotonic() - start < 30
+    assert res.exit_code == 1 and res.output.startswith("Error: ") and res.output.count("\n") == 1
+    assert res.output.endswith(" x: the pattern took longer than 1.0 s on 4,002 characters "
+                               "(catastrophic backtracking?); simplify it\n")

@@ -23,8 +23,9 @@ text's language: "c" (C-like: // and /* */ comments, "..." and '...' literals), 
 `lang="auto"` sniffs it (sniff_language).
 
 The package, bottom up: scan (the positions a text's labels change at, shared by all labellers),
-registry (Feature, FEATURES, label, resolve, register, kind_of), the labellers (prose, wiki,
-layout, code, baselines), show (summaries and marks under the text). It imports nothing of
+patterns (user regexes, run with a time limit and a size bound), registry (Feature, FEATURES,
+label, resolve, register, kind_of), the labellers (prose, wiki, layout, code, baselines), show
+(summaries and marks under the text). It imports nothing of
 neuroscope's but its error type and, for `python -m neuroscope.features.docs`, the file writer.
 """
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from ..errors import UserError
+from .patterns import pattern_labels
 from .scan import Scan, ranges_to_mask
 
 KINDS = ("binary", "count")
@@ -164,7 +165,8 @@ def resolve(text: str, names: Iterable[str] = (), regexes: Iterable = (), files:
 
     names:     registered feature names.
     regexes:   "NAME=PATTERN" strings or (name, pattern) pairs: 1 on every character of every
-               match (Python re syntax; inline flags such as (?i) work).
+               match (Python re syntax; inline flags such as (?i) work), each with a time limit
+               (patterns.time_limit) and a bounded size (patterns.MAX_UNITS).
     files:     "NAME=path.npy" or (name, path): a 1-D .npy array, one label per character of
                text; only 0/1 -> binary uint8, other integers -> int32, other numbers -> float32.
     spans:     "NAME=START:END[,START:END...]" or (name, [(start, end), ...]): 1 on [start, end)
@@ -172,9 +174,9 @@ def resolve(text: str, names: Iterable[str] = (), regexes: Iterable = (), files:
                TextSpan.start, so positions are those `neuroscope features --show` prints).
     all_features: every registered feature (baselines, built-ins, user features).
     Order: all features, then names, regexes, files, spans, as given. One scan of the text is
-    shared by all built-ins. Raises UserError on an unknown name, a bad regex, a label file of
-    the wrong length, a span outside the text, or a name given twice; the error's param is the
-    argument at fault (regexes, files, spans).
+    shared by all built-ins. Raises UserError on an unknown name, a bad or runaway regex, a label
+    file of the wrong length, a span outside the text, or a name given twice; the error's param is
+    the argument at fault (regexes, files, spans).
     """
     scan = Scan(text, lang)
     out: dict[str, np.ndarray] = {}
@@ -194,13 +196,7 @@ def resolve(text: str, names: Iterable[str] = (), regexes: Iterable = (), files:
             put(name, FEATURES[name].fn(text))
     for item in regexes:
         name, pattern = _split_pair(item, "regexes", "NAME=PATTERN")
-        try:
-            rx = re.compile(pattern)
-        except re.error as exc:
-            raise UserError(f"regexes {name}: bad regular expression {pattern!r}: {exc}",
-                            param="regexes") from None
-        bounds = np.array([m.span() for m in rx.finditer(text)], dtype=np.int64).reshape(-1, 2)
-        put(name, ranges_to_mask(len(text), bounds[:, 0], bounds[:, 1]))
+        put(name, pattern_labels(name, pattern, text))
     for item in files:
         name, path = _split_pair(item, "files", "NAME=labels.npy")
         put(name, _load_label_file(name, path, len(text)))
