@@ -169,7 +169,9 @@ class Scan:
     @cached_property
     def codes(self) -> np.ndarray:
         """Code points, uint32 [n]."""
-        return np.frombuffer(self.text.encode("utf-32-le"), dtype=np.uint32)
+        # surrogatepass: a lone surrogate (a Python str may hold one; UTF-8 files cannot) is read as its
+        # code point instead of failing the whole labelling.
+        return np.frombuffer(self.text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
     def pos(self, ch: str) -> np.ndarray:
         """Sorted positions of one character, int64."""
