@@ -3,12 +3,13 @@
     >>> ckpt = load_checkpoint("wp_lstm3x512.pt")   # -> Checkpoint(model, vocab, config, train, extra)
     >>> ckpt.model(ids)
     >>> save_checkpoint("model.pt", ckpt)            # write to a temp file, fsync, rename
+    >>> print(ckpt.describe())                       # config, size, stored losses (ckpt.summary(): a dict)
 
 The format (see ../shared/models/README.md) is a dict with "format", "vocab" (index -> char),
 "config" ({cell, embedding_dim, hidden_size, num_layers, dropout}), "state_dict" and "train"
 (provenance: split sizes, loss curve, samples by step, losses). neuroscope adds optional keys:
 "excerpt" ({"text": str, "start": int, "source": str}: held-out text, so that probing works
-without --text) and "resume" (optimizer and data-loader state for `train --resume`).
+without a text) and "resume" (optimizer and data-loader state for `train(..., resume=True)`).
 
 Checkpoints are untrusted input: they are read with `torch.load(weights_only=True)` only, so a
 file carrying pickled code is refused, never run. Float16 weights are converted to float32.
@@ -18,13 +19,15 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
 
 import torch
 
 from .errors import UserError
-from .model import CELLS, CharRNN, ModelConfig
+from .files import write_with
+from .model import CELLS, CharRNN, ModelConfig, count_parameters
 from .text import Vocab
 
 FORMAT = "plain-char-rnn/1"
@@ -53,6 +56,34 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return os.path.splitext(os.path.basename(self.path))[0] if self.path else "model"
+
+    def summary(self) -> dict:
+        """Config, vocabulary size, parameter count and what training stored (None where it stored nothing)."""
+        tr = self.train
+        return {"path": self.path, "config": self.config.to_dict(), "vocab_size": len(self.vocab),
+                "parameters": count_parameters(self.model),
+                "corpus": tr.get("text"), "steps": tr.get("steps"),
+                "best_val_loss_nats": tr.get("best_val_loss_nats"),
+                "test_loss_nats": tr.get("test_loss_nats"),
+                "test_bits_per_char": tr.get("test_bits_per_char"),
+                "curve_points": len(tr.get("curve") or []),
+                "sample_steps": sorted((tr.get("samples") or {}).keys(), key=int),
+                "excerpt_chars": len(self.excerpt["text"]) if self.excerpt else 0}
+
+    def describe(self) -> str:
+        """`summary()` as a few lines of text."""
+        info = self.summary()
+        cfg = info["config"]
+        lines = [f"{info['path']}: {cfg['cell'].upper()} {cfg['num_layers']} x {cfg['hidden_size']}, "
+                 f"embedding {cfg['embedding_dim']}, dropout {cfg['dropout']}",
+                 f"vocab {info['vocab_size']}, {info['parameters']:,} parameters, corpus {info['corpus']}"]
+        for key in ("steps", "best_val_loss_nats", "test_loss_nats", "test_bits_per_char", "curve_points",
+                    "excerpt_chars"):
+            if info[key] is not None:
+                lines.append(f"{key}: {info[key]}")
+        if info["sample_steps"]:
+            lines.append("samples at steps: " + ", ".join(info["sample_steps"]))
+        return "\n".join(lines)
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
@@ -126,29 +157,17 @@ def checkpoint_to_dict(ckpt: Checkpoint, half: bool = False) -> dict:
     return blob
 
 
-def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, half: bool = False) -> None:
-    """Write atomically: a temp file in the same folder, fsync, then rename over `path`.
+def save_checkpoint(path: str | os.PathLike, ckpt: Checkpoint, half: bool = False, force: bool = False,
+                    inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Write atomically (neuroscope.files rules: an existing file is replaced only with force, and
+    never one of `inputs`). A run killed mid-write leaves the previous file (if any) untouched."""
+    return atomic_save(checkpoint_to_dict(ckpt, half=half), path, force, inputs)
 
-    A run killed mid-write leaves the previous file (if any) untouched.
-    """
-    atomic_save(checkpoint_to_dict(ckpt, half=half), path)
 
-
-def atomic_save(obj, path: str | os.PathLike) -> None:
-    """torch.save `obj` to `path` atomically (temp file + fsync + os.replace)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def atomic_save(obj, path: str | os.PathLike, force: bool = False,
+                inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """torch.save `obj` to `path` through neuroscope.files.write_with (temp file, fsync, rename)."""
+    return write_with(path, lambda fh: torch.save(obj, fh), "checkpoint", force, inputs)
 
 
 @dataclass
@@ -163,10 +182,10 @@ class TextSpan:
 
 def choose_text(ckpt: Checkpoint | None, text_path: str | None = None, split: str | None = None,
                 start: int | None = None, chars: int | None = None, default_split: str = "test") -> TextSpan:
-    """The text a command should read: --text with --split or --start/--chars, else the
-    held-out excerpt stored in a neuroscope checkpoint; a UserError when neither exists.
+    """The text a command should read: the file `text_path` with `split` or `start`/`chars`, else
+    the held-out excerpt stored in a neuroscope checkpoint; a UserError when neither exists.
 
-    With --text and neither --split nor --start/--chars, `default_split` is used.
+    With `text_path` and neither `split` nor `start`/`chars`, `default_split` is used.
     """
     from .text import read_text, select_span
     if text_path is not None:
@@ -177,9 +196,11 @@ def choose_text(ckpt: Checkpoint | None, text_path: str | None = None, split: st
         return TextSpan(full[s:e], s, text_path, split)
     ex = ckpt.excerpt if ckpt is not None else None
     if not ex:
-        raise UserError("no text given: pass --text FILE (this checkpoint stores no held-out excerpt)")
+        raise UserError("no text given: pass text_path (this checkpoint stores no held-out excerpt)",
+                        param="text_path")
     if split not in (None, "test"):
-        raise UserError("the checkpoint's stored excerpt is held-out text; --split needs --text")
+        raise UserError("the checkpoint's stored excerpt is held-out text; a split needs text_path",
+                        param="text_path")
     full = ex["text"]
     s, e = select_span(full, start=start, chars=chars)
     return TextSpan(full[s:e], int(ex.get("start", 0)) + s, "<checkpoint excerpt>", "test")

@@ -5,31 +5,62 @@
     $ neuroscope probe --ckpt model.pt --feature in_quote
 
 Bad input (a missing file, a bad option value, an unsafe checkpoint) raises UserError in the
-library; `main` turns it into a one-line `Error: ...` and exit code 1, never a traceback.
+library, naming the library's parameter; `Group.invoke` turns it into a one-line `Error: ...` that
+names the command's option instead, and exit code 1, never a traceback.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import os
+import re
 import sys
 
 import click
 
+from .config import CELLS, DEVICES, TrainConfig
 from .errors import UserError
+
+# Library parameters whose command-line option has another Python name.
+PARAM_OPTIONS = {"text": "text_path", "csv": "csv_path", "report": "report_path", "names": "feature_names",
+                 "regexes": "feature_regex", "files": "feature_file", "spans": "feature_span"}
+
+
+def flag_message(exc: UserError, command: click.Command | None) -> str:
+    """The error's first line, with its parameter's name replaced by the command's flag.
+
+    The last whole-word occurrence of `exc.param` is replaced ("streams must be >= 1" ->
+    "--streams must be >= 1"), not one inside a path or a longer name; a message without the
+    word, or a command without the option, is left as it is.
+    """
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    name = PARAM_OPTIONS.get(exc.param, exc.param)
+    option = next((p for p in getattr(command, "params", ()) if isinstance(p, click.Option) and p.name == name),
+                  None)
+    if not exc.param or option is None:
+        return msg
+    flag = next((o for o in option.opts if o.startswith("--")), option.opts[0])
+    words = list(re.finditer(rf"(?<![\w./\\-]){re.escape(exc.param)}(?![\w/\\-]|\.\w)", msg))
+    if not words:
+        return msg
+    hit = words[-1]
+    return msg[:hit.start()] + flag + msg[hit.end():]
 
 
 class Group(click.Group):
-    """A click group whose commands turn library UserErrors into one-line click errors."""
+    """A click group whose commands turn library UserErrors into one-line click errors in flag wording."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            raise click.ClickException(flag_message(exc, command))
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; nothing was left half-written")
         except MemoryError:
-            raise click.ClickException("out of memory; try fewer --chars or a smaller --chunk")
+            raise click.ClickException("out of memory; try fewer --chars")
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,7 +87,7 @@ def text_options(f):
 
 
 def device_option(f):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+    return click.option("--device", type=click.Choice(DEVICES), default="auto",
                         show_default=True, help="Where to compute.")(f)
 
 
@@ -65,8 +96,6 @@ def resolve_device(name: str) -> str:
     from .train import pick_device
     return str(pick_device(name))
 
-
-# ---------------------------------------------------------------- eval, info (issue 2)
 
 @cli.command("eval")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
@@ -101,89 +130,68 @@ def eval_cmd(ckpt, text_path, split, start, chars, device, as_json):
 def info_cmd(ckpt, as_json):
     """Config, vocabulary size, parameter count and stored losses of a checkpoint."""
     from .checkpoint import load_checkpoint
-    from .model import count_parameters
     c = load_checkpoint(ckpt)
-    tr = c.train
-    info = {"path": ckpt, "config": c.config.to_dict(), "vocab_size": len(c.vocab),
-            "parameters": count_parameters(c.model),
-            "corpus": tr.get("text"), "steps": tr.get("steps"),
-            "best_val_loss_nats": tr.get("best_val_loss_nats"),
-            "test_loss_nats": tr.get("test_loss_nats"),
-            "test_bits_per_char": tr.get("test_bits_per_char"),
-            "curve_points": len(tr.get("curve") or []),
-            "sample_steps": sorted((tr.get("samples") or {}).keys(), key=lambda s: int(s)),
-            "excerpt_chars": len(c.excerpt["text"]) if c.excerpt else 0}
     if as_json:
-        echo_json(info)
-        return
-    cfg = info["config"]
-    click.echo(f"{ckpt}: {cfg['cell'].upper()} {cfg['num_layers']} x {cfg['hidden_size']}, "
-               f"embedding {cfg['embedding_dim']}, dropout {cfg['dropout']}")
-    click.echo(f"vocab {info['vocab_size']}, {info['parameters']:,} parameters, corpus {info['corpus']}")
-    for key in ("steps", "best_val_loss_nats", "test_loss_nats", "test_bits_per_char", "curve_points", "excerpt_chars"):
-        if info[key] is not None:
-            click.echo(f"{key}: {info[key]}")
-    if info["sample_steps"]:
-        click.echo("samples at steps: " + ", ".join(info["sample_steps"]))
+        echo_json(c.summary())
+    else:
+        click.echo(c.describe())
 
 
-def parse_steps(value: str) -> tuple[int, ...]:
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def train_option(name: str, help: str, **kwargs):
+    """--NAME for the TrainConfig field NAME, with the field's default."""
+    return click.option(f"--{name.replace('_', '-')}", name, default=TRAIN_DEFAULTS[name], show_default=True,
+                        help=help, **kwargs)
+
+
+def parse_steps(ctx, param, value: str) -> tuple[int, ...]:
     """"100,300,500" -> (100, 300, 500); "" -> ()."""
     try:
         return tuple(int(s) for s in value.split(",") if s.strip())
     except ValueError:
-        raise UserError(f"--sample-at takes comma-separated step numbers, e.g. 100,300,500 (got {value!r})") from None
+        raise click.BadParameter(f"takes comma-separated step numbers, e.g. 100,300,500 (got {value!r})") from None
 
 
-# Defaults here are TrainConfig's (tests/test_cli_basics.py checks that they agree).
 @cli.command("train")
 @click.argument("text_path", metavar="TEXT")
 @click.option("--out", required=True, help="Checkpoint to write (best weights, atomically).")
-@click.option("--cell", type=click.Choice(["lstm", "gru", "rnn"]), default="lstm", show_default=True,
-              help="Recurrent cell.")
-@click.option("--layers", type=int, default=2, show_default=True, help="Recurrent layers.")
-@click.option("--hidden", type=int, default=128, show_default=True, help="Units per layer.")
-@click.option("--embedding", type=int, default=0, show_default=True, help="Embedding size (0: --hidden).")
-@click.option("--dropout", type=float, default=0.1, show_default=True, help="Dropout between layers.")
-@click.option("--batch", type=int, default=64, show_default=True, help="Parallel streams.")
-@click.option("--seq", type=int, default=128, show_default=True, help="Characters per BPTT window.")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Adam learning rate.")
-@click.option("--steps", type=int, default=None, help="Total steps [default: 2000 unless --minutes].")
+@train_option("cell", "Recurrent cell.", type=click.Choice(CELLS))
+@train_option("layers", "Recurrent layers.")
+@train_option("hidden", "Units per layer.")
+@train_option("embedding", "Embedding size (0: --hidden).")
+@train_option("dropout", "Dropout between layers.")
+@train_option("batch", "Parallel streams.")
+@train_option("seq", "Characters per BPTT window.")
+@train_option("lr", "Adam learning rate.")
+@click.option("--steps", type=int, default=None,
+              help=f"Total steps [default: {TRAIN_DEFAULTS['steps']} unless --minutes].")
 @click.option("--minutes", type=float, default=None, help="Wall-clock budget of this call.")
 @device_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Weights, dropout, samples.")
+@train_option("seed", "Weights, dropout, samples.")
 @click.option("--resume", is_flag=True, help="Continue the run stored in --out.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-@click.option("--eval-every", type=int, default=200, show_default=True, help="Steps between validations.")
-@click.option("--val-chars", type=int, default=100_000, show_default=True,
-              help="Validation sample size (0: whole split).")
-@click.option("--sample-at", default="100,300,500,700,1200,2000", show_default=True,
-              help="Steps at which to store a sample.")
-@click.option("--max-chars", type=int, default=0, show_default=True, help="Use only the text's first N chars.")
+@train_option("eval_every", "Steps between validations.")
+@train_option("val_chars", "Validation sample size (0: whole split).")
+@click.option("--sample-at", default=",".join(map(str, TRAIN_DEFAULTS["sample_at"])), show_default=True,
+              callback=parse_steps, help="Steps at which to store a sample.")
+@train_option("max_chars", "Use only the text's first N chars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def train_cmd(text_path, out, cell, layers, hidden, embedding, dropout, batch, seq, lr, steps, minutes,
-              device, seed, resume, force, eval_every, val_chars, sample_at, max_chars, as_json):
+def train_cmd(text_path, out, resume, force, as_json, **options):
     """Train a char-RNN on TEXT (80/10/10 split); keep the best weights in --out.
 
     Example: neuroscope train warpeace.txt --out wp.pt --layers 3 --hidden 512 --minutes 5
     """
-    import os
-
     from .text import read_text
-    from .train import TrainConfig, train
-    if os.path.isdir(out):
-        raise UserError(f"--out must be a file, got a directory: {out}")
-    if os.path.exists(out) and not (resume or force):
-        raise UserError(f"{out} exists; pass --resume to continue its run or --force to replace it")
-    if steps is None and minutes is None:
-        steps = 2000
-    config = TrainConfig(cell=cell, layers=layers, hidden=hidden, embedding=embedding, dropout=dropout,
-                         batch=batch, seq=seq, lr=lr, steps=steps, minutes=minutes,
-                         device=resolve_device(device), seed=seed, eval_every=eval_every,
-                         val_chars=val_chars, sample_at=parse_steps(sample_at), max_chars=max_chars)
+    from .train import train
+    if options["steps"] is None and options["minutes"] is None:
+        del options["steps"]                          # the config's default number of steps
+    config = TrainConfig(**{**options, "device": resolve_device(options["device"])})
     config.check()
     try:
-        ckpt = train(read_text(text_path), config, out, progress=not as_json, resume=resume, source=text_path)
+        ckpt = train(read_text(text_path), config, out, progress=not as_json, resume=resume, source=text_path,
+                     force=force)
     except KeyboardInterrupt:
         if os.path.exists(out):
             raise UserError(f"interrupted; {out} holds the run so far: continue it with --resume") from None
@@ -231,8 +239,6 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
                    f"{c.vocab.chars[c.vocab.fallback_id]!r}", err=True)
 
 
-# ---------------------------------------------------------------- record (issue 3)
-
 @cli.command("record")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
@@ -257,7 +263,7 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
 
     from .activations import check_disk, check_out_dir, plan_store, write_store
     from .checkpoint import choose_text, load_checkpoint
-    from .record import parse_states
+    from .names import parse_states
     states = parse_states(states)
     if warmup and streams == 1:
         raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
@@ -282,8 +288,6 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
     if unknown:
         click.echo(f"note: {unknown} characters not in the vocabulary were read as {meta['text']['fallback_char']!r}")
 
-
-# ---------------------------------------------------------------- features (issue 4)
 
 def feature_options(f):
     """--feature/--feature-regex/--feature-file/--feature-span/--all-features/--lang, handed to the
@@ -378,8 +382,6 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
         click.echo("")
         click.echo(F.render(text[:n_show], {k: v[:n_show] for k, v in labels.items()}, offset=s, width=width))
 
-
-# ---------------------------------------------------------------- probe (issue 5)
 
 @cli.command("probe")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
@@ -495,8 +497,6 @@ def format_probe(result, feature: str, top: int) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- report, demo (issue 6)
-
 @cli.command("report")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
@@ -510,7 +510,8 @@ def format_probe(result, feature: str, top: int) -> str:
 @click.option("--null/--no-null", default=True, show_default=True,
               help="Circular-shift p-values in the ranking (needs 2,100+ characters).")
 @click.option("--out", required=True, help="HTML file to write.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, out):
+@click.option("--force", is_flag=True, help="Replace an existing --out.")
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, out, force):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -518,18 +519,19 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
 
     Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
     """
-    import os
-
     from .checkpoint import choose_text, load_checkpoint
     from .features import resolve
-    from .report import build_report, parse_unit
-    if max_chars < 1:
-        raise UserError(f"--max-chars must be >= 1, got {max_chars}")
+    from .files import check_output
+    from .names import parse_unit
+    from .report import build_report
+    if max_chars < 1:                     # fail before the slow part
+        raise UserError(f"max_chars must be >= 1, got {max_chars}", param="max_chars")
     if os.path.isdir(out):
-        raise UserError(f"--out is a directory: {out}; give a file name such as report.html")
+        raise UserError(f"{out} is a directory; give a file name such as report.html")
     c = load_checkpoint(ckpt)
-    for u in units:                       # fail on a bad unit before the slow part
+    for u in units:
         parse_unit(u, c.config)
+    check_output(out, "html", force, inputs=[ckpt, text_path])
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
     result = None
@@ -538,7 +540,7 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
         result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
                           n_units=top, progress=True)
-    click.echo(report.save(out))
+    click.echo(report.save(out, force=force, inputs=[ckpt, text_path]))
 
 
 @cli.command("demo")
@@ -547,14 +549,16 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
 @click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="Training time budget (the rest takes well under a minute).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and sampling.")
-def demo_cmd(out, minutes, seed):
+@click.option("--force", is_flag=True, help="Replace the files of an earlier demo in --out.")
+def demo_cmd(out, minutes, seed, force):
     """Train a small LSTM on the Python standard library's own source, rank its units for
     in_string and line_position, and write the full HTML report (about 3 minutes on 2 CPU cores).
 
     Example: neuroscope demo --out neuroscope-demo
     """
     from .demo import run_demo
-    result = run_demo(out, minutes=minutes, seed=seed, progress=True, log=lambda m: click.echo(m, err=True))
+    result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True,
+                      log=lambda m: click.echo(m, err=True))
     for feature, (unit, r) in result.top.items():
         click.echo(f"best unit for {feature}: {unit} (r = {r:+.3f})", err=True)
     click.echo(f"done in {result.seconds:.0f} s; open the report:", err=True)

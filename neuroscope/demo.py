@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from .checkpoint import choose_text
 from .errors import UserError
 from .features import resolve
+from .files import check_output, write_text
 from .probe import probe
-from .report import build_report, write_atomic
+from .report import build_report
 from .train import TrainConfig, stdlib_corpus, train
 
 DEMO_FEATURES = ("in_string", "line_position")
@@ -47,24 +48,29 @@ def demo_config(minutes: float, seed: int = 0) -> TrainConfig:
 
 def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, seed: int = 0,
              progress: bool = True, log=print, corpus_chars: int = CORPUS_CHARS, probe_chars: int = PROBE_CHARS,
-             max_chars: int = 5000) -> DemoResult:
+             max_chars: int = 5000, force: bool = False) -> DemoResult:
     """Train, record, rank and report; returns where everything went.
 
     `minutes` bounds training only (recording, ranking and the report add well under a minute on
     2 CPU cores). corpus_chars, probe_chars and max_chars (characters shown in the report) are
-    there to make a quick check quicker; the defaults are the demo.
+    there to make a quick check quicker; the defaults are the demo. The files of an earlier demo in
+    `out` are replaced only with force (checked before training).
     """
     t0 = time.monotonic()
     out = os.fspath(out)
     if not minutes > 0:
-        raise UserError(f"--minutes must be > 0, got {minutes}")
+        raise UserError(f"minutes must be > 0, got {minutes}", param="minutes")
     if os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out must be a folder, and {out} is a file")
+        raise UserError(f"{out} is a file; out must be a folder", param="out")
     os.makedirs(out, exist_ok=True)
+    paths = {kind: os.path.join(out, name) for kind, name in
+             (("checkpoint", "model.pt"), ("csv", "ranking.csv"), ("html", "report.html"))}
+    for kind, path in paths.items():
+        check_output(path, kind, force)
 
     text = stdlib_corpus(corpus_chars)
     log(f"[1/4] training a 2 x 128 LSTM on {len(text):,} characters of Python stdlib source for {minutes:g} min")
-    ckpt = train(text, demo_config(minutes, seed), out=os.path.join(out, "model.pt"), progress=progress,
+    ckpt = train(text, demo_config(minutes, seed), out=paths["checkpoint"], progress=progress, force=force,
                  source="Python standard library (.py sources)")
     log(f"      test loss {ckpt.train['test_loss_nats']:.3f} nats/char after {ckpt.train['steps']:,} steps")
 
@@ -74,14 +80,14 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, s
 
     log("[3/4] recording every unit and ranking it against each feature (Pearson r)")
     result = probe(ckpt, span.text, features, seed=seed, progress=progress)
-    ranking = os.path.join(out, "ranking.csv")
-    write_atomic(ranking, result.ranking.to_csv(index=False))
+    write_text(paths["csv"], result.ranking.to_csv(index=False), "csv", force)
 
     log("[4/4] writing the report")
-    report = build_report(ckpt, span, result, features, max_chars=max_chars, progress=progress).save(os.path.join(out, "report.html"))
+    report = build_report(ckpt, span, result, features, max_chars=max_chars, progress=progress)
+    report.save(paths["html"], force=force)
     top = {}
     for f in DEMO_FEATURES:
         best = result.ranking[result.ranking["feature"] == f].iloc[0]
         top[f] = (str(best["unit_id"]), float(best["r"]))
-    return DemoResult(folder=out, checkpoint=ckpt.path, report=report, ranking=ranking,
+    return DemoResult(folder=out, checkpoint=ckpt.path, report=paths["html"], ranking=paths["csv"],
                       seconds=time.monotonic() - t0, test_loss_nats=float(ckpt.train["test_loss_nats"]), top=top)

@@ -9,34 +9,12 @@ Parameter names and layout match the reference checkpoints (`plain-char-rnn/1`):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-CELLS = ("lstm", "gru", "rnn")
+from .config import CELLS, ModelConfig
 
-
-@dataclass
-class ModelConfig:
-    vocab_size: int
-    cell: str = "lstm"          # lstm | gru | rnn (tanh)
-    embedding_dim: int = 0      # 0: same as hidden_size, as in the reference checkpoints
-    hidden_size: int = 128      # H, units per layer
-    num_layers: int = 2         # L
-    dropout: float = 0.0        # between recurrent layers, and on the top layer's output
-
-    def __post_init__(self):
-        if self.cell not in CELLS:
-            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.embedding_dim <= 0:
-            self.embedding_dim = self.hidden_size
-
-    def to_dict(self) -> dict:
-        """The checkpoint's "config" (vocab_size lives in the checkpoint's vocab)."""
-        d = asdict(self)
-        d.pop("vocab_size")
-        return d
+__all__ = ["CELLS", "CharRNN", "ModelConfig", "count_parameters"]
 
 
 class CharRNN(nn.Module):

@@ -66,23 +66,23 @@ def split_bounds(n_chars: int) -> dict[str, tuple[int, int]]:
 def split_span(n_chars: int, split: str) -> tuple[int, int]:
     """[start, end) of one named split; raises TextError on an unknown name."""
     if split not in SPLITS:
-        raise TextError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        raise TextError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}", param="split")
     return split_bounds(n_chars)[split]
 
 
 def select_span(text: str, split: str | None = None, start: int | None = None,
                 chars: int | None = None) -> tuple[int, int]:
-    """The [start, end) a user asked for: a named split, or --start/--chars, or the whole text.
+    """The [start, end) a user asked for: a named split, or start/chars, or the whole text.
 
-    --start/--chars may be combined with a split: they are then relative to the split's start,
+    start/chars may be combined with a split: they are then relative to the split's start,
     and must stay inside it.
     """
     lo, hi = split_span(len(text), split) if split else (0, len(text))
     s = lo + (start or 0)
     if start is not None and start < 0:
-        raise TextError(f"--start must be >= 0, got {start}")
+        raise TextError(f"start must be >= 0, got {start}", param="start")
     if chars is not None and chars < 1:
-        raise TextError(f"--chars must be >= 1, got {chars}")
+        raise TextError(f"chars must be >= 1, got {chars}", param="chars")
     e = hi if chars is None else s + chars
     if s >= hi or e > hi:
         where = f"the {split} split [{lo}, {hi})" if split else f"the text (0..{len(text)})"

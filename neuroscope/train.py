@@ -20,7 +20,7 @@ How it trains (the recipe of the reference checkpoints, ../shared/models/README.
   ckpt.train["samples"] keyed by step (str): the "how the samples evolve" series;
 - at the end, the best weights are evaluated on the whole test split (one stream, as
   `neuroscope eval --split test` does), and the first 20k characters of the test split are stored
-  as ckpt.extra["excerpt"], so later commands work without --text.
+  as ckpt.extra["excerpt"], so later commands work without a text file.
 
 `out` is written atomically at every evaluation and at the end, so a killed run leaves the last
 good file; Ctrl-C lets the current step finish, writes `out`, then raises KeyboardInterrupt. `out`
@@ -28,7 +28,8 @@ also holds what `resume=True` needs (ckpt.extra["resume"]: the current weights, 
 scheduler's state, the step, the stream position and carried state, the RNG states): tensors and
 plain containers only, so it loads with weights_only=True.
 
-This module imports text, model, checkpoint and evaluate; nothing imports it but the CLI and demo.
+This module imports config, text, model, checkpoint, evaluate and files; nothing imports it but the
+CLI and demo.
 """
 from __future__ import annotations
 
@@ -39,19 +40,23 @@ import signal
 import sysconfig
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .checkpoint import Checkpoint, atomic_save, checkpoint_to_dict, load_checkpoint
+from .config import SAMPLE_AT, TrainConfig
 from .errors import UserError
 from .evaluate import evaluate
-from .model import CELLS, CharRNN, ModelConfig
+from .files import check_output
+from .model import CharRNN
 from .text import Vocab, split_span
 
-SAMPLE_AT = (100, 300, 500, 700, 1200, 2000)
+__all__ = ["SAMPLE_AT", "DeferredInterrupt", "Run", "TrainConfig", "Trainer", "pick_device", "run_steps",
+           "stdlib_corpus", "train"]
+
 EXCERPT_CHARS = 20_000
 # TrainConfig fields that fix the model, the data order and the validation sample: a resumed run
 # takes them from the checkpoint.
@@ -59,69 +64,12 @@ RUN_SHAPE = ("cell", "layers", "hidden", "embedding", "dropout", "batch", "seq",
              "val_chars", "val_streams")
 
 
-@dataclass
-class TrainConfig:
-    cell: str = "lstm"              # lstm | gru | rnn
-    layers: int = 2                 # L, recurrent layers
-    hidden: int = 128               # H, units per layer
-    embedding: int = 0              # E; 0: same as hidden (the reference layout)
-    dropout: float = 0.1            # between layers and before the decoder
-    batch: int = 64                 # B, parallel streams
-    seq: int = 128                  # T, characters per window (truncated BPTT length)
-    lr: float = 2e-3                # Adam learning rate at the start
-    steps: int | None = 2000        # stop after this many steps in total (None: only `minutes`)
-    minutes: float | None = None    # stop after this much wall-clock time in this call (None: only `steps`)
-    device: str = "auto"            # auto | cpu | cuda
-    seed: int = 0                   # initial weights, dropout, sampling
-    eval_every: int = 200           # steps between validation losses (and checkpoint writes)
-    val_chars: int = 100_000        # validation sample: the first this many chars of the val split (0: all)
-    val_streams: int = 16           # the validation sample is read as this many parallel streams
-    sample_at: tuple = SAMPLE_AT    # steps at which to store a sample (besides every evaluation)
-    sample_chars: int = 200         # characters per stored sample
-    final_sample_chars: int = 500   # characters of the two final samples (temperature 1 and 0.5)
-    clip: float = 5.0               # gradient norm clipping
-    lr_decay: float = 0.5           # learning-rate factor when the validation loss does not improve
-    test_chars: int = 0             # final test loss on the first this many chars of the test split (0: all)
-    max_chars: int = 0              # train on the first this many chars of the text (0: all)
-
-    def check(self) -> None:
-        """Raise UserError (one line) on a value no run can use."""
-        def need(ok, msg):
-            if not ok:
-                raise UserError(msg)
-        need(self.cell in CELLS, f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
-        for name in ("layers", "hidden", "batch", "seq", "eval_every", "val_streams", "sample_chars",
-                     "final_sample_chars"):
-            need(int(getattr(self, name)) >= 1, f"{name} must be >= 1 (got {getattr(self, name)})")
-        for name in ("embedding", "val_chars", "test_chars", "max_chars"):
-            need(int(getattr(self, name)) >= 0, f"{name} must be >= 0 (got {getattr(self, name)})")
-        need(0 <= self.dropout < 1, f"dropout must be in [0, 1) (got {self.dropout})")
-        need(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0 (got {self.lr})")
-        need(self.clip > 0, f"clip must be > 0 (got {self.clip})")
-        need(0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1] (got {self.lr_decay})")
-        need(self.steps is not None or self.minutes is not None, "give steps or minutes (or both)")
-        need(self.steps is None or self.steps >= 1, f"steps must be >= 1 (got {self.steps})")
-        need(self.minutes is None or self.minutes > 0, f"minutes must be > 0 (got {self.minutes})")
-        need(all(int(s) >= 1 for s in self.sample_at), f"sample_at steps must be >= 1 (got {self.sample_at})")
-        need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-             f"unknown device {self.device!r}; choose auto, cpu or cuda")
-
-    def model_config(self, vocab_size: int) -> ModelConfig:
-        return ModelConfig(vocab_size=vocab_size, cell=self.cell, embedding_dim=self.embedding,
-                           hidden_size=self.hidden, num_layers=self.layers, dropout=self.dropout)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["sample_at"] = [int(s) for s in self.sample_at]
-        return d
-
-
 def pick_device(name: str) -> torch.device:
     """auto -> cuda when a GPU is there, else cpu; a UserError for cuda without a GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA GPU is available here")
+        raise UserError(f"device {name} was asked for, but no CUDA GPU is available here", param="device")
     return torch.device(name)
 
 
@@ -224,146 +172,181 @@ def text_fingerprint(text: str) -> str:
 
 
 def train(text: str, config: TrainConfig, out: str | os.PathLike, progress: bool = True,
-          resume: bool = False, source: str = "<text>") -> Checkpoint:
+          resume: bool = False, source: str = "<text>", force: bool = False) -> Checkpoint:
     """Train a CharRNN on `text`, writing the best weights to `out`; returns that Checkpoint.
 
-    text: the whole corpus (str); it is split 80/10/10 here. source: its name, stored as
-    ckpt.train["text"] and in the excerpt. resume: continue the run stored in `out` (same text;
+    text: the whole corpus (str); it is split 80/10/10 here. source: its name (a file path, which is
+    then never written over), stored as ckpt.train["text"] and in the excerpt. force: replace an
+    existing checkpoint at `out`. resume: continue the run stored in `out`, rewriting it (same text;
     the model and data settings come from the checkpoint, `steps` counts from the run's start,
-    `minutes` from now). Raises UserError for settings or texts that cannot work, before writing.
+    `minutes` from now). Raises UserError for settings, texts or outputs that cannot work, before
+    the first step.
     """
     out = os.fspath(out)
     config.check()
-    prior = None
-    if resume:
-        prior = _load_for_resume(out)
-        stored = prior.extra["resume"]["config"]
-        config = TrainConfig(**{f.name: stored[f.name] if f.name in RUN_SHAPE else getattr(config, f.name)
-                                for f in fields(TrainConfig)})
-    if config.max_chars:
-        text = text[:config.max_chars]
-    bounds = {s: split_span(len(text), s) for s in ("train", "val", "test")}
-    for s in ("val", "test"):
-        if bounds[s][1] - bounds[s][0] < 2:
-            raise UserError(f"the text holds {len(text):,} characters: too few for a {s} split of 2 or more "
-                            f"(80/10/10); give a longer text")
+    prior = _load_for_resume(out) if resume else None
+    if prior is not None:
+        config = TrainConfig(**{f.name: prior.extra["resume"]["config"][f.name] if f.name in RUN_SHAPE
+                                else getattr(config, f.name) for f in fields(TrainConfig)})
+    text = text[:config.max_chars or None]
+    _check_splits(text)
     vocab = Vocab.from_text(text)
-    fingerprint = text_fingerprint(text)
     if prior is not None:
-        r = prior.extra["resume"]
-        if r.get("text_sha1") != fingerprint or tuple(prior.vocab.chars) != vocab.chars:
-            raise UserError(f"{out} was trained on another text; --resume needs the same text")
-        if config.steps is not None and config.steps <= int(r["step"]):
-            raise UserError(f"{out} is already at step {r['step']}; pass a larger --steps to continue")
-    device = pick_device(config.device)
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise UserError(f"cannot write {out}: folder {folder} does not exist")
-
-    torch.manual_seed(config.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True     # as the reference runs did; cuDNN's RNNs use it too
-    model = CharRNN(config.model_config(len(vocab))).to(device)
-    ids = torch.as_tensor(vocab.encode(text))            # [N] int64, on the CPU
-    (a, b), (vs, ve), (ts, te) = bounds["train"], bounds["val"], bounds["test"]
-    trainer = Trainer(model, ids[a:b], config)
-    val_ids = ids[vs:ve][:config.val_chars or None].numpy()
-    test_ids = ids[ts:te][:config.test_chars or None].numpy()
-
-    train_info = {"text": source, "chars": len(text), "split": [b - a, ve - vs, te - ts],
-                  "vocab_size": len(vocab), "args": {**config.to_dict(), "text": source, "out": out},
-                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                  "curve": [], "samples": {}, "best_step": None, "best_val_loss_nats": None,
-                  "val_chars": len(val_ids), "steps": 0, "seconds": 0.0}
-    step, seconds_before, best_state = 0, 0.0, None
+        _check_resumable(prior, out, config, vocab, text_fingerprint(text))
+    run = Run(text, vocab, config, out, source)
     if prior is not None:
+        run.restore(prior)
+    _check_out(out, force, resume, source)
+    run_steps(run, progress)
+    return run.finish(progress)
+
+
+class Run:
+    """One training run between steps: the model and its data, the best weights so far, and the record
+    (`info`, stored as ckpt.train) that every checkpoint write takes a snapshot of."""
+
+    def __init__(self, text: str, vocab: Vocab, config: TrainConfig, out: str, source: str):
+        self.config, self.vocab, self.out, self.source = config, vocab, out, source
+        self.device = device = pick_device(config.device)
+        torch.manual_seed(config.seed)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True     # as the reference runs did; cuDNN's RNNs use it too
+        self.model = CharRNN(config.model_config(len(vocab))).to(device)
+        ids = torch.as_tensor(vocab.encode(text))            # [N] int64, on the CPU
+        (a, b), (vs, ve), (ts, te) = (split_span(len(text), s) for s in ("train", "val", "test"))
+        self.trainer = Trainer(self.model, ids[a:b], config)
+        self.val_ids = ids[vs:ve][:config.val_chars or None].numpy()
+        self.test_ids = ids[ts:te][:config.test_chars or None].numpy()
+        self.train_chars = b - a
+        self.fingerprint = text_fingerprint(text)
+        self.excerpt = {"text": text[ts:ts + EXCERPT_CHARS], "start": ts, "source": source}
+        self.info = {"text": source, "chars": len(text), "split": [b - a, ve - vs, te - ts],
+                     "vocab_size": len(vocab), "args": {**config.to_dict(), "text": source, "out": out},
+                     "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                     "curve": [], "samples": {}, "best_step": None, "best_val_loss_nats": None,
+                     "val_chars": len(self.val_ids), "steps": 0, "seconds": 0.0}
+        self.step, self.seconds_before, self.best_state = 0, 0.0, None
+        self.loss_sum, self.loss_n = torch.zeros((), device=device), 0     # training loss since the last validation
+        self.t0 = time.monotonic()
+
+    def restore(self, prior: Checkpoint) -> None:
+        """Continue the run stored in `prior`: weights, optimizer, data position, RNG, record so far."""
         r = prior.extra["resume"]
-        trainer.load_resume_state(r)
+        self.trainer.load_resume_state(r)
         torch.set_rng_state(r["rng_cpu"])
-        if device.type == "cuda" and r.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(r["rng_cuda"], device)
-        step, seconds_before = int(r["step"]), float(prior.train.get("seconds", 0.0))
-        train_info.update({k: prior.train[k] for k in ("curve", "samples", "best_step", "best_val_loss_nats")
-                           if k in prior.train})
-        best_state = {k: v.clone() for k, v in prior.model.state_dict().items()}
+        if self.device.type == "cuda" and r.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(r["rng_cuda"], self.device)
+        self.step, self.seconds_before = int(r["step"]), float(prior.train.get("seconds", 0.0))
+        self.info.update({k: prior.train[k] for k in ("curve", "samples", "best_step", "best_val_loss_nats")
+                          if k in prior.train})
+        self.best_state = {k: v.clone() for k, v in prior.model.state_dict().items()}
 
-    sample_at = {int(s) for s in config.sample_at}
-    B, T = config.batch, config.seq
-    t0 = time.monotonic()
-    deadline = t0 + config.minutes * 60 if config.minutes else math.inf
-    loss_sum, loss_n = torch.zeros((), device=device), 0
-    bar = tqdm(total=config.steps, initial=step, unit="step", desc="train", disable=not progress,
-               dynamic_ncols=True)
+    def seconds(self) -> float:
+        return round(self.seconds_before + time.monotonic() - self.t0, 1)
 
-    def seconds() -> float:
-        return round(seconds_before + time.monotonic() - t0, 1)
+    def sample(self, at: int, temperature: float = 1.0, length: int | None = None) -> str:
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + at)
+        return self.model.sample(self.vocab, length or self.config.sample_chars, temperature=temperature,
+                                 generator=gen)
 
-    def sample(at: int, temperature: float = 1.0, length: int | None = None) -> str:
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + at)
-        return model.sample(vocab, length or config.sample_chars, temperature=temperature, generator=gen)
+    def validate(self) -> tuple[float, float]:
+        """Validation loss now: record it, step the scheduler, keep the weights if best. -> (train, val) loss."""
+        val = evaluate(self.model, self.val_ids, streams=self.config.val_streams).loss_nats
+        train_loss = float(self.loss_sum) / max(self.loss_n, 1)
+        self.loss_sum.zero_()
+        self.loss_n = 0
+        self.info["curve"].append({"step": self.step, "seconds": self.seconds(), "train_loss": round(train_loss, 4),
+                                   "val_loss": round(val, 4), "lr": self.trainer.lr})
+        self.trainer.scheduler.step(val)
+        if self.info["best_val_loss_nats"] is None or val < self.info["best_val_loss_nats"]:
+            self.info.update(best_step=self.step, best_val_loss_nats=round(val, 4))
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        return train_loss, val
 
-    def snapshot() -> dict:
-        """The checkpoint as a plain dict: best weights for use, current state for --resume."""
-        train_info.update(steps=step, seconds=seconds(), epochs=round(step * B * T / max(1, b - a), 2),
-                          lr=trainer.lr)
-        train_info["chars_per_second"] = round(step * B * T / max(train_info["seconds"], 1e-9))
-        resume_state = {**trainer.resume_state(), "step": step, "config": config.to_dict(),
-                        "text_sha1": fingerprint, "rng_cpu": torch.get_rng_state(),
-                        "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        excerpt = {"text": text[ts:ts + EXCERPT_CHARS], "start": ts, "source": source}
-        ck = Checkpoint(model=model, vocab=vocab, train=train_info, extra={"excerpt": excerpt,
-                                                                          "resume": resume_state})
-        blob = checkpoint_to_dict(ck)
-        if best_state is not None:
-            blob["state_dict"] = {k: v.detach().cpu().clone() for k, v in best_state.items()}
+    def snapshot(self) -> dict:
+        """The checkpoint as a plain dict: best weights for use, current state for resuming."""
+        B, T = self.config.batch, self.config.seq
+        self.info.update(steps=self.step, seconds=self.seconds(), lr=self.trainer.lr,
+                         epochs=round(self.step * B * T / max(1, self.train_chars), 2))
+        self.info["chars_per_second"] = round(self.step * B * T / max(self.info["seconds"], 1e-9))
+        resume_state = {**self.trainer.resume_state(), "step": self.step, "config": self.config.to_dict(),
+                        "text_sha1": self.fingerprint, "rng_cpu": torch.get_rng_state(),
+                        "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+        blob = checkpoint_to_dict(Checkpoint(model=self.model, vocab=self.vocab, train=self.info,
+                                             extra={"excerpt": self.excerpt, "resume": resume_state}))
+        if self.best_state is not None:
+            blob["state_dict"] = {k: v.detach().cpu().clone() for k, v in self.best_state.items()}
         return blob
 
-    with DeferredInterrupt() as ctrl_c, bar:
-        while (config.steps is None or step < config.steps) and time.monotonic() < deadline:
-            loss = trainer.step()
-            step += 1
-            loss_sum += loss
-            loss_n += 1
-            bar.update(1)
-            last = (config.steps is not None and step >= config.steps) or time.monotonic() >= deadline
-            evaluate_now = step % config.eval_every == 0 or last
-            if step in sample_at or evaluate_now:
-                train_info["samples"][str(step)] = sample(step)
-            if evaluate_now:
-                val = evaluate(model, val_ids, streams=config.val_streams).loss_nats
-                train_loss = float(loss_sum) / max(loss_n, 1)
-                loss_sum.zero_()
-                loss_n = 0
-                train_info["curve"].append({"step": step, "seconds": seconds(), "train_loss": round(train_loss, 4),
-                                            "val_loss": round(val, 4), "lr": trainer.lr})
-                trainer.scheduler.step(val)
-                if train_info["best_val_loss_nats"] is None or val < train_info["best_val_loss_nats"]:
-                    train_info.update(best_step=step, best_val_loss_nats=round(val, 4))
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}", lr=f"{trainer.lr:.2g}")
-                atomic_save(snapshot(), out)
-            elif step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{trainer.lr:.2g}")
-            if ctrl_c.hit:
-                # Between steps, so the saved state is whole: --resume continues exactly from here.
-                train_info["interrupted"] = True
-                atomic_save(snapshot(), out)
-                raise KeyboardInterrupt
+    def save(self, blob: dict | None = None) -> None:
+        # The output was checked before the first step; from then on the file is this run's own.
+        atomic_save(self.snapshot() if blob is None else blob, self.out, force=True, inputs=[self.source])
 
-    # The final numbers come from the best weights: on the whole test split, as one stream.
-    blob = snapshot()                      # taken first: its resume state holds the current weights
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    result = evaluate(model, test_ids, progress=progress)
-    train_info.update(test_loss_nats=round(result.loss_nats, 4), test_bits_per_char=round(result.bits_per_char, 4),
-                      test_chars=result.chars, interrupted=False,
-                      final_sample_t1=sample(step, 1.0, config.final_sample_chars),
-                      final_sample_t05=sample(step, 0.5, config.final_sample_chars))
-    blob["train"] = train_info
-    atomic_save(blob, out)
-    model.eval()
-    return Checkpoint(model=model, vocab=vocab, train=train_info,
-                      extra={k: blob[k] for k in ("excerpt", "resume")}, path=out)
+    def finish(self, progress: bool) -> Checkpoint:
+        """Test loss and final samples from the best weights (whole test split, one stream); the last write."""
+        blob = self.snapshot()                 # taken first: its resume state holds the current weights
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        result = evaluate(self.model, self.test_ids, progress=progress)
+        n = self.config.final_sample_chars
+        self.info.update(test_loss_nats=round(result.loss_nats, 4), test_bits_per_char=round(result.bits_per_char, 4),
+                         test_chars=result.chars, interrupted=False,
+                         final_sample_t1=self.sample(self.step, 1.0, n), final_sample_t05=self.sample(self.step, 0.5, n))
+        blob["train"] = self.info
+        self.save(blob)
+        self.model.eval()
+        return Checkpoint(model=self.model, vocab=self.vocab, train=self.info,
+                          extra={k: blob[k] for k in ("excerpt", "resume")}, path=self.out)
+
+
+def run_steps(run: Run, progress: bool = True) -> None:
+    """The step loop: train, sample and validate on schedule, write `run.out` at each validation.
+
+    Stops at `config.steps` or after `config.minutes`; on Ctrl-C, after the current step, writes a
+    resumable file and raises KeyboardInterrupt.
+    """
+    config = run.config
+    sample_at = {int(s) for s in config.sample_at}
+    run.t0 = time.monotonic()
+    deadline = run.t0 + config.minutes * 60 if config.minutes else math.inf
+    bar = tqdm(total=config.steps, initial=run.step, unit="step", desc="train", disable=not progress,
+               dynamic_ncols=True)
+    with DeferredInterrupt() as ctrl_c, bar:
+        while not _done(run.step, config, deadline):
+            loss = run.trainer.step()
+            run.step += 1
+            run.loss_sum += loss
+            run.loss_n += 1
+            bar.update(1)
+            last = _done(run.step, config, deadline)
+            evaluate_now = run.step % config.eval_every == 0 or last
+            if run.step in sample_at or evaluate_now:
+                run.info["samples"][str(run.step)] = run.sample(run.step)
+            if evaluate_now:
+                train_loss, val = run.validate()
+                bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{val:.3f}", lr=f"{run.trainer.lr:.2g}")
+                run.save()
+            elif run.step % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{run.trainer.lr:.2g}")
+            if ctrl_c.hit:
+                # Between steps, so the saved state is whole: resuming continues exactly from here.
+                run.info["interrupted"] = True
+                run.save()
+                raise KeyboardInterrupt
+            if last:
+                break
+
+
+def _done(step: int, config: TrainConfig, deadline: float) -> bool:
+    return (config.steps is not None and step >= config.steps) or time.monotonic() >= deadline
+
+
+def _check_splits(text: str) -> None:
+    for s in ("val", "test"):
+        start, end = split_span(len(text), s)
+        if end - start < 2:
+            raise UserError(f"the text holds {len(text):,} characters: too few for a {s} split of 2 or more "
+                            f"(80/10/10); give a longer text")
 
 
 def _load_for_resume(out: str) -> Checkpoint:
@@ -373,6 +356,25 @@ def _load_for_resume(out: str) -> Checkpoint:
     if "resume" not in prior.extra:
         raise UserError(f"{out} holds no training state to resume (not written by neuroscope train)")
     return prior
+
+
+def _check_resumable(prior: Checkpoint, out: str, config: TrainConfig, vocab: Vocab, fingerprint: str) -> None:
+    r = prior.extra["resume"]
+    if r.get("text_sha1") != fingerprint or tuple(prior.vocab.chars) != vocab.chars:
+        raise UserError(f"{out} was trained on another text; resume needs the same text", param="resume")
+    if config.steps is not None and config.steps <= int(r["step"]):
+        raise UserError(f"{out} is already at step {r['step']}; set steps above it to continue", param="steps")
+
+
+def _check_out(out: str, force: bool, resume: bool, source: str) -> None:
+    """Refuse an output that must not be written. A resumed run rewrites its own checkpoint by design."""
+    try:
+        check_output(out, "checkpoint", force=force or resume, inputs=[source])
+    except UserError as exc:
+        if exc.param != "force":
+            raise
+        raise UserError(f"{out} exists; set resume to continue its run, or force to replace it",
+                        param="force") from None
 
 
 def stdlib_corpus(max_chars: int = 2_000_000) -> str:

@@ -119,11 +119,39 @@ def test_a_save_interrupted_mid_write_leaves_the_old_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(checkpoint_module.torch, "save", torn_save)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(path, tiny_checkpoint("gru"))
+        save_checkpoint(path, tiny_checkpoint("gru"), force=True)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.pt"]          # no temp file left behind
     monkeypatch.undo()
     assert load_checkpoint(path).config.cell == "lstm"
+
+
+def test_save_replaces_an_existing_file_only_with_force(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, tiny_checkpoint("lstm"))
+    with pytest.raises(UserError, match="exists; set force to replace it") as info:
+        save_checkpoint(path, tiny_checkpoint("gru"))
+    assert info.value.param == "force" and load_checkpoint(path).config.cell == "lstm"
+    save_checkpoint(path, tiny_checkpoint("gru"), force=True)
+    assert load_checkpoint(path).config.cell == "gru"
+    (tmp_path / "notes.txt").write_text("not a checkpoint\n")
+    with pytest.raises(UserError, match="not a checkpoint"):
+        save_checkpoint(tmp_path / "notes.txt", tiny_checkpoint(), force=True)
+    with pytest.raises(UserError, match="is an input"):
+        save_checkpoint(path, tiny_checkpoint(), force=True, inputs=[path])
+
+
+def test_summary_and_describe_report_config_size_and_stored_losses():
+    ck = tiny_checkpoint()
+    ck.path = "tiny.pt"
+    info = ck.summary()
+    assert info["config"] == {"cell": "lstm", "embedding_dim": 4, "hidden_size": 8, "num_layers": 2, "dropout": 0.0}
+    assert info["parameters"] == sum(p.numel() for p in ck.model.parameters())
+    assert (info["vocab_size"], info["steps"], info["sample_steps"], info["excerpt_chars"]) == (10, 7, ["5"], 57)
+    assert info["test_loss_nats"] is None and info["curve_points"] == 0
+    text = ck.describe()
+    assert text.splitlines()[0] == "tiny.pt: LSTM 2 x 8, embedding 4, dropout 0.0"
+    assert "steps: 7" in text and "test_loss_nats" not in text and text.endswith("samples at steps: 5")
 
 
 def test_choose_text_falls_back_to_the_stored_excerpt(tmp_path):
@@ -132,9 +160,10 @@ def test_choose_text_falls_back_to_the_stored_excerpt(tmp_path):
     assert (span.text, span.start, span.source) == (ck.excerpt["text"], 900, "<checkpoint excerpt>")
     part = choose_text(ck, start=6, chars=5)
     assert (part.text, part.start) == ("world", 906)
-    with pytest.raises(UserError, match="needs --text"):
+    with pytest.raises(UserError, match="needs text_path") as info:
         choose_text(ck, split="val")
-    with pytest.raises(UserError, match="pass --text"):
+    assert info.value.param == "text_path"
+    with pytest.raises(UserError, match="pass text_path"):
         choose_text(tiny_checkpoint(excerpt=False))
     (tmp_path / "t.txt").write_text("0123456789" * 10)
     assert choose_text(ck, str(tmp_path / "t.txt")).text == "0123456789"      # default split: test

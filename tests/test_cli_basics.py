@@ -2,13 +2,15 @@
 import builtins
 import json
 import os
+import re
 import signal
 
 import pytest
 import torch
 from click.testing import CliRunner
 
-from neuroscope.cli import cli
+from neuroscope.cli import cli, flag_message
+from neuroscope.errors import UserError
 from neuroscope.train import TrainConfig, stdlib_corpus
 
 REFERENCE = {"wp_lstm2x128": "warpeace.txt", "wp_lstm3x512": "warpeace.txt",
@@ -122,14 +124,48 @@ def test_sample_is_deterministic_with_seed(model):
     assert g1["text"] == g2["text"] and len(g1["text"]) == 31
 
 
-def test_cli_train_defaults_are_train_config_defaults():
-    params = {p.name: p.default for p in cli.commands["train"].params}
+def test_train_help_shows_the_train_config_defaults():
+    help_text = " ".join(CliRunner().invoke(cli, ["train", "--help"]).output.split())
     config = TrainConfig()
     for name in ("cell", "layers", "hidden", "embedding", "dropout", "batch", "seq", "lr", "seed", "eval_every",
-                 "val_chars", "max_chars"):
-        assert params[name] == getattr(config, name), name
-    assert params["sample_at"] == ",".join(map(str, config.sample_at))
-    assert config.steps == 2000 and params["steps"] is None          # None: 2000 unless --minutes
+                 "val_chars", "max_chars", "sample_at", "device"):
+        value = getattr(config, name)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        flag = "--" + name.replace("_", "-")
+        choices = r"(\[[\w|]+\] )?"       # --cell [lstm|gru|rnn]
+        assert re.search(rf"{flag} {choices}[^\[]*\[default: {re.escape(shown)}\]", help_text), (name, help_text)
+    assert f"[default: {config.steps} unless --minutes]" in help_text
+
+
+def test_library_parameter_names_come_back_as_the_commands_flags(model, files, tmp_path):
+    out = tmp_path / "m.pt"
+    out.write_bytes(model[0].read_bytes())
+    # train(resume=True) says "set steps above it"; the CLI says "--steps".
+    result = run("train", files / "py.txt", "--out", out, "--steps", "20", "--resume", "--device", "cpu")
+    assert_one_line_error(result, "is already at step 20; set --steps above it to continue")
+    assert result.exit_code == 1
+    result = run("train", files / "py.txt", "--out", out, "--steps", "5", "--device", "cpu")
+    assert_one_line_error(result, f"{out} exists; set resume to continue its run, or --force to replace it")
+    assert_one_line_error(run("eval", "--ckpt", out, "--text", files / "py.txt", "--start", "-3"),
+                          "--start must be >= 0, got -3")
+    assert_one_line_error(run("eval", "--ckpt", out, "--text", files / "py.txt", "--chars", "0"),
+                          "--chars must be >= 1, got 0")
+    assert_one_line_error(run("eval", "--ckpt", out, "--split", "val"), "a split needs --text")
+
+
+def test_flag_message_replaces_the_last_whole_word_and_leaves_paths_alone():
+    command = cli.commands["report"]
+    assert flag_message(UserError("max_chars must be >= 1, got 0", param="max_chars"), command) == \
+        "--max-chars must be >= 1, got 0"
+    assert flag_message(UserError("out/force.html exists; set force to replace it", param="force"), command) == \
+        "out/force.html exists; set --force to replace it"
+    assert flag_message(UserError("cannot write /tmp/out/r.html: no space", param="out"), command) == \
+        "cannot write /tmp/out/r.html: no space"
+    assert flag_message(UserError("no text given: pass text (a file)", param="text"), command) == \
+        "no text given: pass --text (a file)"
+    # A parameter the command has no option for, or no parameter at all: the message as it is.
+    assert flag_message(UserError("clip must be > 0", param="clip"), command) == "clip must be > 0"
+    assert flag_message(UserError("first line\nsecond"), command) == "first line"
 
 
 # Each bad input: one `Error:` line, non-zero exit, no traceback, and the existing --out untouched.

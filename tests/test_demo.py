@@ -66,3 +66,12 @@ def test_demo_command_rejects_bad_options(tmp_path):
     assert afile.read_text() == "not a folder"
     res = CliRunner().invoke(cli, ["demo", "--minutes", "0"])
     assert res.exit_code == 2 and "--minutes" in res.output
+
+
+def test_demo_replaces_an_earlier_demo_only_with_force(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 an earlier demo's model")
+    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--minutes", "0.01"])
+    assert res.exit_code == 1 and res.output.startswith("Error:") and "set --force to replace it" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert (tmp_path / "model.pt").read_bytes() == b"PK\x03\x04 an earlier demo's model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]

@@ -1,0 +1,102 @@
+"""The knobs of a model and of a training run, as dataclasses with one comment per default.
+
+    >>> config = TrainConfig(layers=3, hidden=512, minutes=5)
+    >>> config.check()                              # UserError naming the field at fault
+    >>> config.model_config(vocab_size=84)          # -> ModelConfig for CharRNN
+
+These defaults are the only copy: the CLI's option defaults are read from here. The module imports
+nothing heavier than the error type, so building the CLI does not import torch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .errors import UserError
+
+CELLS = ("lstm", "gru", "rnn")
+DEVICES = ("auto", "cpu", "cuda")
+SAMPLE_AT = (100, 300, 500, 700, 1200, 2000)
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    cell: str = "lstm"          # lstm | gru | rnn (tanh)
+    embedding_dim: int = 0      # 0: same as hidden_size, as in the reference checkpoints
+    hidden_size: int = 128      # H, units per layer
+    num_layers: int = 2         # L
+    dropout: float = 0.0        # between recurrent layers, and on the top layer's output
+
+    def __post_init__(self):
+        if self.cell not in CELLS:
+            raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.embedding_dim <= 0:
+            self.embedding_dim = self.hidden_size
+
+    def to_dict(self) -> dict:
+        """The checkpoint's "config" (vocab_size lives in the checkpoint's vocab)."""
+        d = asdict(self)
+        d.pop("vocab_size")
+        return d
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "lstm"              # lstm | gru | rnn
+    layers: int = 2                 # L, recurrent layers
+    hidden: int = 128               # H, units per layer
+    embedding: int = 0              # E; 0: same as hidden (the reference layout)
+    dropout: float = 0.1            # between layers and before the decoder
+    batch: int = 64                 # B, parallel streams
+    seq: int = 128                  # T, characters per window (truncated BPTT length)
+    lr: float = 2e-3                # Adam learning rate at the start
+    steps: int | None = 2000        # stop after this many steps in total (None: only `minutes`)
+    minutes: float | None = None    # stop after this much wall-clock time in this call (None: only `steps`)
+    device: str = "auto"            # auto | cpu | cuda
+    seed: int = 0                   # initial weights, dropout, sampling
+    eval_every: int = 200           # steps between validation losses (and checkpoint writes)
+    val_chars: int = 100_000        # validation sample: the first this many chars of the val split (0: all)
+    val_streams: int = 16           # the validation sample is read as this many parallel streams
+    sample_at: tuple = SAMPLE_AT    # steps at which to store a sample (besides every evaluation)
+    sample_chars: int = 200         # characters per stored sample
+    final_sample_chars: int = 500   # characters of the two final samples (temperature 1 and 0.5)
+    clip: float = 5.0               # gradient norm clipping
+    lr_decay: float = 0.5           # learning-rate factor when the validation loss does not improve
+    test_chars: int = 0             # final test loss on the first this many chars of the test split (0: all)
+    max_chars: int = 0              # train on the first this many chars of the text (0: all)
+
+    def check(self) -> None:
+        """Raise UserError (one line, naming the field) on a value no run can use."""
+        for name, ok, rule in self._rules():
+            if not ok:
+                raise UserError(f"{name} {rule} (got {getattr(self, name)!r})", param=name)
+        if self.steps is None and self.minutes is None:
+            raise UserError("give steps or minutes (or both)")
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise UserError(f"unknown device {self.device!r}; choose auto, cpu or cuda", param="device")
+
+    def _rules(self):
+        """(field, holds, what it must be) for every field with a range."""
+        for name in ("layers", "hidden", "batch", "seq", "eval_every", "val_streams", "sample_chars",
+                     "final_sample_chars"):
+            yield name, int(getattr(self, name)) >= 1, "must be >= 1"
+        for name in ("embedding", "val_chars", "test_chars", "max_chars"):
+            yield name, int(getattr(self, name)) >= 0, "must be >= 0"
+        yield "cell", self.cell in CELLS, f"must be one of {', '.join(CELLS)}"
+        yield "dropout", 0 <= self.dropout < 1, "must be in [0, 1)"
+        yield "lr", self.lr > 0 and math.isfinite(self.lr), "must be > 0"
+        yield "clip", self.clip > 0, "must be > 0"
+        yield "lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"
+        yield "steps", self.steps is None or self.steps >= 1, "must be >= 1"
+        yield "minutes", self.minutes is None or self.minutes > 0, "must be > 0"
+        yield "sample_at", all(int(s) >= 1 for s in self.sample_at), "steps must be >= 1"
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size=vocab_size, cell=self.cell, embedding_dim=self.embedding,
+                           hidden_size=self.hidden, num_layers=self.layers, dropout=self.dropout)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sample_at"] = [int(s) for s in self.sample_at]
+        return d
