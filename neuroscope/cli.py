@@ -31,8 +31,9 @@ def flag_message(exc: UserError, command: click.Command | None) -> str:
     """The error's first line, with its parameter's name replaced by the command's flag.
 
     The last whole-word occurrence of `exc.param` is replaced ("streams must be >= 1" ->
-    "--streams must be >= 1"), not one inside a path or a longer name; a message without the
-    word, or a command without the option, is left as it is.
+    "--streams must be >= 1"), not one inside a path, a longer name or a quoted piece of the user's
+    input (a pattern, a name); a message without the word, or a command without the option, is left
+    as it is.
     """
     msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     name = PARAM_OPTIONS.get(exc.param, exc.param)
@@ -41,7 +42,9 @@ def flag_message(exc: UserError, command: click.Command | None) -> str:
     if not exc.param or option is None:
         return msg
     flag = next((o for o in option.opts if o.startswith("--")), option.opts[0])
-    words = list(re.finditer(rf"(?<![\w./\\-]){re.escape(exc.param)}(?![\w/\\-]|\.\w)", msg))
+    quoted = [m.span() for m in re.finditer(r"'[^']*'|\"[^\"]*\"", msg)]
+    words = [m for m in re.finditer(rf"(?<![\w./\\-]){re.escape(exc.param)}(?![\w/\\-]|\.\w)", msg)
+             if not any(a < m.start() < b for a, b in quoted)]
     if not words:
         return msg
     hit = words[-1]

@@ -163,6 +163,8 @@ def test_flag_message_replaces_the_last_whole_word_and_leaves_paths_alone():
         "cannot write /tmp/out/r.html: no space"
     assert flag_message(UserError("no text given: pass text (a file)", param="text"), command) == \
         "no text given: pass --text (a file)"
+    assert flag_message(UserError("regexes x: bad pattern 'regexes(': missing )", param="regexes"),
+                        cli.commands["features"]) == "--feature-regex x: bad pattern 'regexes(': missing )"
     # A parameter the command has no option for, or no parameter at all: the message as it is.
     assert flag_message(UserError("clip must be > 0", param="clip"), command) == "clip must be > 0"
     assert flag_message(UserError("first line\nsecond"), command) == "first line"
