@@ -68,11 +68,6 @@ def plan_store(config, n_chars: int, states=("h", "c"), dtype: str = "float32") 
     return StorePlan(recorded_names(config, states), n_chars, config.hidden_size, dtype)
 
 
-def check_out_dir(out: str | os.PathLike, force: bool, inputs=()) -> Path:
-    """files.check_output for a store: callers that check `out` before loading a model use this."""
-    return check_output(out, "store", force, inputs)
-
-
 def check_disk(plan: StorePlan, out: Path) -> None:
     free = shutil.disk_usage(out.resolve().parent).free
     if plan.bytes + SPARE_BYTES > free:

@@ -264,13 +264,14 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
     """
     from pathlib import Path
 
-    from .activations import check_disk, check_out_dir, plan_store, write_store
+    from .activations import check_disk, plan_store, write_store
     from .checkpoint import choose_text, load_checkpoint
+    from .files import check_output
     from .names import parse_states
     states = parse_states(states)
     if warmup and streams == 1:
         raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
-    check_out_dir(out, force)
+    check_output(out, "store", force, inputs=[ckpt, text_path])
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)
     plan = plan_store(model.config, len(span.text), states, dtype)
