@@ -18,19 +18,25 @@ from __future__ import annotations
 
 import os
 import pickle
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from numbers import Real
 from typing import Iterable
 
 import torch
 
+from .config import is_int, model_config_from_dict, short_repr
 from .errors import UserError
 from .files import write_with
-from .model import CELLS, CharRNN, ModelConfig, count_parameters
-from .text import Vocab
+from .model import CharRNN, ModelConfig, count_parameters, weight_shapes
+from .text import Vocab, regular_file_size
 
 FORMAT = "plain-char-rnn/1"
+# torch.load reads the whole file into memory, and float16 weights double in float32: a 4 GiB file
+# needs ~12 GiB. The largest reference checkpoint is 13 MB; a file this big is not a char-RNN.
+MAX_CHECKPOINT_BYTES = 4 * 1024 ** 3
 
 
 class CheckpointError(UserError):
@@ -87,12 +93,12 @@ class Checkpoint:
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load and validate a checkpoint; raises CheckpointError with a one-line message."""
+    """Load and validate a checkpoint; raises CheckpointError with a one-line message.
+
+    What is not a regular file, or is above MAX_CHECKPOINT_BYTES, is refused before it is opened.
+    """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if os.path.isdir(path):
-        raise CheckpointError(f"expected a checkpoint file, got a directory: {path}")
+    regular_file_size(path, "checkpoint", MAX_CHECKPOINT_BYTES, CheckpointError)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -112,39 +118,158 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def checkpoint_from_dict(blob, path: str | None = None, device="cpu") -> Checkpoint:
+    """A Checkpoint from the plain dict of a loaded file, every entry checked before a model is built.
+
+    The config is checked for types and ranges, then against the shapes of the stored weights, so a
+    config claiming a huge model fails without allocating it; weights must be finite floating point;
+    the metadata later commands read (train, excerpt) must have the types they rely on.
+    """
     where = path or "checkpoint"
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise CheckpointError(f"{where} is not a {FORMAT} checkpoint (format: {got!r})")
+        raise CheckpointError(f"{where} is not a {FORMAT} checkpoint (format: {short_repr(got)})")
     for key in ("vocab", "config", "state_dict"):
         if key not in blob:
             raise CheckpointError(f"{where} lacks the {key!r} entry of a {FORMAT} checkpoint")
-    vocab = blob["vocab"]
-    if not isinstance(vocab, (list, tuple)) or not all(isinstance(c, str) and len(c) == 1 for c in vocab):
-        raise CheckpointError(f"{where}: 'vocab' must be a list of one-character strings")
-    cfg = dict(blob["config"])
-    if cfg.get("cell") not in CELLS:
-        raise CheckpointError(f"{where}: unknown cell {cfg.get('cell')!r} (known: {', '.join(CELLS)})")
     try:
-        config = ModelConfig(vocab_size=len(vocab), cell=cfg["cell"],
-                             embedding_dim=int(cfg.get("embedding_dim") or cfg["hidden_size"]),
-                             hidden_size=int(cfg["hidden_size"]), num_layers=int(cfg["num_layers"]),
-                             dropout=float(cfg.get("dropout", 0.0)))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: bad config ({exc})") from None
+        vocab = checked_vocab(blob["vocab"])
+        config = model_config_from_dict(blob["config"], vocab_size=len(vocab))
+        state = checked_weights(blob["state_dict"], config)
+        train, extra = checked_metadata(blob)
+    except UserError as exc:
+        raise CheckpointError(f"{where}: {exc}") from None
     model = CharRNN(config)
-    state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v
-             for k, v in blob["state_dict"].items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        raise CheckpointError(f"{where}: weights do not fit the config ({' '.join(lines[1:3])[:300]})") from None
+    model.load_state_dict(state, strict=True)       # cannot fail: names and shapes were checked
     model.to(device).eval()
-    known = {"format", "vocab", "config", "state_dict", "train"}
-    extra = {k: v for k, v in blob.items() if k not in known}
-    return Checkpoint(model=model, vocab=Vocab(tuple(vocab)), train=dict(blob.get("train") or {}),
-                      extra=extra, path=path)
+    return Checkpoint(model=model, vocab=vocab, train=train, extra=extra, path=path)
+
+
+def checked_vocab(chars) -> Vocab:
+    """The Vocab of a stored "vocab": non-empty, one-character strings, no duplicates, no lone surrogates.
+
+    A duplicate would make two ids decode alike and one of them unreachable by encode (the loss
+    changes silently); a lone surrogate cannot be printed or written as UTF-8.
+    """
+    if not isinstance(chars, (list, tuple)) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
+        raise UserError("vocab must be a list of one-character strings")
+    if not chars:
+        raise UserError("vocab is empty")
+    first: dict[str, int] = {}
+    for i, c in enumerate(chars):
+        if "\ud800" <= c <= "\udfff":
+            raise UserError(f"vocab entry {i} ({c!r}) is a lone surrogate, which cannot be printed or written")
+        if c in first:
+            raise UserError(f"vocab holds {c!r} twice (at {first[c]} and {i})")
+        first[c] = i
+    return Vocab(tuple(chars))
+
+
+def checked_weights(state_dict, config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The stored weights as float32, after checking names and shapes against `config`
+    (model.weight_shapes, the first mismatch named), then dtype and finiteness."""
+    if not isinstance(state_dict, dict):
+        raise UserError(f"state_dict must be a dict (got {type(state_dict).__name__})")
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise UserError(f"state_dict key {short_repr(key)} is not a string")
+        if not torch.is_tensor(value):
+            raise UserError(f"state_dict entry {short_repr(key)} is not a tensor (got {type(value).__name__})")
+    expected = weight_shapes(config)
+    misfit = "weights do not fit the config"
+    for key, shape in expected.items():
+        if key not in state_dict:
+            raise UserError(f"{misfit} (it lacks the weight {key!r})")
+        got = tuple(state_dict[key].shape)
+        if got != shape:
+            raise UserError(f"{misfit} ({key!r} has shape {list(got)}; the config needs {list(shape)})")
+    stray = next((k for k in state_dict if k not in expected), None)
+    if stray is not None:
+        raise UserError(f"{misfit} (the file holds {short_repr(stray)}, which the config has no place for)")
+    state = {}
+    for key, value in state_dict.items():
+        if not value.is_floating_point() or value.layout != torch.strided:
+            raise UserError(f"weights must be floating point ({key!r} is {value.dtype})")
+        state[key] = value.float()          # float16 and bfloat16 are computed in float32
+        if not bool(torch.isfinite(state[key]).all()):
+            raise UserError(f"{key!r} holds NaN or infinite values")
+    return state
+
+
+# What commands read from "train" besides samples and curve (info, report's model card), by type;
+# None stands for "not stored" everywhere.
+TRAIN_FIELDS = {"test_loss_nats": "finite", "best_val_loss_nats": "finite", "test_bits_per_char": "finite",
+                "seconds": "finite", "steps": "int", "best_step": "int", "text": "str", "device": "str",
+                "final_sample_t1": "str", "final_sample_t05": "str"}
+
+
+def checked_metadata(blob: dict) -> tuple[dict, dict]:
+    """(train, extra) of a checkpoint, each entry that a command reads checked for the type it needs,
+    so that a malformed one is refused at load, not after minutes of work in `report`."""
+    train = blob.get("train")
+    if train is None:
+        train = {}
+    if not isinstance(train, dict):
+        raise UserError(f"train must be a dict (got {type(train).__name__})")
+    for key, kind in TRAIN_FIELDS.items():
+        _check_field(f"train.{key}", train.get(key), kind)
+    _check_samples(train.get("samples"))
+    _check_curve(train.get("curve"))
+    extra = {k: v for k, v in blob.items() if k not in ("format", "vocab", "config", "state_dict", "train")}
+    excerpt = extra.get("excerpt")
+    if excerpt is not None:
+        if not isinstance(excerpt, dict):
+            raise UserError(f"excerpt must be a dict (got {type(excerpt).__name__})")
+        _check_field("excerpt['text']", excerpt.get("text", 0), "str")
+        _check_field("excerpt['start']", excerpt.get("start"), "int")
+        _check_field("excerpt['source']", excerpt.get("source"), "str")
+    if extra.get("resume") is not None and not isinstance(extra["resume"], dict):
+        raise UserError(f"resume must be a dict (got {type(extra['resume']).__name__})")
+    return dict(train), extra
+
+
+def _check_field(name: str, value, kind: str) -> None:
+    """`value` is None or of `kind`: "finite" (a finite number), "int" (>= 0) or "str" (writable as UTF-8)."""
+    if value is None:
+        return
+    if kind == "finite" and not (isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)):
+        raise UserError(f"{name} must be a finite number (got {short_repr(value)})")
+    if kind == "int" and not (is_int(value) and value >= 0):
+        raise UserError(f"{name} must be an integer >= 0 (got {short_repr(value)})")
+    if kind == "str":
+        if not isinstance(value, str):
+            raise UserError(f"{name} must be a string (got {type(value).__name__})")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UserError(f"{name} holds a lone surrogate at {exc.start}, which cannot be written") from None
+
+
+def _check_samples(samples) -> None:
+    """train.samples: {step as a decimal string: sample text}, sorted and shown by step."""
+    if samples is None:
+        return
+    if not isinstance(samples, dict):
+        raise UserError(f"train.samples must be a dict (got {type(samples).__name__})")
+    for key, text in samples.items():
+        if not (isinstance(key, str) and re.fullmatch(r"[0-9]{1,18}", key)):
+            raise UserError(f"train.samples key {short_repr(key)} is not a step number")
+        _check_field(f"train.samples[{key!r}]", text, "str")
+
+
+def _check_curve(curve) -> None:
+    """train.curve: a list of {column: number} points (step, seconds, losses, lr), drawn as a chart."""
+    if curve is None:
+        return
+    if not isinstance(curve, list):
+        raise UserError(f"train.curve must be a list (got {type(curve).__name__})")
+    for i, point in enumerate(curve):
+        if not isinstance(point, dict):
+            raise UserError(f"train.curve[{i}] must be a dict (got {type(point).__name__})")
+        for key, value in point.items():
+            if not isinstance(key, str):
+                raise UserError(f"train.curve[{i}] key {short_repr(key)} is not a string")
+            if value is not None and not (isinstance(value, Real) and not isinstance(value, bool)):
+                raise UserError(f"train.curve[{i}][{key!r}] must be a number (got {short_repr(value)})")
 
 
 def checkpoint_to_dict(ckpt: Checkpoint, half: bool = False) -> dict:

@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from numbers import Integral, Real
 
 from .errors import UserError
 
 CELLS = ("lstm", "gru", "rnn")
 DEVICES = ("auto", "cpu", "cuda")
 SAMPLE_AT = (100, 300, 500, 700, 1200, 2000)
+# Upper bounds for a stored config. One LSTM layer of H units holds 8*H*H recurrent weights: 16,384
+# units make 2e9 of them (8 GiB in float32), far past any char-RNN; a larger claim is a corrupt file.
+MAX_UNITS = 16_384
+# Each layer is one sequential pass over the text; 64 is deeper than any recurrent LM in practice.
+MAX_LAYERS = 64
 
 
 @dataclass
@@ -39,6 +45,41 @@ class ModelConfig:
         d = asdict(self)
         d.pop("vocab_size")
         return d
+
+
+def is_int(value) -> bool:
+    """An integer, and not a bool (True is an int to Python, never a size to us)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def model_config_from_dict(raw, vocab_size: int) -> ModelConfig:
+    """The ModelConfig a checkpoint's "config" describes, every field checked for type and range.
+
+    Raises UserError with one line naming the field; builds nothing, so it is cheap on any input.
+    An embedding_dim that is missing, None or 0 means the same as hidden_size (the reference layout).
+    """
+    if not isinstance(raw, dict):
+        raise UserError(f"config must be a dict (got {type(raw).__name__})")
+    if raw.get("cell") not in CELLS:
+        raise UserError(f"unknown cell {short_repr(raw.get('cell'))} (known: {', '.join(CELLS)})")
+    sizes = {"hidden_size": raw.get("hidden_size"), "num_layers": raw.get("num_layers"),
+             "embedding_dim": raw.get("embedding_dim") or raw.get("hidden_size")}
+    for name, value in sizes.items():
+        top = MAX_LAYERS if name == "num_layers" else MAX_UNITS
+        if not (is_int(value) and 1 <= value <= top):
+            raise UserError(f"{name} must be an integer in [1, {top:,}] (got {short_repr(value)})")
+    dropout = raw.get("dropout", 0.0)
+    if not (isinstance(dropout, Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
+        raise UserError(f"dropout must be a number in [0, 1) (got {short_repr(dropout)})")
+    return ModelConfig(vocab_size=vocab_size, cell=raw["cell"], embedding_dim=int(sizes["embedding_dim"]),
+                       hidden_size=int(sizes["hidden_size"]), num_layers=int(sizes["num_layers"]),
+                       dropout=float(dropout))
+
+
+def short_repr(value) -> str:
+    """repr(value), cut to fit in a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass

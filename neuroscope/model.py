@@ -9,12 +9,21 @@ Parameter names and layout match the reference checkpoints (`plain-char-rnn/1`):
 """
 from __future__ import annotations
 
+import math
+from numbers import Real
+
 import torch
 from torch import nn
 
-from .config import CELLS, ModelConfig
+from .config import CELLS, ModelConfig, is_int
+from .errors import UserError
 
-__all__ = ["CELLS", "CharRNN", "ModelConfig", "count_parameters"]
+__all__ = ["CELLS", "MAX_SAMPLE_CHARS", "CharRNN", "ModelConfig", "count_parameters", "weight_shapes"]
+
+# Sampling is one forward step per character (~0.1 ms to 1 ms): a million characters is minutes of
+# work and a megabyte of output, more than anyone reads; a bigger length is a typo.
+MAX_SAMPLE_CHARS = 1_000_000
+GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}     # G: stacked gate blocks in PyTorch's weight_ih / weight_hh
 
 
 class CharRNN(nn.Module):
@@ -45,8 +54,15 @@ class CharRNN(nn.Module):
                generator: torch.Generator | None = None) -> str:
         """Sample `length` characters after `prime` (which is returned too), at `temperature`.
 
-        Temperature 0 takes the most likely character each step (greedy).
+        Temperature 0 takes the most likely character each step (greedy), and so does a temperature
+        so small that logits / temperature overflows. Raises UserError (param "temperature" or
+        "length") before any step for a temperature that is not a finite number >= 0, or a length
+        outside [0, MAX_SAMPLE_CHARS].
         """
+        if not (isinstance(temperature, Real) and math.isfinite(temperature) and temperature >= 0):
+            raise UserError(f"temperature must be a finite number >= 0 (got {temperature!r})", param="temperature")
+        if not (is_int(length) and 0 <= length <= MAX_SAMPLE_CHARS):
+            raise UserError(f"length must be in [0, {MAX_SAMPLE_CHARS:,}] (got {length!r})", param="length")
         was_training = self.training
         self.eval()
         device = next(self.parameters()).device
@@ -56,15 +72,30 @@ class CharRNN(nn.Module):
         out = []
         for _ in range(length):
             last = logits[0, -1].float()
-            if temperature <= 0:
+            scaled = last / temperature if temperature > 0 else None
+            if scaled is None or not bool(torch.isfinite(scaled).all()):
                 nxt = int(last.argmax())
             else:
-                probs = torch.softmax(last / temperature, dim=-1)
+                probs = torch.softmax(scaled, dim=-1)
                 nxt = int(torch.multinomial(probs.cpu(), 1, generator=generator))
             out.append(nxt)
             logits, state = self(torch.tensor([[nxt]], device=device), state)
         self.train(was_training)
         return prime + vocab.decode(out)
+
+
+def weight_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The shape of every state_dict tensor of CharRNN(config), in state_dict order, without building it.
+
+    Checking a checkpoint's weights against this first keeps a config that claims a huge model
+    from allocating it.
+    """
+    V, E, H, G = config.vocab_size, config.embedding_dim, config.hidden_size, GATE_ROWS[config.cell]
+    shapes = {"encoder.weight": (V, E)}
+    for k in range(config.num_layers):
+        shapes |= {f"rnn.weight_ih_l{k}": (G * H, E if k == 0 else H), f"rnn.weight_hh_l{k}": (G * H, H),
+                   f"rnn.bias_ih_l{k}": (G * H,), f"rnn.bias_hh_l{k}": (G * H,)}
+    return shapes | {"decoder.weight": (V, H), "decoder.bias": (V,)}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -16,6 +16,7 @@ This module imports nothing of neuroscope's but its error type.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,17 +30,40 @@ class TextError(UserError):
     """A text that cannot be used; the message is one line, fit for a user."""
 
 
+# A text is held in memory several times over (bytes, str, int64 ids: ~10 bytes a character, more for
+# recording), so 2 GiB of UTF-8 already needs tens of GiB; corpora for char-RNNs are megabytes.
+MAX_TEXT_BYTES = 2 * 1024 ** 3
+
+
+def regular_file_size(path: str, what: str, max_bytes: int, error: type[UserError] = UserError) -> int:
+    """The size of `path` if it is a regular file of at most `max_bytes`; else `error` with one line.
+
+    Checked with os.stat before anything opens the file: opening a FIFO blocks until a writer
+    comes, and a device such as /dev/zero is read until memory runs out.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = " (a directory)" if stat.S_ISDIR(st.st_mode) else ""
+        raise error(f"{path} is not a regular file{kind}")
+    if st.st_size > max_bytes:
+        raise error(f"{path} is {st.st_size:,} bytes; {what}s above {max_bytes:,} bytes are refused")
+    return st.st_size
+
+
 def read_text(path: str | os.PathLike, min_chars: int = 2) -> str:
     """Read a whole text file as UTF-8 (a leading BOM stays in the text as U+FEFF).
 
     Line ends are kept as they are (CRLF stays CRLF): the models were trained on the raw text.
-    Raises TextError with a one-line message for a missing, unreadable, undecodable or too-short file.
+    Raises TextError with a one-line message for a missing, unreadable, undecodable or too-short file,
+    for what is not a regular file, and for a file above MAX_TEXT_BYTES.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise TextError(f"text file not found: {path}")
-    if os.path.isdir(path):
-        raise TextError(f"expected a text file, got a directory: {path}")
+    regular_file_size(path, "text file", MAX_TEXT_BYTES, TextError)
     try:
         with open(path, "rb") as fh:
             raw = fh.read()

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from neuroscope.evaluate import evaluate
-from neuroscope.model import CharRNN, ModelConfig, count_parameters
+from neuroscope.errors import UserError
+from neuroscope.model import MAX_SAMPLE_CHARS, CharRNN, ModelConfig, count_parameters, weight_shapes
 from neuroscope.text import Vocab, read_text, split_span
 
 REFERENCE = {"wp_lstm2x128": "warpeace.txt", "wp_lstm3x512": "warpeace.txt",
@@ -98,3 +99,39 @@ def test_sample_at_low_temperature_is_more_likely_text(wp_small):
     loss = {t: evaluate(model, vocab.encode(s)).loss_nats for t, s in (("hot", hot), ("cold", cold))}
     assert loss["cold"] < loss["hot"] - 0.3
     assert loss["cold"] < math.log(len(vocab))
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    vocab = Vocab.from_text("abc \n")
+    return CharRNN(ModelConfig(vocab_size=len(vocab), hidden_size=4, num_layers=1)).eval(), vocab
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf"), -0.5])
+def test_sample_refuses_a_temperature_that_is_not_a_number_at_least_0(temperature):
+    model, vocab = tiny_model()
+    with pytest.raises(UserError, match="temperature must be a finite number >= 0") as info:
+        model.sample(vocab, 5, temperature=temperature)
+    assert info.value.param == "temperature"
+
+
+@pytest.mark.parametrize("length", [MAX_SAMPLE_CHARS + 1, 10 ** 9, -1])
+def test_sample_refuses_a_length_beyond_its_bound_before_sampling(monkeypatch, length):
+    model, vocab = tiny_model()
+    monkeypatch.setattr(CharRNN, "forward", lambda *a, **k: pytest.fail("sampled before checking length"))
+    with pytest.raises(UserError, match=f"length must be in \\[0, {MAX_SAMPLE_CHARS:,}\\]") as info:
+        model.sample(vocab, length)
+    assert info.value.param == "length"
+
+
+def test_sample_at_a_tiny_temperature_is_greedy_not_nan():
+    model, vocab = tiny_model()
+    assert model.sample(vocab, 30, temperature=1e-300, prime="ab") == model.sample(vocab, 30, temperature=0, prime="ab")
+
+
+def test_weight_shapes_match_the_built_model():
+    for cell in ("lstm", "gru", "rnn"):
+        config = ModelConfig(vocab_size=7, cell=cell, hidden_size=5, num_layers=3, embedding_dim=2)
+        built = {k: tuple(v.shape) for k, v in CharRNN(config).state_dict().items()}
+        assert weight_shapes(config) == built
+        assert list(weight_shapes(config)) == list(built)
