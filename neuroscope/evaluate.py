@@ -66,7 +66,7 @@ def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, 
     piece starts cold.
     """
     if len(ids) < 2:
-        raise UserError("need at least 2 characters to evaluate", param="chars")
+        raise UserError("evaluation needs at least 2 characters (chars >= 2)", param="chars")
     device = next(model.parameters()).device
     S = max(1, min(int(streams), len(ids) // 2))
     m = len(ids) // S                                               # characters per stream

@@ -264,7 +264,7 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
     _rnn_of(model)
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) < 2:
-        raise UserError("need at least 2 characters to compute losses", param="chars")
+        raise UserError("losses need at least 2 characters (chars >= 2)", param="chars")
     x = torch.as_tensor(ids, device=next(model.parameters()).device)[None]     # [1, N]
     context = None
     if interventions:

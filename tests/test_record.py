@@ -207,4 +207,4 @@ def test_cli_eval_of_one_character_is_one_line(tmp_path, shared_models):
     res = CliRunner().invoke(cli, ["eval", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(text),
                                    "--split", "all", "--chars", "1", "--json"])
     assert res.exit_code == 1 and "Traceback" not in res.output
-    assert res.output.strip().splitlines() == ["Error: need at least 2 characters to evaluate"]
+    assert res.output.strip().splitlines() == ["Error: evaluation needs at least 2 characters (--chars >= 2)"]
