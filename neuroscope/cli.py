@@ -415,8 +415,8 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
 
     from .checkpoint import choose_text, load_checkpoint
     from .features import resolve
+    from .names import parse_states
     from .probe import probe
-    from .record import parse_states
     states = parse_states(states)
     if not any(v for k, v in feature_request.items() if k != "lang"):
         raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
@@ -448,51 +448,12 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
                f"{result.meta['units']:,} units ({', '.join(states)})")
     for f in result.features:
         click.echo("")
-        click.echo(format_probe(result, f, top))
+        click.echo(result.format(f, top))
     for note in result.meta["notes"]:
         click.echo(f"note: {note}")
     for path in (csv_path, report_path):
         if path:
             click.echo(f"wrote {path}")
-
-
-def format_probe(result, feature: str, top: int) -> str:
-    """One feature's part of `neuroscope probe`'s text output: ranking table, curve, ablation."""
-    import math
-    rows = result.ranking[result.ranking["feature"] == feature].head(top)
-    kind = rows["kind"].iloc[0]
-    meta = result.meta
-    head = f"{feature} ({kind})"
-    if meta["null"].get("computed"):
-        nm = meta["null"]
-        head += (f": p from {nm['shifts']:,} circular shifts (>= {nm['min_shift']:,} chars) of the first "
-                 f"{nm['chars']:,} chars, {nm['correction']} over {nm['family']:,} units")
-    lines = [head]
-    score = "auroc" if kind == "binary" else "spearman"
-    cols = ["rank", "unit_id", "r", score, "p_adjusted", "selectivity", "baseline_best", "baseline_max_abs_r", "flag"]
-    table = rows[cols].rename(columns={"unit_id": "unit", "baseline_max_abs_r": "|r| baseline",
-                                       "baseline_best": "best baseline", "p_adjusted": "p adj"})
-    lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
-    if not math.isnan(rows["control_max_abs_r"].iloc[0]):
-        lines.append(f"control model (random weights): max |r| = {rows['control_max_abs_r'].iloc[0]:.3f}")
-    tk = result.topk[result.topk["feature"] == feature]
-    if len(tk):
-        lines.append(f"held-out {tk['metric'].iloc[0]} with the k best units: "
-                     + "  ".join(f"k={k}: {s:.3f}" for k, s in zip(tk["k"], tk["score"])))
-    sp = result.sparse[result.sparse["feature"] == feature]
-    if len(sp):
-        s = sp.iloc[0]
-        lines.append(f"sparse L1 probe: {s['metric']} {s['score']:.3f} with {s['n_nonzero']} of {s['units']} units "
-                     f"(strength {s['strength']:g}); largest weights: {s['top_units']}")
-    ab = result.ablation[result.ablation["feature"] == feature]
-    if len(ab):
-        a = ab.iloc[0]
-        lines.append(f"ablating {a['units']}: loss {a['delta_on']:+.4f} nats/char where on, "
-                     f"{a['delta_off']:+.4f} where off; {a['draws']} random sets of {a['k']}: "
-                     f"{a['random_on_mean']:+.4f} ± {a['random_on_std']:.4f} on, "
-                     f"{a['random_off_mean']:+.4f} ± {a['random_off_std']:.4f} off "
-                     f"(first {a['chars']:,} chars)")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- report, demo (issue 6)
