@@ -91,9 +91,9 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
         abl, ablation_notes = ablation(net, ids, feats, ranking, cfg)
     seconds["total"] = time.perf_counter() - t_start
 
+    value = "h as is, tanh(c) for cell states" if cfg.squash_c else "h and c as they are"
     meta = {"chars": N, "units": len(units), "quantities": units.names, "states": list(cfg.states),
-            "features": list(feats), "value": "h as is, tanh(c) for cell states" if cfg.squash_c else
-            "h and c as they are", "kinds": {k: kinds[k] for k in feats}, "baselines": list(base),
+            "features": list(feats), "value": value, "kinds": {k: kinds[k] for k in feats}, "baselines": list(base),
             "streams": cfg.streams, "warmup": cfg.warmup,
             "ranking": {"chars": N, "what": "Pearson r, mean_on/mean_off over every character (streamed)"},
             "sample": {"chars": Ns, "what": f"auroc, spearman, p-values on the first {Ns:,} characters"},
