@@ -248,7 +248,7 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
 @click.option("--states", default="h,c", show_default=True,
               help="Comma list of h, c, gates, or single gates (i,f,g,o / r,z,n).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
-              help="Stored precision (float16 halves the disk; see README for its error on c).")
+              help="Stored precision (float16 halves the disk; docs/recording.md measures its error on c).")
 @click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
               help="Read the span as N parallel pieces (faster, not exact).")
 @click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
@@ -394,7 +394,7 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
 @click.option("--states", default="h,c", show_default=True, help="Comma list of h, c, gates to rank.")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Units shown per feature.")
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the whole ranking (every unit) as CSV.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (see README, Probing).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/probing.md describes it).")
 @click.option("--ablate", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
               help="Zero the top K units in the recurrence; loss change vs K random units.")
 @click.option("--control/--no-control", default=True, show_default=True, help="Random-weights control model.")
@@ -408,8 +408,9 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
               help="With --streams: characters each piece reads first, then discards.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control model and random draws.")
 @click.option("--report", "report_path", default=None, metavar="FILE", help="Also write the HTML report.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv or --report file.")
 def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top, csv_path, as_json, ablate,
-              control, null, sparse, correction, streams, warmup, seed, report_path):
+              control, null, sparse, correction, streams, warmup, seed, report_path, force):
     """Rank every unit by how well it tracks each feature, with honest statistics.
 
     \b
@@ -417,19 +418,21 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
       neuroscope probe --ckpt wp.pt --text warpeace.txt --split test --feature in_quote
       neuroscope probe --ckpt wp.pt --feature in_quote --feature line_position --ablate 4 --json
     """
-    import os
-
     from .checkpoint import choose_text, load_checkpoint
     from .features import resolve
+    from .files import check_output, write_text
+    from .names import parse_states
     from .probe import probe
-    from .record import parse_states
     states = parse_states(states)
     if not any(v for k, v in feature_request.items() if k != "lang"):
         raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
                         "--feature-file, --feature-span or --all-features")
-    for path in (csv_path, report_path):
-        if path and os.path.isdir(path):
-            raise UserError(f"{path} is a directory; give a file name")
+    if csv_path and csv_path == report_path:
+        raise UserError("--csv and --report name the same file")
+    inputs = [ckpt, text_path]
+    for path, kind in ((csv_path, "csv"), (report_path, "html")):
+        if path:                          # before the slow part, so a bad location fails at once
+            check_output(path, kind, force, inputs)
     c = load_checkpoint(ckpt)
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
@@ -437,11 +440,10 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
                    streams=streams, warmup=warmup, progress=not as_json, seed=seed, correction=correction)
     where = {"source": span.source, "start": span.start, "end": span.start + len(span.text)}
     if csv_path:
-        from .report import write_atomic
-        write_atomic(csv_path, result.ranking.to_csv(index=False))
+        write_text(csv_path, result.ranking.to_csv(index=False), "csv", force, inputs)
     if report_path:
         from .report import build_report
-        build_report(c, span, result, labels, progress=not as_json).save(report_path)
+        build_report(c, span, result, labels, progress=not as_json).save(report_path, force=force, inputs=inputs)
     if as_json:
         out = result.to_json(top)
         if len(out["features"]) == 1:
@@ -454,51 +456,13 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
                f"{result.meta['units']:,} units ({', '.join(states)})")
     for f in result.features:
         click.echo("")
-        click.echo(format_probe(result, f, top))
+        click.echo(result.format(f, top))
     for note in result.meta["notes"]:
         click.echo(f"note: {note}")
     for path in (csv_path, report_path):
         if path:
             click.echo(f"wrote {path}")
 
-
-def format_probe(result, feature: str, top: int) -> str:
-    """One feature's part of `neuroscope probe`'s text output: ranking table, curve, ablation."""
-    import math
-    rows = result.ranking[result.ranking["feature"] == feature].head(top)
-    kind = rows["kind"].iloc[0]
-    meta = result.meta
-    head = f"{feature} ({kind})"
-    if meta["null"].get("computed"):
-        nm = meta["null"]
-        head += (f": p from {nm['shifts']:,} circular shifts (>= {nm['min_shift']:,} chars) of the first "
-                 f"{nm['chars']:,} chars, {nm['correction']} over {nm['family']:,} units")
-    lines = [head]
-    score = "auroc" if kind == "binary" else "spearman"
-    cols = ["rank", "unit_id", "r", score, "p_adjusted", "selectivity", "baseline_best", "baseline_max_abs_r", "flag"]
-    table = rows[cols].rename(columns={"unit_id": "unit", "baseline_max_abs_r": "|r| baseline",
-                                       "baseline_best": "best baseline", "p_adjusted": "p adj"})
-    lines.append(table.to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep="-"))
-    if not math.isnan(rows["control_max_abs_r"].iloc[0]):
-        lines.append(f"control model (random weights): max |r| = {rows['control_max_abs_r'].iloc[0]:.3f}")
-    tk = result.topk[result.topk["feature"] == feature]
-    if len(tk):
-        lines.append(f"held-out {tk['metric'].iloc[0]} with the k best units: "
-                     + "  ".join(f"k={k}: {s:.3f}" for k, s in zip(tk["k"], tk["score"])))
-    sp = result.sparse[result.sparse["feature"] == feature]
-    if len(sp):
-        s = sp.iloc[0]
-        lines.append(f"sparse L1 probe: {s['metric']} {s['score']:.3f} with {s['n_nonzero']} of {s['units']} units "
-                     f"(strength {s['strength']:g}); largest weights: {s['top_units']}")
-    ab = result.ablation[result.ablation["feature"] == feature]
-    if len(ab):
-        a = ab.iloc[0]
-        lines.append(f"ablating {a['units']}: loss {a['delta_on']:+.4f} nats/char where on, "
-                     f"{a['delta_off']:+.4f} where off; {a['draws']} random sets of {a['k']}: "
-                     f"{a['random_on_mean']:+.4f} ± {a['random_on_std']:.4f} on, "
-                     f"{a['random_off_mean']:+.4f} ± {a['random_off_std']:.4f} off "
-                     f"(first {a['chars']:,} chars)")
-    return "\n".join(lines)
 
 
 @cli.command("report")

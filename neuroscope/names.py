@@ -143,7 +143,7 @@ def parse_states(states: Iterable[str] | str) -> tuple[str, ...]:
         s = str(s).strip()
         s = gate_state(s) if s in LSTM_GATES + GRU_GATES else s
         if s not in STATE_TOKENS:
-            raise UserError(f"unknown state {s!r}; choose from h, c, gates, "
+            raise UserError(f"unknown state {s!r} in states; choose from h, c, gates, "
                             "or a gate: i, f, g, o (LSTM), r, z, n (GRU)", param="states")
         if s not in out:
             out.append(s)

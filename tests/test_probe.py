@@ -2,6 +2,7 @@
 states, the statistics, control, probes and ablation do what they say, bad input is one line,
 and the reference models' known units are found on held-out text."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -14,8 +15,10 @@ from neuroscope.cli import cli
 from neuroscope.errors import UserError
 from neuroscope.features import label
 from neuroscope.model import CharRNN, ModelConfig
-from neuroscope.probe import _sparse_probes, probe
+from neuroscope.names import parse_quantity, quantity_name
+from neuroscope.probe import ProbeConfig, probe
 from neuroscope.record import Intervention, char_losses, iter_states
+from neuroscope.sparse import sparse_probes
 from neuroscope.text import Vocab, split_span
 
 PROSE = ('He said, "Come here at once." She did not move.\n'
@@ -40,9 +43,14 @@ def recorded(model, vocab, text, names, squash=True, **kw):
     ids = vocab.encode(text)
     out = np.empty((len(ids), len(names) * model.config.hidden_size), dtype=np.float32)
     for start, acts in iter_states(model, ids, states=("h", "c"), **kw):
-        vals = [np.tanh(acts[n]) if squash and n.endswith(".c") else acts[n] for n in names]
+        vals = [np.tanh(acts[n]) if squash and parse_quantity(n).squash else acts[n] for n in names]
         out[start:start + len(acts[names[0]])] = np.concatenate(vals, 1)
     return out
+
+
+def unit_ids(names, H):
+    """Unit ids in probe's unit order: quantity by quantity, H units each."""
+    return [parse_quantity(n).unit(u).id for n in names for u in range(H)]
 
 
 def test_ranking_equals_corrcoef_of_the_recorded_states(small):
@@ -56,7 +64,7 @@ def test_ranking_equals_corrcoef_of_the_recorded_states(small):
         rows = res.ranking[res.ranking["feature"] == f]
         want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
         got = pd.Series(rows["r"].to_numpy(), index=rows["unit_id"])
-        ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
+        ids = unit_ids(names, 16)
         np.testing.assert_allclose(got[ids].to_numpy(), want, atol=1e-5)
         assert (np.diff(rows["abs_r"].to_numpy()) <= 0).all()           # sorted by |r|
         assert rows["rank"].tolist() == list(range(1, 65))
@@ -84,7 +92,7 @@ def test_squash_c_false_ranks_the_raw_cell_states(small):
     names = res.meta["quantities"]
     X = recorded(small.model, small.vocab, text, names, squash=False).astype(np.float64)
     want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
-    ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
+    ids = unit_ids(names, 16)
     np.testing.assert_allclose(res.ranking.set_index("unit_id").loc[ids, "r"].to_numpy(), want, atol=1e-5)
     assert res.meta["value"] == "h and c as they are"
 
@@ -100,7 +108,7 @@ def test_streams_place_every_row_by_its_position(small):
     names = res.meta["quantities"]
     X = recorded(small.model, small.vocab, text, names, streams=5, warmup=30).astype(np.float64)
     want = np.corrcoef(np.c_[X, y].T)[-1, :-1]
-    ids = [f"l{n.split('.')[1][1:]}.{n.split('.')[2]}.{u}" for n in names for u in range(16)]
+    ids = unit_ids(names, 16)
     got = res.ranking.set_index("unit_id").loc[ids, ["r", "auroc"]].to_numpy()
     np.testing.assert_allclose(got[:, 0], want, atol=1e-5)
     np.testing.assert_allclose(got[:, 1], [roc_auc_score(y, x) for x in X.T], atol=1e-9)
@@ -159,24 +167,28 @@ def test_sparse_probe_and_topk_curve_find_a_planted_unit():
     y = np.repeat(rng.integers(0, 2, N // 50), 50).astype(np.uint8)     # runs of 50
     S = rng.standard_normal((U, N)).astype(np.float32)
     S[13] += 2.5 * y                                                     # planted
-    units = pd.DataFrame({"unit_id": [f"l0.h.{u}" for u in range(U)]})
-    notes = []
+    unit_ids = [f"l0.h.{u}" for u in range(U)]
     plain = np.zeros(U, dtype=bool)                                      # no tanh(c) columns
-    rows_k, rows_s, meta = _sparse_probes(S, plain, {"f": y}, {"f": "binary"}, units, 3000, 256, notes, False)
+    cfg = ProbeConfig(sparse_chars=3000, topk_max=256)
+    tk, sp, meta, notes = sparse_probes(S, plain, {"f": y}, {"f": "binary"}, unit_ids, cfg)
     assert meta["fit"] == [0, 2000] and meta["score"] == [2000, 3000]
-    tk = pd.DataFrame(rows_k, columns=["feature", "k", "score", "metric", "penalty", "n_fit", "n_score"])
+    assert list(tk.columns) == ["feature", "k", "score", "metric", "penalty", "n_fit", "n_score"]
     assert tk["k"].tolist() == [1, 2, 4, 8, 16, 32, 40]
     assert tk["penalty"].tolist() == ["l2"] * 6 + ["l1"]
     assert tk["score"].iloc[0] > 0.95                                   # one unit carries it
-    (s,) = rows_s
-    assert s[5] < 20 and s[7].split(",")[0] == "l0.h.13"               # sparse, planted unit first
-    assert tk["score"].iloc[-1] == s[3]
+    (s,) = sp.to_dict("records")
+    assert s["n_nonzero"] < 20 and s["top_units"].split(",")[0] == "l0.h.13"   # sparse, planted unit first
+    assert tk["score"].iloc[-1] == s["score"]
+    assert notes == []
     # A count feature: Lasso and ridge, scored by held-out R^2.
     c = np.repeat(rng.integers(0, 5, N // 50), 50)
     S[21] += c
-    rows_k, rows_s, _ = _sparse_probes(S, plain, {"c": c}, {"c": "count"}, units, 3000, 256, notes, False)
-    assert rows_k[0][3] == "r2" and rows_k[0][1] == 1 and rows_k[0][2] > 0.4
-    assert rows_s[0][7].split(",")[0] == "l0.h.21"
+    tk, sp, _, _ = sparse_probes(S, plain, {"c": c}, {"c": "count"}, unit_ids, cfg)
+    assert tk["metric"].iloc[0] == "r2" and tk["k"].iloc[0] == 1 and tk["score"].iloc[0] > 0.4
+    assert sp["top_units"].iloc[0].split(",")[0] == "l0.h.21"
+    # Off: empty tables with the same columns.
+    tk, sp, meta, _ = sparse_probes(S, plain, {"c": c}, {"c": "count"}, unit_ids, ProbeConfig(sparse=False))
+    assert tk.empty and sp.empty and meta == {"computed": False} and "top_units" in sp.columns
 
 
 def test_ablation_matches_char_losses_with_the_top_units_zeroed(small):
@@ -190,7 +202,7 @@ def test_ablation_matches_char_losses_with_the_top_units_zeroed(small):
     ids = small.vocab.encode(text[:700])
     groups = {}
     for _, row in top.iterrows():
-        groups.setdefault(f"rnn.l{row['layer']}.{row['state']}", []).append(int(row["unit"]))
+        groups.setdefault(quantity_name(row["layer"], row["state"]), []).append(int(row["unit"]))
     base = char_losses(small.model, ids)
     abl = char_losses(small.model, ids, [Intervention(q, us, "zero") for q, us in groups.items()])
     on = y[:699] != 0
@@ -228,9 +240,53 @@ def test_bad_input_is_a_one_line_user_error(small):
     for kw, msg in cases:
         with pytest.raises(UserError, match=msg) as err:
             probe(small, control=False, sparse=False, **kw)
-        assert "\n" not in str(err.value)
+        assert "\n" not in str(err.value) and "--" not in str(err.value)      # the library names no flag
     with pytest.raises(UserError, match="needs the model's vocabulary"):
         probe(small.model, text, {"q": label(text, "in_quote")})
+
+
+@pytest.mark.parametrize("kw, param", [
+    (dict(text=PROSE[:1500]), "null"),
+    (dict(correction="bonferroni"), "correction"),
+    (dict(states="gate_r"), "states"),                                   # a GRU gate of an LSTM
+    (dict(features={}), "features"),
+])
+def test_errors_name_the_parameter_at_fault(small, kw, param):
+    """The CLI maps UserError.param to its flag: the message must hold the parameter as a word."""
+    kw = {"text": PROSE[:3000], **kw}
+    kw.setdefault("features", {"q": label(kw["text"], "in_quote")})
+    with pytest.raises(UserError) as err:
+        probe(small, control=False, sparse=False, **kw)
+    assert err.value.param == param and re.search(rf"\b{param}\b", str(err.value)), str(err.value)
+    assert "--" not in str(err.value)
+
+
+def test_config_and_keyword_overrides_are_the_same_probe(small):
+    text = PROSE[:2500]
+    feats = {"in_quote": label(text, "in_quote")}
+    cfg = ProbeConfig(control=False, null=False, sparse=False, baselines=False, states="h")
+    a = probe(small, text, feats, config=cfg)
+    b = probe(small, text, feats, control=False, null=False, sparse=False, baselines=False, states=("h",))
+    c = probe(small, text, feats, config=ProbeConfig(states=("h",)), control=False, null=False, sparse=False,
+              baselines=False)                                          # overrides apply on top of config
+    assert cfg.states == ("h",) and a.meta["quantities"] == ["rnn.l0.h", "rnn.l1.h"]
+    pd.testing.assert_frame_equal(a.ranking, b.ranking)
+    pd.testing.assert_frame_equal(a.ranking, c.ranking)
+    with pytest.raises(TypeError):
+        probe(small, text, feats, no_such_setting=1)
+
+
+def test_format_is_the_text_of_one_feature(small):
+    text = PROSE[:2500]
+    res = probe(small, text, {"in_quote": label(text, "in_quote")}, control=False, null=False, sparse=False,
+                ablate=1, ablate_chars=400, ablate_draws=2, baselines=False)
+    out = res.format("in_quote", 3).splitlines()
+    assert out[0] == "in_quote (binary)"
+    assert out[1].split()[:4] == ["rank", "unit", "r", "auroc"]
+    assert [line.split()[1] for line in out[2:5]] == res.top_units("in_quote", 3)
+    assert out[5].startswith("ablating " + res.ablation["units"].iloc[0]) and len(out) == 6
+    with pytest.raises(UserError, match="not probed"):
+        res.format("in_url")
 
 
 def test_a_constant_feature_beside_others_is_skipped_with_a_note(small):
@@ -239,7 +295,7 @@ def test_a_constant_feature_beside_others_is_skipped_with_a_note(small):
                 control=False, null=False, sparse=False)
     assert res.features == ["in_quote"]
     assert any("in_url (always 0)" in n for n in res.meta["notes"])
-    # Too short for the null is said up front, and --no-null works on the same text.
+    # Too short for the null is said up front, and null=False works on the same text.
     assert len(probe(small, text[:1500], {"q": label(text[:1500], "in_quote")}, null=False, control=False,
                      sparse=False).ranking) == 64
 
@@ -318,7 +374,7 @@ def test_cli_without_text_or_excerpt_says_so(ckpt_files):
 
 # ---------------------------------------------------------------- the reference models
 
-REFERENCE = [  # model, corpus, feature, |r| at least (issue 5's thresholds)
+REFERENCE = [  # model, corpus, feature, |r| at least
     ("wp_lstm3x512", "warpeace.txt", "in_quote", 0.7),
     ("wp_lstm3x512", "warpeace.txt", "line_position", 0.7),
     ("linux_lstm3x512", "linux.txt", "brace_depth", 0.7),
@@ -327,11 +383,10 @@ REFERENCE = [  # model, corpus, feature, |r| at least (issue 5's thresholds)
     ("enwiki_lstm2x512", "enwiki.xml", "in_wikilink", 0.7),
 ]
 # How much of each test split, and how it is recorded. The first 64,000 characters are enough for Holm
-# over 3,072 units to be passable (README, Probing: K + 1 >= U / alpha) and short enough for CI; there
-# they measure in_quote 0.83, line_position 0.88, brace_depth 0.73, in_comment 0.96. in_url is 0.59 on
-# the first 64,000 characters of enwiki's test split and 0.71 on
-# the whole split, so enwiki is probed whole (507,446 characters, as analyses/reference_units.py does:
-# README, Probing, has all six on the whole splits).
+# over 3,072 units to be passable (K + 1 shifts >= U / alpha) and short enough for CI; there they measure
+# in_quote 0.83, line_position 0.88, brace_depth 0.73, in_comment 0.96. in_url is 0.59 on the first
+# 64,000 characters of enwiki's test split and 0.71 on the whole split, so enwiki is probed whole
+# (507,446 characters, as analyses/reference_units.py does).
 SPANS = {"wp_lstm3x512": (64_000, 16), "linux_lstm3x512": (64_000, 16), "enwiki_lstm2x512": (None, 64)}
 
 

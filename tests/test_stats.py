@@ -2,11 +2,12 @@
 import numpy as np
 import pytest
 import scipy.stats
+import torch
 from sklearn.metrics import roc_auc_score
 
 from neuroscope.errors import UserError
 from neuroscope.stats import (CorrAccumulator, auroc, bh, circular_shift_null, fast_length, holm, rank_stats,
-                              spearman)
+                              spearman, tanh_)
 
 
 def runs_label(n: int, mean_run: float, rng) -> np.ndarray:
@@ -209,3 +210,15 @@ def test_fast_length_is_the_largest_5_smooth_length_not_above_n():
         k = fast_length(n)
         assert k <= n and smooth(k)
         assert not any(smooth(j) for j in range(k + 1, n + 1))
+
+
+def test_tanh_squashes_in_place_tensors_and_arrays():
+    x = np.linspace(-30, 30, 1001, dtype=np.float32)
+    t = torch.from_numpy(x.copy())
+    assert tanh_(t) is t
+    np.testing.assert_allclose(t.numpy(), np.tanh(x), atol=2e-7)            # the fast sigmoid form
+    a = x.astype(np.float64)
+    view = a[::2]
+    assert tanh_(view) is view
+    np.testing.assert_array_equal(a[::2], np.tanh(x[::2].astype(np.float64)))  # exact, through the view
+    np.testing.assert_array_equal(a[1::2], x[1::2])

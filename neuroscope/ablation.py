@@ -1,0 +1,66 @@
+"""The ablation stage of neuroscope.probe: does the model use a feature's top units?
+
+    >>> table, notes = ablation(net, ids, features, ranking, cfg)     # one row per feature
+
+The top cfg.ablate units of each feature (by |r|) are zeroed inside the recurrence, and the change
+of the per-character loss is compared with cfg.ablate_draws random sets of as many units from the
+same layers and states. Loss k predicts ids[k+1] from the state after ids[k], so it counts as "on"
+where the label of character k is nonzero.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .names import quantity_name
+from .probe_config import ProbeConfig
+from .record import Intervention, char_losses
+
+COLUMNS = ["feature", "k", "units", "chars", "on_chars", "off_chars", "base_loss", "delta_on", "delta_off",
+           "random_on_mean", "random_on_std", "random_off_mean", "random_off_std", "draws"]
+
+
+def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.DataFrame,
+             cfg: ProbeConfig) -> tuple[pd.DataFrame, list[str]]:
+    """(table, notes): the loss change (nats/char) from zeroing each feature's top cfg.ablate units on the
+    first cfg.ablate_chars characters, on and off the feature, beside random unit sets; columns COLUMNS.
+    ranking: ProbeResult.ranking (its first rows per feature are the units zeroed). Empty if not cfg.ablate."""
+    n = min(len(ids), cfg.ablate_chars)
+    if not cfg.ablate or n < 2:
+        return pd.DataFrame(columns=COLUMNS), []
+    ids = ids[:n]
+    base = char_losses(net, ids, chunk=cfg.chunk)                       # [n-1]
+    rng = np.random.default_rng(cfg.seed)
+    H = net.config.hidden_size
+    rows, notes = [], []
+    for name, lab in features.items():
+        on = np.asarray(lab[:n - 1]) != 0
+        top = ranking[ranking["feature"] == name].head(cfg.ablate)
+        groups: dict[str, list[int]] = {}                               # {quantity: units zeroed}
+        for layer, state, u in zip(top["layer"], top["state"], top["unit"]):
+            groups.setdefault(quantity_name(layer, state), []).append(int(u))
+        d_on, d_off = _deltas(net, ids, base, on, groups, cfg.chunk)
+        rand = []
+        for _ in range(cfg.ablate_draws):
+            g = {q: rng.choice(np.setdiff1d(np.arange(H), us), size=len(us), replace=False).tolist()
+                 for q, us in groups.items()}
+            rand.append(_deltas(net, ids, base, on, g, cfg.chunk))
+        rand = np.array(rand)
+        if not on.any():
+            notes.append(f"{name} is never on in the ablation span (first {n:,} characters)")
+        rows.append([name, cfg.ablate, ",".join(top["unit_id"]), n, int(on.sum()), int((~on).sum()),
+                     float(base.mean()), d_on, d_off, *_mean_std(rand[:, 0]), *_mean_std(rand[:, 1]),
+                     cfg.ablate_draws])
+    return pd.DataFrame(rows, columns=COLUMNS), notes
+
+
+def _deltas(net, ids, base: np.ndarray, on: np.ndarray, groups: dict[str, list[int]], chunk: int):
+    """(mean loss change where on, where off) with the units of `groups` zeroed."""
+    edits = [Intervention(q, tuple(us), "zero") for q, us in groups.items()]
+    d = char_losses(net, ids, interventions=edits, chunk=chunk) - base
+    return (float(d[on].mean()) if on.any() else np.nan, float(d[~on].mean()) if (~on).any() else np.nan)
+
+
+def _mean_std(v: np.ndarray) -> tuple[float, float]:
+    v = v[np.isfinite(v)]
+    return (float(v.mean()), float(v.std(ddof=1))) if len(v) > 1 else (np.nan, np.nan)

@@ -1,0 +1,60 @@
+"""The null stage of neuroscope.probe: circular-shift p-values for each feature's best units.
+
+    >>> check_null_length(Ns, cfg)                     # before any recording: is the sample long enough
+    >>> pvalues, meta, notes = null_pvalues(r, features, sample, squash, cfg)
+
+The test runs on the sample (contiguous, so both sides keep their autocorrelation) for the
+cfg.null_units best units of each feature by |r|, and is corrected over all U units, the untested
+ones counted as p = 1 (stats.circular_shift_null, stats.holm / stats.bh).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import UserError
+from .probe_config import MIN_CHARS, ProbeConfig
+from .stats import CORRECTIONS, circular_shift_null, tanh_
+
+
+def check_null_length(Ns: int, cfg: ProbeConfig) -> None:
+    """UserError when the null is asked for and a sample of Ns characters leaves it too few shifts."""
+    need = 2 * cfg.min_shift + MIN_CHARS
+    if cfg.null and Ns < need:
+        raise UserError(f"the circular-shift test needs at least {need:,} characters (shifts of "
+                        f"{cfg.min_shift:,} or more each way); this text gives {Ns:,}. "
+                        f"Give a longer text or turn null off", param="null")
+
+
+def null_pvalues(r: np.ndarray, features: dict[str, np.ndarray], sample: np.ndarray, squash: np.ndarray,
+                 cfg: ProbeConfig) -> tuple[dict, dict, list[str]]:
+    """({feature: (p_value [U], p_adjusted [U])}, meta, notes); ({}, {"computed": False}, []) if not cfg.null.
+
+    r: Pearson r [U, >= F], column i for the i-th feature: |r| picks the units to test; features:
+    {feature: labels [N]}; sample: [U, Ns] raw values; squash: bool [U], units whose value is tanh(c).
+    p_value is NaN for untested units; a feature constant on the sample gets no entry and a note.
+    """
+    U, Ns = sample.shape
+    out, notes, meta = {}, [], {"computed": False}
+    if not cfg.null:
+        return out, meta, notes
+    for i, (name, lab) in enumerate(features.items()):
+        y = np.asarray(lab[:Ns], dtype=np.float32)
+        if y.min() == y.max():
+            notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")
+            continue
+        top = np.argsort(-np.abs(r[:, i]), kind="stable")[:cfg.null_units]
+        x = sample[top]                                               # [null_units, Ns], a copy
+        x[squash[top]] = tanh_(x[squash[top]])
+        sn = circular_shift_null(x, y, min_shift=cfg.min_shift)
+        pv = np.full(U, np.nan)
+        pv[top] = sn.p
+        out[name] = (pv, CORRECTIONS[cfg.correction](pv, m=U))
+        meta = {"computed": True, "chars": Ns, "min_shift": cfg.min_shift, "shifts": sn.shifts,
+                "units_tested": int(len(top)), "family": U, "correction": cfg.correction, "alpha": cfg.alpha,
+                "p": "max(permutation p with +1 correction, normal tail of Fisher z over the shifts)",
+                "smallest_p": 1.0 / (1 + sn.shifts), "smallest_adjusted_p": min(1.0, U / (1 + sn.shifts))}
+    if meta["computed"] and meta["smallest_adjusted_p"] > cfg.alpha:
+        notes.append(f"with {meta['shifts']:,} shifts the smallest p is 1/{meta['shifts'] + 1:,}, so no unit can "
+                     f"pass {cfg.correction} over {U:,} units at alpha={cfg.alpha}: use a longer text (or a larger "
+                     f"sample_chars / sample_mb)")
+    return out, meta, notes
