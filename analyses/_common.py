@@ -115,9 +115,10 @@ def save(name: str, report: Report, summary: dict, out: str | None = None) -> Pa
 def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520) -> Path | None:
     """PNG of one element of a report, opened from disk in headless Chromium (as tests/test_browser.py
     does, networking off); the element is cut to `height` pixels. None (with a message) without a browser."""
-    import os
     import shutil
     import tempfile
+
+    from neuroscope.files import write_with
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
@@ -144,9 +145,8 @@ def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520
         el = driver.find_element(By.CSS_SELECTOR, selector)
         driver.execute_script(f"arguments[0].style.maxHeight = '{height}px'; arguments[0].style.overflow = 'hidden';"
                               "arguments[0].scrollIntoView();", el)
-        tmp = Path(png_path).with_suffix(".tmp.png")
-        tmp.write_bytes(el.screenshot_as_png)
-        os.replace(tmp, png_path)
+        png = el.screenshot_as_png
+        write_with(png_path, lambda fh: fh.write(png), "png", force=True)     # the gallery's own picture
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -44,7 +43,7 @@ def cli():
     """neuroscope benchmarks (ratios against a floor measured in the same run)."""
 
 
-# ---------------------------------------------------------------- train (issue 2)
+# ---------------------------------------------------------------- train
 
 def plain_lstm_steps(vocab_size: int, streams, config, device):
     """The floor: a minimal hand-written char-LSTM training loop (embedding + nn.LSTM + linear, Adam,
@@ -154,7 +153,7 @@ def bench_train(layers, hidden, batch, seq, dropout, steps, threads, device, as_
     click.echo(f"ratio: {res['ratio']:.3f} of median wall times, {res['ratio_of_totals']:.3f} of total wall "
                f"times, {res['ratio_cpu_time']:.3f} of CPU times (goal >= 0.95)")
 
-# ---------------------------------------------------------------- record (issue 3)
+# ---------------------------------------------------------------- record
 
 def _record_setup(ckpt_path: str, chars: int, threads: int):
     """(model, ids) for the record benchmark: the first `chars` characters of warpeace's test split."""
@@ -239,7 +238,7 @@ def bench_record(ckpt, chars, streams, warmup, single_chars, chunk, deviation_ch
                  as_json):
     """Recording h and c of every layer vs the fused nn.LSTM forward over the same characters.
 
-    Goal (issue 3): <= 1.5x on CPU for 200k chars in 64 streams with warmup 256 (against the fused forward
+    Goal: <= 1.5x on CPU for 200k chars in 64 streams with warmup 256 (against the fused forward
     in 64 streams, which has no warmup to pay) and for 20k chars single-stream (against batch 1). Cases
     are interleaved within each repeat so that a busy machine slows all of them alike.
     """
@@ -306,7 +305,7 @@ def bench_record(ckpt, chars, streams, warmup, single_chars, chunk, deviation_ch
                        f"(relative {r['max_rel_err']:.2e}), mean error {r['mean_abs_err']:.2e}")
 
 
-# ---------------------------------------------------------------- features (issue 4)
+# ---------------------------------------------------------------- features
 
 @cli.command("features")
 @click.option("--chars", default=1_000_000, show_default=True, help="Characters of warpeace.txt to label and record.")
@@ -320,10 +319,9 @@ def bench_record(ckpt, chars, streams, warmup, single_chars, chunk, deviation_ch
 def bench_features(chars, streams, fallback_chars, repeats, threads, as_json):
     """Labelling every built-in feature vs recording h and c of wp_lstm2x128 on the same text.
 
-    Target (issue 4): labelling < 1/10 of recording. Also the per-feature rate on linux.txt,
+    Target: labelling < 1/10 of recording. Also the per-feature rate on linux.txt,
     each feature labelled alone (so each pays for the scan it needs).
     """
-    import numpy as np
     import torch
 
     from neuroscope import features as F
@@ -376,7 +374,7 @@ def bench_features(chars, streams, fallback_chars, repeats, threads, as_json):
         click.echo(f"  {name:<16} {rate / 1e6:8.1f}")
 
 
-# ---------------------------------------------------------------- probe (issue 5)
+# ---------------------------------------------------------------- probe
 
 def _fused_forward(model, ids, streams: int, step: int = 256) -> None:
     """The floor: nn.LSTM's fused forward over the same characters in the same streams, `step`
@@ -403,7 +401,7 @@ def _fused_forward(model, ids, streams: int, step: int = 256) -> None:
 def bench_probe(ckpt, chars, streams, warmup, repeats, extras, threads, as_json):
     """The ranking pass for all built-in features vs the fused nn.LSTM forward over the same chars.
 
-    Goal (issue 5): <= 1.5x. The ranking pass is neuroscope.probe.probe without control, null and
+    Goal: <= 1.5x. The ranking pass is neuroscope.probe.probe without control, null and
     sparse probes: recording h and c (streams, warmup), the streamed r of every unit with every
     feature, and AUROC/Spearman on the sample. Peak memory is the rise of the resident set above
     what the model, text and labels hold. The extras are timed in one further probe call.

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .excerpt import SATURATED
 from .names import Unit
+from .stats import tanh_
 
 GATE_NAMES = {"f": "forget gate", "i": "input gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
 SHOWN = "tanh c / h"          # the axis title of a unit's shown value
@@ -25,7 +26,7 @@ def _layer_colour(num_layers: int) -> alt.Color:
 
 def _shown(unit: Unit, values: np.ndarray) -> np.ndarray:
     """What the colours show, in [-1, 1]: tanh(c) for cell states, the value itself otherwise."""
-    return np.tanh(values) if unit.squash else np.clip(values, -1.0, 1.0)
+    return tanh_(np.array(values, dtype=np.float32)) if unit.squash else np.clip(values, -1.0, 1.0)
 
 
 def loss_chart(curve: list[dict]) -> alt.Chart | None:

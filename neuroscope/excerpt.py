@@ -17,6 +17,7 @@ import torch
 from .evaluate import iter_logits
 from .names import Unit, gate_state, parse_quantity, quantity_name, squashes
 from .record import iter_states
+from .stats import tanh_
 
 TOP_K = 5                  # guesses kept per character
 SATURATED = (0.1, 0.9)     # a gate is left-/right-saturated below / above these (Karpathy et al. 2015)
@@ -67,7 +68,7 @@ def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024,
     s2: dict[str, np.ndarray] = {}
     for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress):
         for name, v in acts.items():
-            v = np.tanh(v) if squashes(name) else v
+            v = tanh_(np.array(v, np.float32)) if squashes(name) else v
             s1[name] = s1.get(name, 0) + v.sum(0, dtype=np.float64)
             s2[name] = s2.get(name, 0) + (v.astype(np.float64) ** 2).sum(0)
     scored = []

@@ -59,6 +59,10 @@ def _sniff_checkpoint(p: Path) -> bool:
     return zipfile.is_zipfile(p) or _head(p, 2) == b"\x80\x02"     # torch.save's zip, or its legacy pickle
 
 
+def _sniff_png(p: Path) -> bool:
+    return _head(p, 8) == b"\x89PNG\r\n\x1a\n"
+
+
 def is_store(p: Path) -> bool:
     """A folder holding an activation store (its meta.json names the store format)."""
     try:
@@ -74,6 +78,7 @@ KINDS: dict[str, tuple[str, bool, Callable[[Path], bool]]] = {
     "csv": ("a text table", False, _sniff_text),
     "text": ("a text file", False, _sniff_text),
     "checkpoint": ("a checkpoint", False, _sniff_checkpoint),
+    "png": ("a PNG picture", False, _sniff_png),
     "store": ("an activation store", True, is_store),
 }
 

@@ -192,7 +192,7 @@ def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
     pos is -1 on padding rows (the end of the last piece). The tensors are fresh per block: the
     caller may overwrite them. Arguments as iter_states.
     """
-    rnn = _rnn_of(model)
+    _rnn_of(model)                                   # refuses a model without one recurrent module
     names = recorded_names(model.config, states)
     ids = np.asarray(ids, dtype=np.int64)
     n = len(ids)
@@ -266,13 +266,13 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
     if len(ids) < 2:
         raise UserError("losses need at least 2 characters (chars >= 2)", param="chars")
     x = torch.as_tensor(ids, device=next(model.parameters()).device)[None]     # [1, N]
-    context = None
-    if interventions:
-        def context(s):
-            return Trace(model, names=[], edit=_edits(interventions, np.array([s]), model.config))
+
+    def context(s):                                 # each chunk's Trace applies the edits due in it
+        return Trace(model, names=[], edit=_edits(interventions, np.array([s]), model.config))
     out = np.empty(len(ids) - 1, dtype=np.float32)
     try:
-        for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "losses", context=context):
+        for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "losses",
+                                    context=context if interventions else None):
             T = logits.shape[1]
             out[s:s + T] = F.cross_entropy(logits[0], x[0, s + 1:s + 1 + T], reduction="none").cpu().numpy()
     except HookError as exc:

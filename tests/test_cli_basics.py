@@ -9,7 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from neuroscope.cli import cli, flag_message
+from neuroscope.cli import cli
+from neuroscope.cli_options import flag_message
 from neuroscope.errors import UserError
 from neuroscope.train import TrainConfig, stdlib_corpus
 

@@ -1,0 +1,134 @@
+"""What every `neuroscope` command shares: the error mapping from library parameters to flags, and
+the option groups (text span, features, device, training defaults from TrainConfig).
+
+Only neuroscope.cli imports this module; it imports nothing heavy, so `neuroscope --help` stays fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+
+import click
+
+from .config import DEVICES, TrainConfig
+from .errors import UserError
+
+# Library parameters whose command-line option has another Python name.
+PARAM_OPTIONS = {"text": "text_path", "csv": "csv_path", "report": "report_path", "names": "feature_names",
+                 "regexes": "feature_regex", "files": "feature_file", "spans": "feature_span"}
+
+
+def flag_message(exc: UserError, command: click.Command | None) -> str:
+    """The error's first line, with its parameter's name replaced by the command's flag.
+
+    The last whole-word occurrence of `exc.param` is replaced ("streams must be >= 1" ->
+    "--streams must be >= 1"), not one inside a path, a longer name or a quoted piece of the user's
+    input (a pattern, a name); a message without the word, or a command without the option, is left
+    as it is.
+    """
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    name = PARAM_OPTIONS.get(exc.param, exc.param)
+    option = next((p for p in getattr(command, "params", ()) if isinstance(p, click.Option) and p.name == name),
+                  None)
+    if not exc.param or option is None:
+        return msg
+    flag = next((o for o in option.opts if o.startswith("--")), option.opts[0])
+    quoted = [m.span() for m in re.finditer(r"'[^']*'|\"[^\"]*\"", msg)]
+    words = [m for m in re.finditer(rf"(?<![\w./\\-]){re.escape(exc.param)}(?![\w/\\-]|\.\w)", msg)
+             if not any(a < m.start() < b for a, b in quoted)]
+    if not words:
+        return msg
+    hit = words[-1]
+    return msg[:hit.start()] + flag + msg[hit.end():]
+
+
+class Group(click.Group):
+    """A click group whose commands turn library UserErrors into one-line click errors in flag wording."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            command = self.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+            raise click.ClickException(flag_message(exc, command))
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; nothing was left half-written")
+        except MemoryError:
+            raise click.ClickException("out of memory; try fewer --chars")
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def text_options(f):
+    """--text/--split/--start/--chars, shared by every command that reads a span of text."""
+    @click.option("--text", "text_path", type=str, default=None, help="UTF-8 text file.")
+    @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default=None,
+                  help="80/10/10 split by character index (default: test).")
+    @click.option("--start", type=int, default=None, help="First character (within the split).")
+    @click.option("--chars", type=int, default=None, help="Number of characters.")
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        return f(*args, **kwargs)
+    return wrapper
+
+
+def device_option(f):
+    return click.option("--device", type=click.Choice(DEVICES), default="auto",
+                        show_default=True, help="Where to compute.")(f)
+
+
+def resolve_device(name: str) -> str:
+    """auto|cpu|cuda -> a torch device string (one rule, neuroscope.train.pick_device)."""
+    from .train import pick_device
+    return str(pick_device(name))
+
+
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def train_option(name: str, help: str, **kwargs):
+    """--NAME for the TrainConfig field NAME, with the field's default."""
+    return click.option(f"--{name.replace('_', '-')}", name, default=TRAIN_DEFAULTS[name], show_default=True,
+                        help=help, **kwargs)
+
+
+def parse_steps(ctx, param, value: str) -> tuple[int, ...]:
+    """"100,300,500" -> (100, 300, 500); "" -> ()."""
+    try:
+        return tuple(int(s) for s in value.split(",") if s.strip())
+    except ValueError:
+        raise click.BadParameter(f"takes comma-separated step numbers, e.g. 100,300,500 (got {value!r})") from None
+
+
+def feature_options(f):
+    """--feature/--feature-regex/--feature-file/--feature-span/--all-features/--lang, handed to the
+    command as ONE keyword argument, `feature_request`, a dict of neuroscope.features.resolve's
+    keyword arguments. A command labels its span with:
+
+        labels = resolve(span.text, offset=span.start, **feature_request)   # {name: array [len]}
+
+    (`offset` makes --feature-span positions source positions, as `neuroscope features --show`
+    prints them.)
+    """
+    # Choices copied from features.LANGS, so that building the CLI does not import numpy.
+    @click.option("--feature", "feature_names", multiple=True, metavar="NAME",
+                  help="Feature to use (repeatable); `neuroscope features` lists them.")
+    @click.option("--feature-regex", multiple=True, metavar="NAME=PATTERN",
+                  help="1 on every character of each match of PATTERN (repeatable).")
+    @click.option("--feature-file", multiple=True, metavar="NAME=LABELS.npy",
+                  help="Your own labels: a 1-D .npy, one value per character of the span (repeatable).")
+    @click.option("--feature-span", multiple=True, metavar="NAME=START:END[,START:END]",
+                  help="1 on hand-marked [START, END) ranges, in source positions (repeatable).")
+    @click.option("--all-features", is_flag=True, help="Every registered feature.")
+    @click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto",
+                  show_default=True, help="Language for code-aware features (auto: sniffed).")
+    @functools.wraps(f)
+    def wrapper(*args, feature_names, feature_regex, feature_file, feature_span, all_features, lang, **kwargs):
+        kwargs["feature_request"] = {"names": feature_names, "regexes": feature_regex, "files": feature_file,
+                                     "spans": feature_span, "all_features": all_features, "lang": lang}
+        return f(*args, **kwargs)
+    return wrapper
