@@ -161,11 +161,18 @@ def test_ctrl_c_finishes_the_step_and_leaves_a_resumable_file(corpus, tmp_path, 
             os.kill(os.getpid(), signal.SIGINT)      # a real Ctrl-C, in the middle of the step
         return real_step(self)
 
+    found = signal.getsignal(signal.SIGINT)         # Python's default, or SIG_IGN in a job started with &
+    if found is signal.SIG_IGN:                     # an ignored SIGINT would never reach the step: listen
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    before = signal.getsignal(signal.SIGINT)
     monkeypatch.setattr(Trainer, "step", ctrl_c_during_step_25)
-    with pytest.raises(KeyboardInterrupt):
-        train(corpus, TINY, tmp_path / "b.pt", progress=False)
-    monkeypatch.undo()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # handler restored
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(corpus, TINY, tmp_path / "b.pt", progress=False)
+        assert signal.getsignal(signal.SIGINT) is before      # train put back the handler it found
+    finally:
+        monkeypatch.undo()
+        signal.signal(signal.SIGINT, found)
     saved = load_checkpoint(tmp_path / "b.pt")
     assert saved.train["interrupted"] is True and saved.extra["resume"]["step"] == 25
     assert "test_loss_nats" not in saved.train
@@ -173,6 +180,15 @@ def test_ctrl_c_finishes_the_step_and_leaves_a_resumable_file(corpus, tmp_path, 
     assert resumed.train["interrupted"] is False and resumed.train["steps"] == 30
     for k, v in straight.extra["resume"]["model"].items():
         torch.testing.assert_close(resumed.extra["resume"]["model"][k], v, atol=1e-6, rtol=0)
+
+
+def test_train_puts_back_an_ignored_sigint(corpus, tmp_path):
+    found = signal.signal(signal.SIGINT, signal.SIG_IGN)       # as in a job started with & from a shell
+    try:
+        train(corpus, TrainConfig(**{**TINY.__dict__, "steps": 2}), tmp_path / "c.pt", progress=False)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, found)
 
 
 def test_a_killed_run_never_leaves_a_torn_file(corpus, tmp_path):
