@@ -4,6 +4,7 @@
     python analyses/benchmark.py record     # recording h and c vs the fused nn.LSTM forward
     python analyses/benchmark.py features   # labelling all features vs recording the same text
     python analyses/benchmark.py probe      # the ranking pass vs the fused forward
+    python analyses/benchmark.py headline   # `neuroscope probe` / `record` as whole processes vs the fused forward
 
 Each prints a few lines of results and, with --json, one JSON object. Timings are medians of
 repeats on whatever machine runs them; they are never asserted in tests.
@@ -12,13 +13,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import click
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parent.parent / "shared"
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared"
 
 
 def median_time(fn, repeats: int = 3) -> float:
@@ -459,6 +465,208 @@ def bench_probe(ckpt, chars, streams, warmup, repeats, extras, threads, as_json)
                                              for k, v in out["extras_s"].items())
                    + f"; peak with extras +{out['peak_mib_all']:.0f} MiB")
     click.echo(f"  labelling all features (not timed above) {t_label:.1f} s; load average {out['load_average']}")
+
+
+# ---------------------------------------------------------------- headline
+
+# Runs `python -m neuroscope.cli ...` and, at exit, writes the process's peak resident memory (VmHWM,
+# KiB) to the file named by NEUROSCOPE_BENCH_PEAK: the child's own peak, which ru_maxrss is not (it
+# keeps the size of the process that forked it).
+_CHILD = """import atexit, os, runpy, sys
+def _peak():
+    with open("/proc/self/status") as fh, open(os.environ["NEUROSCOPE_BENCH_PEAK"], "w") as out:
+        out.write(next(ln.split()[1] for ln in fh if ln.startswith("VmHWM:")))
+atexit.register(_peak)
+sys.argv[0] = "neuroscope"
+runpy.run_module("neuroscope.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_cli(tree: Path, args: list[str], threads: int) -> dict:
+    """`neuroscope ARGS` from the repository `tree` as a fresh process: {"seconds" (wall, the whole
+    process: interpreter start, imports, loading, the work, writing), "peak_mib", "out" (parsed JSON
+    stdout)}; RuntimeError with its stderr if it fails."""
+    with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
+        env = {**os.environ, "PYTHONPATH": str(tree), "NEUROSCOPE_BENCH_PEAK": peak.name,
+               "OMP_NUM_THREADS": str(threads)}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _CHILD, *args], cwd=tree, env=env, capture_output=True,
+                              text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode:
+            raise RuntimeError(f"neuroscope {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+        kib = peak.read().strip()
+    return {"seconds": seconds, "peak_mib": int(kib) / 1024 if kib else None, "out": json.loads(proc.stdout)}
+
+
+def disk_write_seconds(folder: Path, n_bytes: int, block: int = 64 * 2**20) -> float:
+    """Seconds to write n_bytes to a new file in `folder` sequentially and fsync it: the disk's floor
+    for a store of that size (the file is removed)."""
+    buf = os.urandom(min(block, n_bytes)) if n_bytes else b""
+    path = folder / "disk-floor.bin"
+    t0 = time.perf_counter()
+    with open(path, "wb") as fh:
+        left = n_bytes
+        while left > 0:
+            left -= fh.write(buf[:min(left, len(buf))])
+        fh.flush()
+        os.fsync(fh.fileno())
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return seconds
+
+
+def _span_args(text_len: int, chars: int) -> tuple[list[str], str]:
+    """The CLI's span flags for `chars` characters: the start of warpeace's test split when it is long
+    enough, else the start of the whole file."""
+    from neuroscope.text import split_span
+    lo, hi = split_span(text_len, "test")
+    split = "test" if chars <= hi - lo else "all"
+    where = "test split" if split == "test" else "whole file"
+    return ["--split", split, "--chars", str(chars)], f"first {chars:,} chars of warpeace.txt's {where}"
+
+
+@cli.command("headline")
+@click.option("--ckpt", default=str(SHARED / "models" / "wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
+@click.option("--chars", "chars_list", multiple=True, type=int, default=[100_000], show_default=True,
+              help="Characters (repeatable: 100000 and 1000000).")
+@click.option("--feature", default="in_quote", show_default=True, help="The one-feature case's --feature.")
+@click.option("--cases", default="one,all,record", show_default=True,
+              help="Comma list: one (--feature), all (--all-features), record (into a store).")
+@click.option("--tree", "trees", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="Repository whose neuroscope the commands run (repeatable, e.g. a worktree of the "
+                   "commit before a change, then this one: run back to back) [default: this one].")
+@click.option("--probe-args", default="", help="Extra `neuroscope probe` flags, e.g. '--streams 1'.")
+@click.option("--record-chars", default=100_000, show_default=True, help="Characters of the record case.")
+@click.option("--record-streams", default=1, show_default=True,
+              help="--streams of the record case (1 = its default; its floor is the fused forward at as many).")
+@click.option("--repeats", default=1, show_default=True, help="Timing repeats (median), cases interleaved.")
+@click.option("--threads", default=2, show_default=True, help="torch threads (here and in the commands).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_chars, record_streams, repeats,
+                   threads, as_json):
+    """`neuroscope probe --ckpt M --text T --feature F` with its defaults, timed as a whole process,
+    vs the fused 64-stream nn.LSTM forward over the same characters in the same run.
+
+    Goal: <= 3x at 100k characters and <= 2x at 1M, for one feature and for --all-features. Also
+    `neuroscope record` into a store vs the fused forward plus a plain sequential write + fsync of
+    the same bytes (goal <= 1.3x of that sum). Each command runs in a fresh process (so its time
+    holds interpreter start, imports and loading); its --json meta gives each stage's seconds, and
+    its peak resident memory is its own VmHWM. --json only switches the progress bars off.
+    """
+    import torch
+
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.text import read_text
+
+    torch.set_num_threads(threads)
+    trees = [Path(t).resolve() for t in trees] or [ROOT]
+    wanted = [c.strip() for c in cases.split(",") if c.strip()]
+    corpus = SHARED / "data" / "warpeace.txt"
+    full = read_text(corpus)
+    c = load_checkpoint(ckpt)
+    extra = probe_args.split()
+    commits = {str(t): subprocess.run(["git", "-C", str(t), "describe", "--always", "--dirty"], capture_output=True,
+                                      text=True).stdout.strip() for t in trees}
+    res = {"device": f"cpu ({threads} threads)", "ckpt": os.path.basename(ckpt), "torch": torch.__version__,
+           "trees": commits, "repeats": repeats, "goal": {"100k": 3.0, "1M": 2.0, "record": 1.3}, "runs": []}
+    _fused_forward(c.model, c.vocab.encode(full[:20_000]), 64)          # warm the allocator
+    scratch = Path(tempfile.mkdtemp(prefix="headline-", dir=ROOT))
+    try:
+        for chars in chars_list:
+            span, where = _span_args(len(full), chars)
+            lo = 0 if span[1] == "all" else _test_start(len(full))
+            ids = c.vocab.encode(full[lo:lo + chars])
+            base = ["probe", "--ckpt", ckpt, "--text", str(corpus), *span, "--json", *extra]
+            cmds = {"one": base + ["--feature", feature], "all": base + ["--all-features"]}
+            times = {"fused": []}
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                _fused_forward(c.model, ids, 64)
+                times["fused"].append(time.perf_counter() - t0)
+                for tree in trees:
+                    for case in (k for k in ("one", "all") if k in wanted):
+                        times.setdefault((str(tree), case), []).append(run_cli(tree, cmds[case], threads))
+            t_fused = _median(times["fused"])
+            for key, runs in times.items():
+                if key == "fused":
+                    continue
+                run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+                meta = run["out"]["meta"]
+                secs = meta["seconds"]
+                res["runs"].append({
+                    "tree": key[0], "commit": commits[key[0]], "case": key[1], "chars": chars, "where": where,
+                    "command": "neuroscope " + " ".join(cmds[key[1]]), "features": len(meta["features"]),
+                    "streams": meta.get("streams"), "warmup": meta.get("warmup"),
+                    "fused_s": round(t_fused, 2), "seconds": round(run["seconds"], 2),
+                    "ratio": round(run["seconds"] / t_fused, 2), "peak_mib": round(run["peak_mib"] or 0),
+                    "stages_s": {k: round(v, 2) for k, v in secs.items()},
+                    "outside_probe_s": round(run["seconds"] - secs["total"], 2),
+                    "share": {k: round(v / run["seconds"], 3) for k, v in secs.items() if k != "total"},
+                    "all_seconds": [round(r["seconds"], 2) for r in runs]})
+        if "record" in wanted:
+            res["record"] = _headline_record(c, full, ckpt, corpus, record_chars, record_streams, trees, commits,
+                                             scratch, repeats, threads)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    res["load_average"] = os.getloadavg()
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"{res['ckpt']}, {res['device']}, torch {res['torch']}, median of {repeats}; "
+               f"load average after: {', '.join(f'{x:.1f}' for x in res['load_average'])}")
+    for r in res["runs"]:
+        click.echo(f"  {r['commit']:>9} {r['case']:3s} {r['chars']:>9,} chars ({r['features']} features, streams "
+                   f"{r['streams']}, warmup {r['warmup']}): {r['seconds']:7.1f} s = {r['ratio']:5.2f}x fused "
+                   f"({r['fused_s']:.1f} s); peak {r['peak_mib']:,} MiB")
+        click.echo("      " + ", ".join(f"{k} {v:.1f} s ({r['share'].get(k, 0):.0%})" for k, v in r["stages_s"].items()
+                                        if k != "total") + f"; outside probe() {r['outside_probe_s']:.1f} s")
+    for r in res.get("record", []):
+        click.echo(f"  {r['commit']:>9} record {r['chars']:,} chars, streams {r['streams']}: {r['seconds']:.1f} s "
+                   f"= {r['ratio_to_fused']:.2f}x fused ({r['fused_s']:.1f} s), {r['ratio_to_floor']:.2f}x fused + "
+                   f"disk ({r['disk_s']:.1f} s for {r['bytes'] / 2**30:.2f} GiB); peak {r['peak_mib']:,} MiB")
+
+
+def _test_start(n: int) -> int:
+    from neuroscope.text import split_span
+    return split_span(n, "test")[0]
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _headline_record(c, full, ckpt, corpus, chars, streams, trees, commits, scratch: Path, repeats, threads):
+    """`neuroscope record` of `chars` characters (h and c, float32) vs the fused forward in as many
+    streams plus a sequential write + fsync of the store's bytes, same run."""
+    span, where = _span_args(len(full), chars)
+    lo = 0 if span[1] == "all" else _test_start(len(full))
+    ids = c.vocab.encode(full[lo:lo + chars])
+    warm = ["--warmup", "256"] if streams > 1 else []
+    rows = []
+    for tree in trees:
+        fused, disk, runs = [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            _fused_forward(c.model, ids, streams)
+            fused.append(time.perf_counter() - t0)
+            out = scratch / "store"
+            args = ["record", "--ckpt", ckpt, "--text", str(corpus), *span, "--streams", str(streams), *warm,
+                    "--out", str(out), "--json"]
+            runs.append(run_cli(tree, args, threads))
+            n_bytes = sum(f.stat().st_size for f in out.iterdir())
+            shutil.rmtree(out)
+            disk.append(disk_write_seconds(scratch, n_bytes))
+        run = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+        t_fused, t_disk = _median(fused), _median(disk)
+        rows.append({"tree": str(tree), "commit": commits[str(tree)], "chars": chars, "where": where,
+                     "streams": streams, "command": "neuroscope " + " ".join(args), "bytes": n_bytes,
+                     "seconds": round(run["seconds"], 2), "inside_s": run["out"].get("seconds"),
+                     "fused_s": round(t_fused, 2), "disk_s": round(t_disk, 2),
+                     "ratio_to_fused": round(run["seconds"] / t_fused, 2),
+                     "ratio_to_floor": round(run["seconds"] / (t_fused + t_disk), 2),
+                     "peak_mib": round(run["peak_mib"] or 0)})
+    return rows
 
 
 if __name__ == "__main__":
