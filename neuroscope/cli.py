@@ -16,7 +16,7 @@ import sys
 import click
 
 from .cli_options import (TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
-                          resolve_device, text_options, train_option)
+                          Streams, resolve_device, text_options, train_option)
 from .config import CELLS, TrainConfig
 from .errors import UserError
 
@@ -281,10 +281,11 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
 @click.option("--sparse/--no-sparse", default=True, show_default=True, help="Sparse probes and the top-k curve.")
 @click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
               help="Multiple-testing correction over all units.")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Record the span as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, then discards.")
+@click.option("--streams", type=Streams(), default="auto", show_default=True,
+              help="Parallel pieces (faster, not exact); auto: one exact stream up to 16,384 chars, else up "
+                   "to 64; 1: exact.")
+@click.option("--warmup", type=click.IntRange(min=0), default=256, show_default=True,
+              help="With several streams: characters each piece reads first, then discards.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control model and random draws.")
 @click.option("--report", "report_path", default=None, metavar="FILE", help="Also write the HTML report.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv or --report file.")
@@ -332,7 +333,7 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
         echo_json(out)
         return
     click.echo(f"{len(span.text):,} characters of {span.source} [{where['start']}, {where['end']}), "
-               f"{result.meta['units']:,} units ({', '.join(states)})")
+               f"{result.meta['units']:,} units ({', '.join(states)}), read as {result.meta['recording']}")
     for f in result.features:
         click.echo("")
         click.echo(result.format(f, top))

@@ -76,6 +76,23 @@ def text_options(f):
     return wrapper
 
 
+class Streams(click.ParamType):
+    """--streams: "auto" or a whole number >= 1."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"{value!r} is neither auto nor a whole number >= 1", param, ctx)
+        return n
+
+
 def device_option(f):
     return click.option("--device", type=click.Choice(DEVICES), default="auto",
                         show_default=True, help="Where to compute.")(f)

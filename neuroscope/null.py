@@ -37,7 +37,9 @@ def null_pvalues(r: np.ndarray, features: dict[str, np.ndarray], sample: np.ndar
     out, notes, meta = {}, [], {"computed": False}
     if not cfg.null:
         return out, meta, notes
-    for i, (name, lab) in enumerate(features.items()):
+    from tqdm.auto import tqdm
+    for i, (name, lab) in enumerate(tqdm(features.items(), desc="null: circular shifts", unit="feature",
+                                         disable=not cfg.progress)):
         y = np.asarray(lab[:Ns], dtype=np.float32)
         if y.min() == y.max():
             notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")

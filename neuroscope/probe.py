@@ -15,7 +15,7 @@ row k = state after reading text[k], label k = the feature after reading text[k]
 | --- | --- | --- |
 | ranking | r, mean_on, mean_off, baseline_max_abs_r | all N, one streaming pass (float64 sufficient statistics) |
 | ranking | auroc, spearman | the sample: the first min(N, sample_chars, sample_mb cap) |
-| ranking | control_max_abs_r, selectivity | all N, one streaming pass of the control model |
+| ranking | control_max_abs_r, selectivity | the first control_chars (all N if a feature is constant there), one streaming pass of the control model |
 | null | p_value, p_adjusted | the sample |
 | sparse | sparse probes, top-k curve | the first sparse_chars of the sample: fit on its first 2/3, scored on the rest |
 | ablation | loss change | the first ablate_chars |
@@ -38,6 +38,7 @@ from .features import baseline_names, kind_of, label
 from .null import check_null_length, null_pvalues
 from .probe_config import MIN_CHARS, ProbeConfig
 from .probe_result import ProbeResult
+from .record import stream_layout
 from .ranking import (control_max_abs_r, new_sample, rank_table, sample_length, sample_ranks, stream_statistics,
                       unit_layout)
 from .sparse import sparse_probes
@@ -75,13 +76,15 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     sample = new_sample(Ns, units)
     ids = vocab.encode(text)
 
+    streams, _, warmup = stream_layout(N, cfg.streams, cfg.warmup)
+
     seconds: dict[str, float] = {}
     with _timed(seconds, "ranking_pass"):
         stats = stream_statistics(net, ids, units, list(labels.values()), cfg, sample)
     with _timed(seconds, "sample_ranks"):
-        ranks = sample_ranks(sample, labels, kinds)
+        ranks = sample_ranks(sample, labels, kinds, progress=cfg.progress)
     with _timed(seconds, "control", cfg.control):
-        control_r = control_max_abs_r(net, ids, units, feats, cfg)
+        control_r, control_n = control_max_abs_r(net, ids, units, feats, cfg)
     with _timed(seconds, "null", cfg.null):
         pvalues, null_meta, null_notes = null_pvalues(stats.r, feats, sample, units.squash_mask, cfg)
     ranking, baselines = rank_table(units, labels, list(feats), kinds, stats, ranks, pvalues, control_r, cfg)
@@ -95,10 +98,10 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     value = "h as is, tanh(c) for cell states" if cfg.squash_c else "h and c as they are"
     meta = {"chars": N, "units": len(units), "quantities": units.names, "states": list(cfg.states),
             "features": list(feats), "value": value, "kinds": {k: kinds[k] for k in feats}, "baselines": list(base),
-            "streams": cfg.streams, "warmup": cfg.warmup,
+            "streams": streams, "warmup": warmup, "recording": _recording(streams, warmup, cfg),
             "ranking": {"chars": N, "what": "Pearson r, mean_on/mean_off over every character (streamed)"},
             "sample": {"chars": Ns, "what": f"auroc, spearman, p-values on the first {Ns:,} characters"},
-            "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, N),
+            "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, control_n),
             "ablation": _ablation_meta(cfg, N), "alpha": cfg.alpha, "seconds": seconds,
             "notes": notes + null_notes + sparse_notes + ablation_notes}
     return ProbeResult(ranking=ranking, topk=topk, sparse=sparse, ablation=abl, baselines=baselines, meta=meta)
@@ -121,11 +124,19 @@ def _timed(seconds: dict[str, float], key: str, on: bool = True):
         seconds[key] = time.perf_counter() - t0
 
 
-def _control_meta(cfg: ProbeConfig, N: int) -> dict:
+def _recording(streams: int, warmup: int, cfg: ProbeConfig) -> str:
+    """How the text was read, in words (the CLI prints it)."""
+    how = "one exact stream" if streams == 1 else (
+        f"{streams} parallel streams, each after {warmup} warm-up characters (not exact near each piece's start)")
+    return how + (" (streams auto)" if cfg.streams == "auto" else "")
+
+
+def _control_meta(cfg: ProbeConfig, n: int) -> dict:
     if not cfg.control:
         return {"computed": False}
+    streams, _, warmup = stream_layout(n, cfg.streams, cfg.warmup)
     return {"init": "PyTorch default (nn.Embedding N(0,1), nn.LSTM/GRU U(-1/sqrt(H), 1/sqrt(H)))",
-            "seed": cfg.seed, "chars": N}
+            "seed": cfg.seed, "chars": n, "control_chars": cfg.control_chars, "streams": streams, "warmup": warmup}
 
 
 def _ablation_meta(cfg: ProbeConfig, N: int) -> dict:

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from .errors import UserError
@@ -24,8 +25,9 @@ class ProbeConfig:
     squash_c: bool = True       # a cell state's value is tanh(c), what the cell passes on; False: raw c
     baselines: bool = True      # rank the char-class baselines too, and flag units one of them tracks as well
     # How the text is recorded (neuroscope.record.iter_blocks).
-    streams: int = 1            # parallel pieces of the text: faster, each piece starts from a zero state
-    warmup: int = 0             # with streams > 1: characters each piece reads first, then discards
+    streams: int | str = "auto" # parallel pieces: "auto" = one exact stream up to 16,384 characters, else up
+                                # to 64 (record.auto_streams; 2-3x faster); 1 = exact at any length
+    warmup: int = 256           # with streams > 1: characters each piece reads first, then discards
     chunk: int = 4096           # characters per recorded block: memory is chunk x units x 4 bytes
     progress: bool = False      # progress bars on stderr
     # The sample: the text's first characters, contiguous, held in memory for ranks, null and probes.
@@ -39,6 +41,7 @@ class ProbeConfig:
     alpha: float = 0.05         # significance level of the corrected p-values
     # The control: the same architecture with random weights.
     control: bool = True        # probe it too; a unit must beat its best |r| (selectivity > 0)
+    control_chars: int = 32_768 # its max |r| on the first this many characters: converged long before (docs/probing.md)
     seed: int = 0               # seeds the control model and the ablation's random unit sets
     # Sparse probes on the sample.
     sparse: bool = True         # the L1 probe on all units and the top-k curve
@@ -51,6 +54,9 @@ class ProbeConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "states", parse_states(self.states))
+        whole = isinstance(self.streams, numbers.Integral) and not isinstance(self.streams, bool)
+        if not (whole and self.streams >= 1 or isinstance(self.streams, str) and self.streams == "auto"):
+            raise UserError(f"streams must be \"auto\" or a whole number >= 1, got {self.streams!r}", param="streams")
         if self.correction not in CORRECTIONS:
             raise UserError(f"unknown correction {self.correction!r}; choose one of {', '.join(CORRECTIONS)}",
                             param="correction")

@@ -23,7 +23,7 @@ import torch
 from .errors import UserError
 from .names import parse_quantity, squashes, state_names, unit_id
 from .probe_config import ProbeConfig
-from .record import iter_blocks
+from .record import iter_blocks, stream_layout
 from .stats import CorrAccumulator, fast_length, rank_stats, tanh_
 
 # The ranking's columns; the baselines table keeps the first BASELINE_COLUMNS of them.
@@ -94,24 +94,26 @@ class Streamed:
 
 
 def stream_statistics(net, ids: np.ndarray, units: Units, labels: list[np.ndarray], cfg: ProbeConfig,
-                      sample: np.ndarray | None = None) -> Streamed:
+                      sample: np.ndarray | None = None, label: str = "ranking: record") -> Streamed:
     """One recording pass over ids: the statistics of every unit with every label [N], and the sample
     (the first sample.shape[1] characters, raw c) copied as it passes. The statistics do not depend
-    on the order of rows, so streams need no reordering."""
-    acc = _accumulate(net, ids, units, labels, cfg, sample)
+    on the order of rows, so streams need no reordering. Recorded in stream_layout(N, cfg.streams,
+    cfg.warmup); label: the progress bar's."""
+    acc = _accumulate(net, ids, units, labels, cfg, sample, label)
     on, off = acc.binary_means()
     return Streamed(acc.corr(), on, off)
 
 
-def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample) -> CorrAccumulator:
+def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample, label: str) -> CorrAccumulator:
     # Each block is merged as the recurrence wrote it (per quantity [T x B, H], no copy; cell states
     # squashed in place after the sample took its rows).
     Ns = 0 if sample is None else sample.shape[1]
     rows_of_sample = None if sample is None else torch.from_numpy(sample.T)     # [Ns, U], C-contiguous
     H = units.hidden
     acc = CorrAccumulator()
-    for pos, values in iter_blocks(net, ids, states=cfg.states, chunk=cfg.chunk, progress=cfg.progress,
-                                   streams=cfg.streams, warmup=cfg.warmup):
+    streams, _, warmup = stream_layout(len(ids), cfg.streams, cfg.warmup)
+    for pos, values in iter_blocks(net, ids, states=cfg.states, chunk=cfg.chunk, progress=cfg.progress and label,
+                                   streams=streams, warmup=warmup):
         # The sample's rows: per stream, a run of consecutive positions (pos[:, b]) below Ns.
         runs = [(b, int(pos[0, b]), int(np.count_nonzero((pos[:, b] >= 0) & (pos[:, b] < Ns))))
                 for b in range(pos.shape[1]) if 0 <= pos[0, b] < Ns]
@@ -140,26 +142,37 @@ class SampleRanks:
     spearman: dict[str, np.ndarray]   # count labels
 
 
-def sample_ranks(sample: np.ndarray, labels: dict[str, np.ndarray], kinds: dict[str, str]) -> SampleRanks:
+def sample_ranks(sample: np.ndarray, labels: dict[str, np.ndarray], kinds: dict[str, str],
+                 progress: bool = False) -> SampleRanks:
     """AUROC (binary labels) and Spearman (count labels) of every unit on the sample [U, Ns].
     Rank statistics are the same for c and tanh(c), so the sample keeps raw c."""
     Ns = sample.shape[1]
     binary = [k for k in labels if kinds[k] == "binary"]
     count = [k for k in labels if kinds[k] == "count"]
     stack = lambda names: np.stack([labels[k][:Ns] for k in names], 1) if names else None
-    auc, rho = rank_stats(sample, stack(binary), stack(count))
+    auc, rho = rank_stats(sample, stack(binary), stack(count), progress=progress and f"ranks: {Ns:,}-char sample")
     return SampleRanks({k: auc[:, i] for i, k in enumerate(binary)}, {k: rho[:, i] for i, k in enumerate(count)})
 
 
 def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np.ndarray],
-                      cfg: ProbeConfig) -> dict[str, float]:
-    """{feature: the largest |r| of any unit of a random-weights model of the same architecture};
-    {} if not cfg.control."""
+                      cfg: ProbeConfig) -> tuple[dict[str, float], int]:
+    """({feature: the largest |r| of any unit of a random-weights model of the same architecture},
+    characters it was computed on); ({}, 0) if not cfg.control.
+
+    The characters are the first cfg.control_chars (all of them if a feature is constant there): the
+    bound converges long before the ranking does (docs/probing.md measures it), and on fewer
+    characters sampling noise tends to raise a maximum over thousands of units, which errs towards
+    calling a unit unselective.
+    """
     if not cfg.control:
-        return {}
+        return {}, 0
+    n = min(len(ids), cfg.control_chars)
+    if any(lab[:n].min() == lab[:n].max() for lab in features.values()):
+        n = len(ids)
     ctrl = control_model(net, cfg.seed)
-    r = stream_statistics(ctrl, ids, units, list(features.values()), cfg).r
-    return dict(zip(features, np.abs(r).max(axis=0)))
+    r = stream_statistics(ctrl, ids[:n], units, [lab[:n] for lab in features.values()], cfg,
+                          label="control: record").r
+    return dict(zip(features, np.abs(r).max(axis=0))), n
 
 
 def control_model(net, seed: int):

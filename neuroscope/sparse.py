@@ -25,6 +25,7 @@ CV_FOLDS = 3                          # contiguous folds (KFold without shufflin
 SPARSE_CS = (0.01, 0.03, 0.1)         # inverse L1 strength for the sparse logistic probe (liblinear)
 TOPK_CS = (0.01, 0.1, 1.0)            # inverse L2 strength for the top-k curve's logistic probes
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+SCREEN = 512                          # units the sparse probe sees: the largest |r| with the label on the fitting part
 LASSO_ALPHAS = (0.003, 0.01, 0.03, 0.1)  # L1 strength for the Lasso probe of count features (standardised units)
 TOP_WEIGHTS = 10                      # units named in the sparse table's top_units
 
@@ -50,7 +51,7 @@ def sparse_probes(sample: np.ndarray, squash: np.ndarray, features: dict[str, np
     ks = [int(k) for k in 2 ** np.arange(0, 20) if k < U and k <= cfg.topk_max]
     Xf, Xs = _design(sample, squash, n, n_fit)
     rows_k, rows_s, notes = [], [], []
-    bar = tqdm(total=len(features) * (len(ks) + 1), desc="sparse probes", disable=not cfg.progress)
+    bar = tqdm(total=len(features) * (len(ks) + 1), desc="sparse: probes", disable=not cfg.progress)
     for name, lab in features.items():
         y = np.asarray(lab[:n], dtype=np.float64)
         yf, ys = y[:n_fit], y[n_fit:]
@@ -105,44 +106,137 @@ class _FeatureProbe:
             m_y, s_y = yf.mean(), yf.std()
             self.yf, self.ys, self.metric = (yf - m_y) / s_y, (ys - m_y) / s_y, "r2"
         self.cv = KFold(CV_FOLDS, shuffle=False)                      # contiguous folds
+        self.folds = list(self.cv.split(Xf))
         self.order = np.argsort(-np.abs(Xf.T @ (self.yf - self.yf.mean())), kind="stable")  # units by |r| on fit
 
     def topk(self, k: int) -> tuple[float, str]:
         """(held-out score of an L2 probe on the k best units, "" or why it failed (score NaN))."""
-        from sklearn.linear_model import LogisticRegression, RidgeCV
-        from sklearn.model_selection import GridSearchCV
         cols = self.order[:k]
         Xf, Xs = self.Xf[:, cols], self.Xs[:, cols]
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # convergence notes and one-class folds of a rare feature
-                if self.binary:
-                    m = GridSearchCV(LogisticRegression(solver="liblinear", tol=1e-3), {"C": TOPK_CS},
-                                     cv=self.cv, scoring="roc_auc").fit(Xf, self.yf)
-                    return self._score(m.decision_function(Xs)), ""
-                m = RidgeCV(alphas=RIDGE_ALPHAS, cv=self.cv).fit(Xf, self.yf)
-                return self._score(m.predict(Xs)), ""
+            if self.binary:
+                w, b = _logistic_cv(Xf, self.yf, self.folds, TOPK_CS)
+                return self._score(Xs @ w + b), ""
+            w, b = _ridge_cv(Xf, self.yf, self.folds, RIDGE_ALPHAS)
+            return self._score(Xs @ w + b), ""
         except ValueError as exc:
             return float("nan"), _first_line(exc)
 
     def sparse(self) -> tuple[float, float, np.ndarray]:
-        """(strength chosen by CV, held-out score, weights [U]) of the L1 probe on all units; ValueError
-        if it cannot be fit."""
+        """(strength chosen by CV, held-out score, weights [U]) of the L1 probe on the SCREEN units with
+        the largest |r| on the fitting part (weights of the others are 0); ValueError if it cannot be fit."""
         from sklearn.linear_model import LassoCV, LogisticRegression
         from sklearn.model_selection import GridSearchCV
+        cols = np.sort(self.order[:SCREEN])
+        Xf, Xs = self.Xf[:, cols], self.Xs[:, cols]
+        coef = np.zeros(self.Xf.shape[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if self.binary:
                 est = LogisticRegression(l1_ratio=1.0, solver="liblinear", tol=1e-3)
-                m = GridSearchCV(est, {"C": SPARSE_CS}, cv=self.cv, scoring="roc_auc").fit(self.Xf, self.yf)
-                return (float(m.best_params_["C"]), self._score(m.decision_function(self.Xs)),
-                        np.ravel(m.best_estimator_.coef_))
-            m = LassoCV(alphas=LASSO_ALPHAS, cv=self.cv, precompute=True, max_iter=2000).fit(self.Xf, self.yf)
-            return float(m.alpha_), self._score(m.predict(self.Xs)), m.coef_
+                m = GridSearchCV(est, {"C": SPARSE_CS}, cv=self.cv, scoring="roc_auc").fit(Xf, self.yf)
+                coef[cols] = np.ravel(m.best_estimator_.coef_)
+                return float(m.best_params_["C"]), self._score(m.decision_function(Xs)), coef
+            m = LassoCV(alphas=LASSO_ALPHAS, cv=self.cv, precompute=True, max_iter=2000).fit(Xf, self.yf)
+            coef[cols] = m.coef_
+            return float(m.alpha_), self._score(m.predict(Xs)), coef
 
     def _score(self, predicted: np.ndarray) -> float:
-        from sklearn.metrics import r2_score, roc_auc_score
-        return float(roc_auc_score(self.ys, predicted) if self.binary else r2_score(self.ys, predicted))
+        return _auroc(self.ys, predicted) if self.binary else _r2(self.ys, predicted)
+
+
+def _auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """roc_auc_score(y, score) (0/1 labels; ties count one half); ValueError with one class."""
+    from sklearn.metrics import roc_auc_score
+    return float(roc_auc_score(y, score))
+
+
+def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import r2_score
+    return float(r2_score(y, predicted))
+
+
+def _best(scores: list[list[float]]) -> int:
+    """Index of the best mean fold score (the first of equals; NaN, a failed fold, loses), as
+    GridSearchCV picks it."""
+    mean = np.array([np.mean(s) for s in scores])
+    if np.isnan(mean).all():
+        raise ValueError("every fold failed (one class in a fold)")
+    return int(np.flatnonzero(mean == np.nanmax(mean))[0])
+
+
+def _ridge_cv(X: np.ndarray, y: np.ndarray, folds, alphas) -> tuple[np.ndarray, float]:
+    """RidgeCV(alphas, cv=folds) in closed form, (weights [k], intercept): one eigendecomposition of
+    each fold's centred Gram matrix gives every alpha (scikit-learn fits each alpha from scratch)."""
+    def fit(rows):
+        Xr, yr = X[rows], y[rows]
+        mx, my = Xr.mean(axis=0), yr.mean()
+        Xc = Xr - mx
+        lam, V = np.linalg.eigh(Xc.T @ Xc)                          # [k], [k, k]
+        proj = V.T @ (Xc.T @ (yr - my))
+        return lambda a: (V @ (proj / (np.maximum(lam, 0.0) + a)), mx, my)
+
+    scores = [[] for _ in alphas]
+    for train, val in folds:
+        solve = fit(train)
+        for i, a in enumerate(alphas):
+            w, mx, my = solve(a)
+            scores[i].append(_r2(y[val], (X[val] - mx) @ w + my))
+    w, mx, my = fit(np.arange(len(y)))(alphas[_best(scores)])
+    return w, float(my - mx @ w)
+
+
+def _logistic_cv(X: np.ndarray, y: np.ndarray, folds, Cs) -> tuple[np.ndarray, float]:
+    """GridSearchCV(LogisticRegression(solver="liblinear"), {"C": Cs}, cv=folds, scoring="roc_auc"),
+    solved by Newton's method to convergence, each C warm-started from the previous one: (weights [k],
+    intercept). liblinear's objective (the intercept is a column of ones, penalised like a weight)."""
+    Xb = np.hstack([X, np.ones((len(X), 1))])                       # [n, k + 1]
+    s = np.where(y > 0, 1.0, -1.0)
+    scores = [[] for _ in Cs]
+    for train, val in folds:
+        if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
+            for sc in scores:
+                sc.append(np.nan)
+            continue
+        w = None
+        for i, C in enumerate(Cs):
+            w = _newton_logistic(Xb[train], s[train], C, w)
+            scores[i].append(_auroc(y[val], Xb[val] @ w))
+    w = _newton_logistic(Xb, s, Cs[_best(scores)], None)
+    return w[:-1], float(w[-1])
+
+
+def _newton_logistic(X: np.ndarray, s: np.ndarray, C: float, w: np.ndarray | None, tol: float = 1e-7,
+                     max_iter: int = 100) -> np.ndarray:
+    """argmin_w 0.5 |w|^2 + C sum log(1 + exp(-s * (X @ w))) (s = +-1), by Newton steps with a
+    backtracking line search, from w (None: zeros). Strictly convex, so the answer does not depend on
+    the start; it stops when the gradient is below tol of its size at zero or a step would change the
+    objective by less than 1e-12 of itself (rounding)."""
+    from scipy.special import expit, log_expit
+    n, k = X.shape
+    w = np.zeros(k) if w is None else w.copy()
+    loss = lambda v: 0.5 * v @ v - C * log_expit(s * (X @ v)).sum()       # noqa: E731
+    g0 = C * np.abs(X.T @ s).max() / 2 + 1e-300                      # |gradient| at w = 0
+    f = loss(w)
+    for _ in range(max_iter):
+        m = s * (X @ w)
+        q = expit(-m)                                                # 1 - sigmoid(margin)
+        g = w - C * (X.T @ (s * q))
+        if np.abs(g).max() <= tol * g0:
+            break
+        H = (X * (C * q * (1.0 - q))[:, None]).T @ X                 # [k, k]
+        H[np.diag_indices(k)] += 1.0
+        step = -np.linalg.solve(H, g)
+        t, slope = 1.0, g @ step
+        if -slope <= 1e-12 * (1.0 + abs(f)):                        # the Newton decrement: converged
+            break
+        while True:
+            f_new = loss(w + t * step)
+            if f_new <= f + 1e-4 * t * slope or t < 1e-10:
+                break
+            t *= 0.5
+        w, f = w + t * step, f_new
+    return w
 
 
 def _first_line(exc: Exception) -> str:

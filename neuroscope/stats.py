@@ -32,6 +32,7 @@ import numpy as np
 import scipy.fft
 import scipy.special
 import torch
+from tqdm.auto import tqdm
 
 from .errors import UserError
 
@@ -193,9 +194,9 @@ def average_ranks(block: np.ndarray) -> np.ndarray:
     rows = block.reshape(-1, N)
     out = np.empty(rows.shape, dtype=np.float64)
     plain = np.arange(1.0, N + 1.0)
+    sort = _Float32Sort(N) if rows.dtype == np.float32 and N < 2**31 else None
     for i, row in enumerate(rows):                # row by row: 2-3x faster than the *_along_axis forms
-        order = np.argsort(row)
-        ordered = row[order]
+        order, ordered = sort(row) if sort else _argsort(row)
         tied = ordered[1:] == ordered[:-1]
         ranks = plain
         if tied.any():
@@ -206,8 +207,47 @@ def average_ranks(block: np.ndarray) -> np.ndarray:
     return out.reshape(block.shape)
 
 
+def _argsort(row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(row)
+    return order, row[order]
+
+
+class _Float32Sort:
+    """(order, keys in that order) of float32 rows of length N by one plain integer sort, into buffers
+    reused row after row (a fresh array per row costs more in page faults than the sort).
+
+    Each value's bits become an int32 in the same order as the floats (a negative's bits but the sign
+    flipped; -0.0 made +0.0 first), packed above its index into an int64: numpy's vectorised integer
+    sort is 2-3x faster than argsort, and the order comes back from the low bits. Equal values get
+    equal keys, so ties are found as with argsort.
+    """
+
+    def __init__(self, N: int):
+        self.index = np.arange(N, dtype=np.int64)
+        self.bits = np.empty(N, dtype=np.float32)
+        self.packed = np.empty(N, dtype=np.int64)
+        self.order = np.empty(N, dtype=np.int64)
+        self.keys = np.empty(N, dtype=np.int64)
+
+    def __call__(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        np.add(row, np.float32(0.0), out=self.bits)
+        key = self.bits.view(np.int32)
+        flip = self.order.view(np.int32)[:len(key)]                  # scratch: the order is written last
+        np.right_shift(key, 31, out=flip)                           # -1 for a negative value, else 0
+        np.bitwise_and(flip, np.int32(0x7FFFFFFF), out=flip)
+        np.bitwise_xor(key, flip, out=key)
+        p = self.packed
+        p[:] = key
+        np.left_shift(p, 32, out=p)
+        np.bitwise_or(p, self.index, out=p)
+        p.sort()
+        np.bitwise_and(p, 0xFFFFFFFF, out=self.order)
+        np.right_shift(p, 32, out=self.keys)
+        return self.order, self.keys
+
+
 def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarray | None = None,
-               block: int = 128, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+               block: int = 64, threads: int | None = None, progress: bool | str = False) -> tuple[np.ndarray, np.ndarray]:
     """AUROC against 0/1 labels and Spearman's rho against count labels, for every unit.
 
     S: activations, unit-major [U, N] (a sample held in memory; any float dtype).
@@ -217,7 +257,8 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
     count one half), as sklearn.metrics.roc_auc_score computes it; NaN for a label with only one
     class. Spearman is Pearson r of average ranks; 0 where either side is constant, NaN where the
     label is constant. Units are ranked `block` at a time on `threads` threads (default: the CPUs
-    this process may use), so the extra memory is threads x [block, N].
+    this process may use), so the extra memory is threads x [block, N]. progress: a bar on stderr
+    (a string: its label).
     """
     S = np.asarray(S)
     U, N = S.shape
@@ -233,7 +274,7 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
     auc = np.empty((U, Yb.shape[1]))
     rho = np.empty((U, Yc.shape[1]))
 
-    def one_block(a: int) -> None:
+    def one_block(a: int) -> int:
         R = average_ranks(np.ascontiguousarray(S[a:a + block]))     # [b, N] (S may be a transposed view)
         if Yb.shape[1]:
             auc[a:a + block] = (R @ Yb - n1 * (n1 + 1) / 2.0) / auc_den
@@ -246,11 +287,14 @@ def rank_stats(S: np.ndarray, binary: np.ndarray | None = None, counts: np.ndarr
             np.divide(num, den, out=out, where=den > 0)
             out[:, ry_norm == 0] = np.nan
             rho[a:a + block] = out
+        return a
 
-    # argsort releases the GIL, so the blocks run side by side
+    # sorting releases the GIL, so the blocks run side by side
     threads = max(1, min(threads or len(os.sched_getaffinity(0)), -(-U // block)))
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one_block, range(0, U, block)))
+    with ThreadPoolExecutor(threads) as pool, tqdm(total=U, unit="unit", disable=not progress,
+                                                   desc=progress if isinstance(progress, str) else "ranks") as bar:
+        for a in pool.map(one_block, range(0, U, block)):
+            bar.update(min(block, U - a))
     return auc, rho
 
 
