@@ -6,10 +6,18 @@ Fit on the first 2/3 of the sample's first cfg.sparse_chars characters, scored o
 the same characters); regularisation by CV over contiguous folds of the fitting part only; units
 standardised on the fitting part.
 
-Binary features: an L1 logistic regression (liblinear) on all units, C by CV on AUROC; the top-k
-curve's k < all points are L2 logistic regressions on the k best units. Count features: Lasso
-(alpha by CV on R^2) and ridge for the curve, on standardised labels. The curve's last point,
-k = all units, is the sparse probe. Units are ranked for the curve by |r| on the fitting part only.
+Binary features: an L1 logistic regression (liblinear), C by CV on AUROC; the top-k curve's
+k < all points are L2 logistic regressions on the k best units. Count features: Lasso (alpha by CV
+on R^2) and ridge for the curve, on standardised labels. Units are ranked by |r| on the fitting part
+only. The sparse probe sees the SCREEN best of them (all, if there are fewer): an L1 probe keeps a
+few dozen units, and a unit far down the marginal ranking is rarely one of them; its weights for the
+other units are 0. The curve's last point, k = all units, is the sparse probe.
+
+The L2 probes are solved to convergence rather than with scikit-learn's per-C fits: ridge in closed
+form (one eigendecomposition per fold gives every alpha), logistic by Newton's method on liblinear's
+objective (the intercept penalised like a weight), each C warm-started from the previous one; the
+folds, grids, the choice of C (best mean fold score, first of equals) and the refit are
+GridSearchCV's.
 """
 from __future__ import annotations
 
@@ -250,4 +258,5 @@ def _meta(n: int, n_fit: int, ks: list[int]) -> dict:
                       f"top-k (k < all): L2 logistic, C in {list(TOPK_CS)} by CV",
             "count": f"sparse: Lasso, alpha in {list(LASSO_ALPHAS)} by CV on R^2; top-k: ridge, "
                      f"alpha in {list(RIDGE_ALPHAS)} by CV; labels standardised",
+            "screen": f"the sparse probe sees the {SCREEN} units with the largest |r| on the fitting part",
             "k": ks}

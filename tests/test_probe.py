@@ -129,6 +129,70 @@ def test_control_model_is_the_seeded_default_init_and_sets_selectivity(small):
     assert ((rows["selectivity"] <= 0) == rows["flag"].str.contains("control")).all()
 
 
+def test_control_is_computed_on_the_first_control_chars(small):
+    text = PROSE[:3000]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, null=False, sparse=False, baselines=False, control_chars=1500)
+    ctrl = tiny(small.vocab, seed=0)
+    X = recorded(ctrl, small.vocab, text[:1500], res.meta["quantities"]).astype(np.float64)
+    want = np.nanmax(np.abs(np.corrcoef(np.c_[X, y[:1500]].T)[-1, :-1]))
+    assert res.ranking["control_max_abs_r"].iloc[0] == pytest.approx(want, abs=1e-5)
+    assert res.meta["control"]["chars"] == 1500 and res.meta["control"]["streams"] == 1
+    # A feature constant on those characters: the control reads the whole text instead.
+    late = np.zeros(3000, dtype=np.uint8)
+    late[2000:2100] = 1
+    res = probe(small, text, {"late": late}, null=False, sparse=False, baselines=False, control_chars=1500)
+    assert res.meta["control"]["chars"] == 3000 and np.isfinite(res.ranking["control_max_abs_r"].iloc[0])
+
+
+def test_streams_auto_reads_short_texts_exactly_and_long_ones_in_pieces(small):
+    from neuroscope.record import AUTO_EXACT_CHARS, stream_layout
+    short = probe(small, PROSE[:3000], {"q": label(PROSE[:3000], "in_quote")}, control=False, null=False,
+                  sparse=False, baselines=False)
+    assert short.meta["streams"] == 1 and short.meta["warmup"] == 0
+    assert short.meta["recording"] == "one exact stream (streams auto)"
+    text = (PROSE * 3)[:AUTO_EXACT_CHARS + 4000]                          # 20,384 // 1,024 = 19 pieces
+    long = probe(small, text, {"q": label(text, "in_quote")}, control=False, null=False, sparse=False,
+                 baselines=False)
+    assert (long.meta["streams"], long.meta["warmup"]) == (19, 256) == stream_layout(len(text), "auto", 256)[::2]
+    assert long.meta["recording"].startswith("19 parallel streams, each after 256 warm-up characters")
+    exact = probe(small, text, {"q": label(text, "in_quote")}, control=False, null=False, sparse=False,
+                  baselines=False, streams=1)
+    assert exact.meta["streams"] == 1 and exact.meta["recording"] == "one exact stream"
+    for bad in (0, "fast", 2.5, True):
+        with pytest.raises(UserError, match="streams must be") as err:
+            ProbeConfig(streams=bad)
+        assert err.value.param == "streams"
+
+
+def test_l2_probes_solve_what_scikit_learn_gridsearch_solves():
+    """The top-k curve's ridge (closed form) and L2 logistic (Newton, warm-started along C) pick the
+    same strength as GridSearchCV over the same folds and score within rounding of it."""
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.metrics import roc_auc_score
+    from neuroscope.sparse import RIDGE_ALPHAS, TOPK_CS, _logistic_cv, _ridge_cv
+    rng = np.random.default_rng(3)
+    n, k = 1500, 12
+    X = rng.standard_normal((n, k))
+    y = (X[:, 0] + 0.5 * X[:, 1] + rng.standard_normal(n) > 0.8).astype(int)
+    Xs = rng.standard_normal((500, k))
+    cv = KFold(3, shuffle=False)
+    folds = list(cv.split(X))
+    w, b = _logistic_cv(X, y, folds, TOPK_CS)
+    ref = GridSearchCV(LogisticRegression(solver="liblinear", tol=1e-10, max_iter=10_000), {"C": TOPK_CS}, cv=cv,
+                       scoring="roc_auc").fit(X, y)
+    np.testing.assert_allclose(w, ref.best_estimator_.coef_[0], atol=1e-5)
+    assert b == pytest.approx(ref.best_estimator_.intercept_[0], abs=1e-5)
+    ys = (Xs[:, 0] + 0.5 * Xs[:, 1] > 0.8).astype(int)
+    assert roc_auc_score(ys, Xs @ w + b) == pytest.approx(roc_auc_score(ys, ref.decision_function(Xs)), abs=1e-9)
+    c = X[:, 2] * 2 + rng.standard_normal(n)
+    w, b = _ridge_cv(X, c, folds, RIDGE_ALPHAS)
+    ref = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv).fit(X, c)
+    np.testing.assert_allclose(w, ref.coef_, atol=1e-9)
+    assert b == pytest.approx(ref.intercept_, abs=1e-9)
+
+
 def test_null_tests_the_top_units_and_corrects_over_all_units(small):
     text = PROSE[:4500]
     y = label(text, "in_quote")
@@ -365,6 +429,19 @@ def test_cli_bad_input_is_one_error_line(ckpt_files, args, msg):
     assert res.exit_code == 1
     assert res.output.startswith("Error: ") and msg in res.output
     assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+
+
+def test_cli_streams_take_auto_or_a_number_and_the_text_says_which(ckpt_files):
+    plain, _, text = ckpt_files
+    res = run("--ckpt", plain, "--text", text, "--chars", 3000, "--feature", "in_quote", "--no-control", "--no-null",
+              "--no-sparse", "--top", 2)
+    assert res.exit_code == 0, res.output
+    assert "units (h, c), read as one exact stream (streams auto)" in res.output
+    res = run("--ckpt", plain, "--text", text, "--chars", 3000, "--feature", "in_quote", "--no-control", "--no-null",
+              "--no-sparse", "--streams", 4, "--json")
+    assert json.loads(res.output)["meta"]["streams"] == 4
+    res = run("--ckpt", plain, "--text", text, "--feature", "in_quote", "--streams", "fast")
+    assert res.exit_code == 2 and "'fast' is neither auto nor a whole number >= 1" in res.output
 
 
 def test_cli_without_text_or_excerpt_says_so(ckpt_files):

@@ -6,8 +6,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from neuroscope.errors import UserError
-from neuroscope.stats import (CorrAccumulator, auroc, bh, circular_shift_null, fast_length, holm, rank_stats,
-                              spearman, tanh_)
+from neuroscope.stats import (CorrAccumulator, auroc, average_ranks, bh, circular_shift_null, fast_length, holm,
+                              rank_stats, spearman, tanh_)
 
 
 def runs_label(n: int, mean_run: float, rng) -> np.ndarray:
@@ -140,6 +140,27 @@ def test_rank_stats_blocks_give_the_same_answer_as_one_block():
     a2, r2 = rank_stats(S, yb, yc, block=7)
     np.testing.assert_allclose(a1, a2, atol=1e-12)
     np.testing.assert_allclose(r1, r2, atol=1e-12)
+
+
+def test_float32_ranks_from_the_integer_sort_equal_scipy_rankdata():
+    """The float32 fast path (bits packed above the index, one integer sort) ranks like argsort:
+    negatives, -0.0 and +0.0 as one tie, infinities, whole rows tied, rows of one value."""
+    rng = np.random.default_rng(8)
+    S = rng.standard_normal((6, 3001)).astype(np.float32)
+    S[0, :500] = np.round(S[0, :500])                                 # ties among negatives and positives
+    S[1, :3] = [-0.0, 0.0, -0.0]
+    S[2, :4] = [np.inf, -np.inf, np.inf, -1e-38]
+    S[3] = 7.5
+    S[4] = -S[4] * 1e30
+    got = average_ranks(S)
+    want = np.stack([scipy.stats.rankdata(row) for row in S.astype(np.float64)])
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(average_ranks(np.float32([[2.0]])), [[1.0]])
+    yb, yc = rng.integers(0, 2, (3001, 2)), rng.poisson(2, (3001, 1))
+    auc32, rho32 = rank_stats(S, yb, yc)
+    auc64, rho64 = rank_stats(S.astype(np.float64), yb, yc)
+    np.testing.assert_array_equal(auc32, auc64)
+    np.testing.assert_array_equal(rho32[~np.isnan(rho64)], rho64[~np.isnan(rho64)])
 
 
 def test_circular_shift_null_equals_brute_force_rotation():
