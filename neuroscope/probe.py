@@ -5,7 +5,7 @@
     >>> result.ranking.head()               # one row per (feature, layer, state, unit), by |r|
     >>> result.top_units("in_quote", 3)     # ["l2.c.323", ...]
     >>> result.topk, result.sparse, result.ablation, result.baselines, result.meta
-    >>> probe(ckpt, text, features, config=ProbeConfig(streams=16, null=False))
+    >>> probe(ckpt, text, features, config=ProbeConfig(streams=1, null=False))    # exact, no null
 
 A unit's value is h, or tanh(c) for a cell state (what the cell passes on, h = o * tanh(c); some
 cells integrate c into the thousands). What is computed on which characters of `text` (N characters,
@@ -13,7 +13,7 @@ row k = state after reading text[k], label k = the feature after reading text[k]
 
 | stage | what | characters |
 | --- | --- | --- |
-| ranking | r, mean_on, mean_off, baseline_max_abs_r | all N, one streaming pass (float64 sufficient statistics) |
+| ranking | r, mean_on, mean_off, baseline_max_abs_r | all N, one streaming pass (float64 sufficient statistics) in stream_layout(N, streams, warmup) |
 | ranking | auroc, spearman | the sample: the first min(N, sample_chars, sample_mb cap) |
 | ranking | control_max_abs_r, selectivity | the first control_chars (all N if a feature is constant there), one streaming pass of the control model |
 | null | p_value, p_adjusted | the sample |

@@ -21,6 +21,7 @@ GridSearchCV's.
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -133,19 +134,22 @@ class _FeatureProbe:
     def sparse(self) -> tuple[float, float, np.ndarray]:
         """(strength chosen by CV, held-out score, weights [U]) of the L1 probe on the SCREEN units with
         the largest |r| on the fitting part (weights of the others are 0); ValueError if it cannot be fit."""
+        from joblib import parallel_config
         from sklearn.linear_model import LassoCV, LogisticRegression
         from sklearn.model_selection import GridSearchCV
         cols = np.sort(self.order[:SCREEN])
         Xf, Xs = self.Xf[:, cols], self.Xs[:, cols]
         coef = np.zeros(self.Xf.shape[1])
-        with warnings.catch_warnings():
+        # The folds' fits side by side in threads (liblinear and the coordinate descent release the GIL).
+        jobs = len(os.sched_getaffinity(0))
+        with warnings.catch_warnings(), parallel_config(backend="threading", n_jobs=jobs):
             warnings.simplefilter("ignore")
             if self.binary:
                 est = LogisticRegression(l1_ratio=1.0, solver="liblinear", tol=1e-3)
-                m = GridSearchCV(est, {"C": SPARSE_CS}, cv=self.cv, scoring="roc_auc").fit(Xf, self.yf)
+                m = GridSearchCV(est, {"C": SPARSE_CS}, cv=self.cv, scoring="roc_auc", n_jobs=jobs).fit(Xf, self.yf)
                 coef[cols] = np.ravel(m.best_estimator_.coef_)
                 return float(m.best_params_["C"]), self._score(m.decision_function(Xs)), coef
-            m = LassoCV(alphas=LASSO_ALPHAS, cv=self.cv, precompute=True, max_iter=2000).fit(Xf, self.yf)
+            m = LassoCV(alphas=LASSO_ALPHAS, cv=self.cv, precompute=True, max_iter=2000, n_jobs=jobs).fit(Xf, self.yf)
             coef[cols] = m.coef_
             return float(m.alpha_), self._score(m.predict(Xs)), coef
 
