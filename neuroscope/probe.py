@@ -14,7 +14,7 @@ row k = state after reading text[k], label k = the feature after reading text[k]
 | stage | what | characters |
 | --- | --- | --- |
 | ranking | r, mean_on, mean_off, baseline_max_abs_r | all N, one streaming pass (float64 sufficient statistics) in stream_layout(N, streams, warmup) |
-| ranking | auroc, spearman | the sample: the first min(N, sample_chars, sample_mb cap) |
+| ranking | auroc, spearman | the sample: the first min(N, sample_chars, sample_mb cap), every k-th (k = ceil(sample / rank_chars)) |
 | ranking | control_max_abs_r, selectivity | the first control_chars (all N if a feature is constant there), one streaming pass of the control model |
 | null | p_value, p_adjusted | the sample |
 | sparse | sparse probes, top-k curve | the first sparse_chars of the sample: fit on its first 2/3, scored on the rest |
@@ -82,7 +82,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     with _timed(seconds, "ranking_pass"):
         stats = stream_statistics(net, ids, units, list(labels.values()), cfg, sample)
     with _timed(seconds, "sample_ranks"):
-        ranks = sample_ranks(sample, labels, kinds, progress=cfg.progress)
+        ranks = sample_ranks(sample, labels, kinds, cfg.rank_chars, progress=cfg.progress)
     with _timed(seconds, "control", cfg.control):
         control_r, control_n = control_max_abs_r(net, ids, units, feats, cfg)
     with _timed(seconds, "null", cfg.null):
@@ -100,7 +100,9 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
             "features": list(feats), "value": value, "kinds": {k: kinds[k] for k in feats}, "baselines": list(base),
             "streams": streams, "warmup": warmup, "recording": _recording(streams, warmup, cfg),
             "ranking": {"chars": N, "what": "Pearson r, mean_on/mean_off over every character (streamed)"},
-            "sample": {"chars": Ns, "what": f"auroc, spearman, p-values on the first {Ns:,} characters"},
+            "sample": {"chars": Ns, "rank_step": ranks.step, "rank_chars": ranks.chars,
+                       "what": f"p-values on the first {Ns:,} characters; auroc, spearman on "
+                               + (f"every {ranks.step}th of them ({ranks.chars:,})" if ranks.step > 1 else "all of them")},
             "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, control_n),
             "ablation": _ablation_meta(cfg, N), "alpha": cfg.alpha, "seconds": seconds,
             "notes": notes + null_notes + sparse_notes + ablation_notes}

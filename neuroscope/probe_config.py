@@ -33,6 +33,7 @@ class ProbeConfig:
     # The sample: the text's first characters, contiguous, held in memory for ranks, null and probes.
     sample_chars: int = 80_000  # at most this many characters...
     sample_mb: int = 1024       # ...and at most this many MiB of float32 for all units
+    rank_chars: int = 20_000    # auroc and spearman on every k-th character of the sample, this many at most
     # The circular-shift null on the sample.
     null: bool = True           # p-values for the best units of each feature
     min_shift: int = 1000       # shortest rotation either way: longer than the autocorrelation of most features

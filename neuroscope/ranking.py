@@ -3,7 +3,7 @@
     >>> units = unit_layout(net.config, cfg)                     # which units, in which order
     >>> sample = new_sample(sample_length(N, units, cfg), units)  # [U, Ns], filled by the pass
     >>> stats = stream_statistics(net, ids, units, labels, cfg, sample)
-    >>> ranks = sample_ranks(sample, labels, kinds)               # AUROC / Spearman on the sample
+    >>> ranks = sample_ranks(sample, labels, kinds, cfg.rank_chars)   # AUROC / Spearman on the sample
     >>> ranking, baselines = rank_table(units, labels, features, kinds, stats, ranks, pvalues, control_r, cfg)
 
 One streaming pass gives Pearson r and the binary means of every unit with every label (float64
@@ -140,18 +140,30 @@ class SampleRanks:
 
     auroc: dict[str, np.ndarray]      # binary labels
     spearman: dict[str, np.ndarray]   # count labels
+    step: int = 1                     # on every step-th character of the sample
+    chars: int = 0                    # how many characters that is
 
 
-def sample_ranks(sample: np.ndarray, labels: dict[str, np.ndarray], kinds: dict[str, str],
+def sample_ranks(sample: np.ndarray, labels: dict[str, np.ndarray], kinds: dict[str, str], rank_chars: int,
                  progress: bool = False) -> SampleRanks:
-    """AUROC (binary labels) and Spearman (count labels) of every unit on the sample [U, Ns].
-    Rank statistics are the same for c and tanh(c), so the sample keeps raw c."""
+    """AUROC (binary labels) and Spearman (count labels) of every unit on the sample [U, Ns], or on
+    every step-th of its characters, step = ceil(Ns / rank_chars).
+
+    Rank statistics are the same for c and tanh(c), so the sample keeps raw c. Every step-th
+    character still spans the whole sample: with features and units that stay put for tens to
+    thousands of characters, neighbours add little information and the ranks cost O(N log N) per unit
+    (docs/probing.md measures the difference).
+    """
     Ns = sample.shape[1]
+    step = max(1, -(-Ns // max(1, rank_chars)))
+    sub = sample[:, ::step]
     binary = [k for k in labels if kinds[k] == "binary"]
     count = [k for k in labels if kinds[k] == "count"]
-    stack = lambda names: np.stack([labels[k][:Ns] for k in names], 1) if names else None
-    auc, rho = rank_stats(sample, stack(binary), stack(count), progress=progress and f"ranks: {Ns:,}-char sample")
-    return SampleRanks({k: auc[:, i] for i, k in enumerate(binary)}, {k: rho[:, i] for i, k in enumerate(count)})
+    stack = lambda names: np.stack([labels[k][:Ns:step] for k in names], 1) if names else None
+    auc, rho = rank_stats(sub, stack(binary), stack(count),
+                          progress=progress and f"ranks: {sub.shape[1]:,} chars of the sample")
+    return SampleRanks({k: auc[:, i] for i, k in enumerate(binary)}, {k: rho[:, i] for i, k in enumerate(count)},
+                       step, sub.shape[1])
 
 
 def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np.ndarray],

@@ -129,6 +129,19 @@ def test_control_model_is_the_seeded_default_init_and_sets_selectivity(small):
     assert ((rows["selectivity"] <= 0) == rows["flag"].str.contains("control")).all()
 
 
+def test_rank_statistics_take_every_kth_character_of_the_sample(small):
+    from sklearn.metrics import roc_auc_score
+    text = PROSE[:3000]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, control=False, null=False, sparse=False, baselines=False,
+                rank_chars=1000)
+    assert (res.meta["sample"]["rank_step"], res.meta["sample"]["rank_chars"]) == (3, 1000)
+    raw = recorded(small.model, small.vocab, text, res.meta["quantities"], squash=False)
+    ids = unit_ids(res.meta["quantities"], 16)
+    want = [roc_auc_score(y[::3], raw[::3, j]) for j in range(len(ids))]
+    np.testing.assert_allclose(res.ranking.set_index("unit_id").loc[ids, "auroc"], want, atol=1e-9)
+
+
 def test_control_is_computed_on_the_first_control_chars(small):
     text = PROSE[:3000]
     y = label(text, "in_quote")
