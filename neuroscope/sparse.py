@@ -117,6 +117,7 @@ class _FeatureProbe:
         self.cv = KFold(CV_FOLDS, shuffle=False)                      # contiguous folds
         self.folds = list(self.cv.split(Xf))
         self.order = np.argsort(-np.abs(Xf.T @ (self.yf - self.yf.mean())), kind="stable")  # units by |r| on fit
+        self.starts: dict = {}                   # the curve's logistic fits, warm starts for the next k
 
     def topk(self, k: int) -> tuple[float, str]:
         """(held-out score of an L2 probe on the k best units, "" or why it failed (score NaN))."""
@@ -124,7 +125,7 @@ class _FeatureProbe:
         Xf, Xs = self.Xf[:, cols], self.Xs[:, cols]
         try:
             if self.binary:
-                w, b = _logistic_cv(Xf, self.yf, self.folds, TOPK_CS)
+                w, b = _logistic_cv(Xf, self.yf, self.folds, TOPK_CS, self.starts)
                 return self._score(Xs @ w + b), ""
             w, b = _ridge_cv(Xf, self.yf, self.folds, RIDGE_ALPHAS)
             return self._score(Xs @ w + b), ""
@@ -198,24 +199,41 @@ def _ridge_cv(X: np.ndarray, y: np.ndarray, folds, alphas) -> tuple[np.ndarray, 
     return w, float(my - mx @ w)
 
 
-def _logistic_cv(X: np.ndarray, y: np.ndarray, folds, Cs) -> tuple[np.ndarray, float]:
+def _logistic_cv(X: np.ndarray, y: np.ndarray, folds, Cs, starts: dict | None = None) -> tuple[np.ndarray, float]:
     """GridSearchCV(LogisticRegression(solver="liblinear"), {"C": Cs}, cv=folds, scoring="roc_auc"),
-    solved by Newton's method to convergence, each C warm-started from the previous one: (weights [k],
-    intercept). liblinear's objective (the intercept is a column of ones, penalised like a weight)."""
+    solved by Newton's method to convergence: (weights [k], intercept). liblinear's objective (the
+    intercept is a column of ones, penalised like a weight).
+
+    Each C starts from the previous C's answer, the refit from the chosen C's last fold, and, with
+    `starts` (a dict kept between calls on growing prefixes of the same columns), each fit from the
+    answer on the previous, shorter prefix, the new columns at 0. The objective is strictly convex,
+    so the starts change the time, not the answer.
+    """
+    starts = {} if starts is None else starts
     Xb = np.hstack([X, np.ones((len(X), 1))])                       # [n, k + 1]
     s = np.where(y > 0, 1.0, -1.0)
     scores = [[] for _ in Cs]
-    for train, val in folds:
+    last = {}
+    for f, (train, val) in enumerate(folds):
         if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
             for sc in scores:
                 sc.append(np.nan)
             continue
         w = None
         for i, C in enumerate(Cs):
-            w = _newton_logistic(Xb[train], s[train], C, w)
+            w = _newton_logistic(Xb[train], s[train], C, _grown(starts.get((f, i)), X.shape[1]) if w is None else w)
+            starts[f, i] = last[i] = w
             scores[i].append(_auroc(y[val], Xb[val] @ w))
-    w = _newton_logistic(Xb, s, Cs[_best(scores)], None)
+    best = _best(scores)
+    w = _newton_logistic(Xb, s, Cs[best], last.get(best))
     return w[:-1], float(w[-1])
+
+
+def _grown(w: np.ndarray | None, k: int) -> np.ndarray | None:
+    """Weights [k_old + 1] (intercept last) for the first k_old of k columns -> [k + 1], new ones 0."""
+    if w is None or len(w) - 1 > k:
+        return None
+    return np.concatenate([w[:-1], np.zeros(k - (len(w) - 1)), w[-1:]])
 
 
 def _newton_logistic(X: np.ndarray, s: np.ndarray, C: float, w: np.ndarray | None, tol: float = 1e-7,
@@ -229,6 +247,8 @@ def _newton_logistic(X: np.ndarray, s: np.ndarray, C: float, w: np.ndarray | Non
     w = np.zeros(k) if w is None else w.copy()
     loss = lambda v: 0.5 * v @ v - C * log_expit(s * (X @ v)).sum()       # noqa: E731
     g0 = C * np.abs(X.T @ s).max() / 2 + 1e-300                      # |gradient| at w = 0
+    X32 = X.astype(np.float32)                                       # the Hessian in float32: half the time;
+                                                                     # the gradient and the steps' checks stay float64
     f = loss(w)
     for _ in range(max_iter):
         m = s * (X @ w)
@@ -236,7 +256,7 @@ def _newton_logistic(X: np.ndarray, s: np.ndarray, C: float, w: np.ndarray | Non
         g = w - C * (X.T @ (s * q))
         if np.abs(g).max() <= tol * g0:
             break
-        H = (X * (C * q * (1.0 - q))[:, None]).T @ X                 # [k, k]
+        H = ((X32 * (C * q * (1.0 - q)).astype(np.float32)[:, None]).T @ X32).astype(np.float64)   # [k, k]
         H[np.diag_indices(k)] += 1.0
         step = -np.linalg.solve(H, g)
         t, slope = 1.0, g @ step
