@@ -171,10 +171,9 @@ def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np
     """({feature: the largest |r| of any unit of a random-weights model of the same architecture},
     characters it was computed on); ({}, 0) if not cfg.control.
 
-    The characters are the first cfg.control_chars (all of them if a feature is constant there): the
-    bound converges long before the ranking does (docs/probing.md measures it), and on fewer
-    characters sampling noise tends to raise a maximum over thousands of units, which errs towards
-    calling a unit unselective.
+    The characters are the first cfg.control_chars (all of them if a feature is constant there), a
+    pass that costs a fraction of the ranking's; docs/probing.md measures how the bound moves with
+    the number of characters (it can be lower or higher than on the whole text).
     """
     if not cfg.control:
         return {}, 0

@@ -9,9 +9,11 @@ standardised on the fitting part.
 Binary features: an L1 logistic regression (liblinear), C by CV on AUROC; the top-k curve's
 k < all points are L2 logistic regressions on the k best units. Count features: Lasso (alpha by CV
 on R^2) and ridge for the curve, on standardised labels. Units are ranked by |r| on the fitting part
-only. The sparse probe sees the SCREEN best of them (all, if there are fewer): an L1 probe keeps a
-few dozen units, and a unit far down the marginal ranking is rarely one of them; its weights for the
-other units are 0. The curve's last point, k = all units, is the sparse probe.
+only. A binary feature's sparse probe sees the SCREEN best of them (all, if there are fewer), its
+weights for the others 0: on in_quote (wp_lstm3x512, 12,000 test characters) it kept 5 units and
+the same held-out AUROC (0.9998) as on all 3,072 units, in a fifth of the time. The Lasso of a count
+feature keeps hundreds of units (568 for line_position), and screened to 512 it lost 0.016 of held-
+out R^2, so it sees all units. The curve's last point, k = all units, is the sparse probe.
 
 The L2 probes are solved to convergence rather than with scikit-learn's per-C fits: ridge in closed
 form (one eigendecomposition per fold gives every alpha), logistic by Newton's method on liblinear's
@@ -34,7 +36,7 @@ CV_FOLDS = 3                          # contiguous folds (KFold without shufflin
 SPARSE_CS = (0.01, 0.03, 0.1)         # inverse L1 strength for the sparse logistic probe (liblinear)
 TOPK_CS = (0.01, 0.1, 1.0)            # inverse L2 strength for the top-k curve's logistic probes
 RIDGE_ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
-SCREEN = 512                          # units the sparse probe sees: the largest |r| with the label on the fitting part
+SCREEN = 512                          # units the binary sparse probe sees: the largest |r| with the label on the fitting part
 LASSO_ALPHAS = (0.003, 0.01, 0.03, 0.1)  # L1 strength for the Lasso probe of count features (standardised units)
 TOP_WEIGHTS = 10                      # units named in the sparse table's top_units
 
@@ -138,7 +140,7 @@ class _FeatureProbe:
         from joblib import parallel_config
         from sklearn.linear_model import LassoCV, LogisticRegression
         from sklearn.model_selection import GridSearchCV
-        cols = np.sort(self.order[:SCREEN])
+        cols = np.sort(self.order[:SCREEN]) if self.binary else np.arange(self.Xf.shape[1])
         Xf, Xs = self.Xf[:, cols], self.Xs[:, cols]
         coef = np.zeros(self.Xf.shape[1])
         # The folds' fits side by side in threads (liblinear and the coordinate descent release the GIL).
@@ -282,5 +284,6 @@ def _meta(n: int, n_fit: int, ks: list[int]) -> dict:
                       f"top-k (k < all): L2 logistic, C in {list(TOPK_CS)} by CV",
             "count": f"sparse: Lasso, alpha in {list(LASSO_ALPHAS)} by CV on R^2; top-k: ridge, "
                      f"alpha in {list(RIDGE_ALPHAS)} by CV; labels standardised",
-            "screen": f"the sparse probe sees the {SCREEN} units with the largest |r| on the fitting part",
+            "screen": f"a binary feature's sparse probe sees the {SCREEN} units with the largest |r| on the fitting "
+                      "part; a count feature's Lasso sees all",
             "k": ks}
