@@ -112,6 +112,25 @@ def save(name: str, report: Report, summary: dict, out: str | None = None) -> Pa
     return path
 
 
+def findings_script(name: str, args, features: tuple[str, ...], lang: str = "auto") -> tuple[dict, Path]:
+    """The common run of a findings script: probe the cell states for `features`, print and save the
+    findings (reports/<name>.html and .json). Returns (summary, path of the page)."""
+    setup()
+    ckpt, span = load(args)
+    labels = resolve(span.text, names=features, lang=lang)
+    result = run_probe(args, ckpt, span, labels)
+    found = {f: finding(result, f) for f in features}
+    print(f"{ckpt.name}: {len(span.text):,} characters of the test split from {span.start:,}, "
+          f"{result.meta['units']:,} cell-state units, streams={args.streams} warmup={args.warmup}")
+    for f in found.values():
+        print(describe(f))
+    report = build_report(ckpt, span, result, labels, max_chars=args.show_chars)
+    summary = {"script": name, "model": ckpt.name, "chars": len(span.text), "start": span.start,
+               "streams": args.streams, "warmup": args.warmup, "states": "c", "findings": found,
+               "notes": result.meta["notes"]}
+    return summary, save(name, report, summary, args.out)
+
+
 def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520) -> Path | None:
     """PNG of one element of a report, opened from disk in headless Chromium (as tests/test_browser.py
     does, networking off); the element is cut to `height` pixels. None (with a message) without a browser."""
