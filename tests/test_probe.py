@@ -335,6 +335,7 @@ REFERENCE = [  # model, corpus, feature, |r| at least (issue 5's thresholds)
 SPANS = {"wp_lstm3x512": (64_000, 16), "linux_lstm3x512": (64_000, 16), "enwiki_lstm2x512": (None, 64)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name, corpus", sorted({(m, c) for m, c, _, _ in REFERENCE}))
 def test_reference_models_have_units_that_track_their_features(shared_models, shared_data, model_name, corpus):
     from neuroscope.checkpoint import load_checkpoint
