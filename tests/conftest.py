@@ -35,10 +35,18 @@ def shared_models():
 
 
 @pytest.fixture(scope="session")
-def wp_small(shared_models):
-    """The small War and Peace model (2 x 128 LSTM), loaded once."""
+def reference(shared_models):
+    """reference(name) -> the checkpoint ../shared/models/<name>.pt, loaded once per test run (shared: do
+    not change its weights)."""
+    from functools import cache
     from neuroscope.checkpoint import load_checkpoint
-    return load_checkpoint(shared_models / "wp_lstm2x128.pt")
+    return cache(lambda name: load_checkpoint(shared_models / f"{name}.pt"))
+
+
+@pytest.fixture(scope="session")
+def wp_small(reference):
+    """The small War and Peace model (2 x 128 LSTM), loaded once."""
+    return reference("wp_lstm2x128")
 
 
 @pytest.fixture(scope="session")
