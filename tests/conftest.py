@@ -53,3 +53,14 @@ def wp_small(reference):
 def warpeace(shared_data):
     from neuroscope.text import read_text
     return read_text(shared_data / "warpeace.txt")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (pytestmark = pytest.mark.usefixtures("one_thread")): batch-1 steps
+    gain little from a second thread, and on a busy machine OpenMP's hand-offs make them many times
+    slower (the demo's setup took 3.5 times as long at two threads on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

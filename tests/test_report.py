@@ -21,6 +21,7 @@ from neuroscope.report import (Unit, build_report, distribution_chart, most_vari
                                record_units)
 from neuroscope.text import Vocab
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
 EVIL = 'He said "run <script>window.__pwned=1</script> now" & left </pre> <b>x</b>.\r\n\tOK\r\n'
 
