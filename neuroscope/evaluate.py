@@ -66,17 +66,21 @@ def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, 
     side as one batch, each from a zero state; slightly above the one-stream loss, since every
     piece starts cold.
 
-    warmup > 0 with streams > 1 (a close estimate, many times faster than one stream on a long span):
-    every prediction ids[1:] is counted exactly once (chars = len(ids) - 1, as for one stream); each
-    piece after the first first reads the `warmup` characters before it, uncounted, so it starts near
-    the state one stream would have there (the layout of neuroscope.record.stream_layout).
+    warmup > 0 with streams > 1 (a close estimate of a long span: batched steps cost a 3 x 512 LSTM about
+    half the CPU time per character of one stream, and they use every thread): every prediction
+    ids[1:] is counted exactly once (chars = len(ids) - 1, as for one stream); each piece after the
+    first first reads the `warmup` characters before it, uncounted, so it starts near the state one
+    stream has there (the idea of neuroscope.record's streams and warmup). `chunk` then counts the
+    characters of all pieces together.
     """
     if len(ids) < 2:
         raise UserError("need at least 2 characters to evaluate", param="chars")
     if warmup < 0:
         raise UserError(f"warmup must be >= 0, got {warmup}", param="warmup")
-    if warmup and streams > 1 and len(ids) - 1 > warmup + 1:
-        return _evaluate_warm(model, ids, chunk, progress, int(streams), int(warmup))
+    if warmup and streams > 1:
+        if len(ids) - 1 > warmup:
+            return _evaluate_warm(model, ids, chunk, progress, int(streams), int(warmup))
+        streams = 1                     # no piece after the first would count a prediction: one exact stream
     device = next(model.parameters()).device
     S = max(1, min(int(streams), len(ids) // 2))
     m = len(ids) // S                                               # characters per stream

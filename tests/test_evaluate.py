@@ -44,6 +44,9 @@ def test_warmup_brings_the_streams_back_to_the_one_stream_loss(wp_small, ids):
     warm = evaluate(wp_small.model, ids, streams=8, warmup=1000).loss_nats
     assert abs(warm - exact) < 1e-5 < abs(cold - exact)
     assert evaluate(wp_small.model, ids, warmup=500).loss_nats == exact         # one stream: warmup unused
+    assert evaluate(wp_small.model, ids, streams=8, warmup=len(ids)).loss_nats == exact      # nothing to split
+    short = evaluate(wp_small.model, ids[:1002], streams=8, warmup=1000)                  # one counted step left
+    assert short.chars == 1001 and abs(short.loss_nats - evaluate(wp_small.model, ids[:1002]).loss_nats) < 1e-6
 
 
 def test_negative_warmup_is_a_user_error_naming_the_parameter(wp_small, ids):
