@@ -29,25 +29,33 @@ def cli():
 @cli.command("eval")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read the span as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, uncounted.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(ckpt, text_path, split, start, chars, device, as_json):
+def eval_cmd(ckpt, text_path, split, start, chars, streams, warmup, device, as_json):
     """Mean cross-entropy (nats and bits per char) of a model on a text span.
 
     Example: neuroscope eval --ckpt wp.pt --text warpeace.txt --split test
     """
     from .checkpoint import choose_text, load_checkpoint
     from .evaluate import evaluate
+    if warmup and streams == 1:
+        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)
     unknown = model.vocab.count_unknown(span.text)
-    result = evaluate(model.model, model.vocab.encode(span.text), progress=not as_json)
+    result = evaluate(model.model, model.vocab.encode(span.text), progress=not as_json, streams=streams,
+                      warmup=warmup)
     if as_json:
         echo_json({**result.to_dict(), "unknown_chars": unknown, "source": span.source,
-                   "start": span.start, "end": span.start + len(span.text)})
+                   "start": span.start, "end": span.start + len(span.text), "streams": streams, "warmup": warmup})
         return
     click.echo(f"{result.loss_nats:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
-               f"over {result.chars:,} characters of {span.source} [{span.start}, {span.start + len(span.text)})")
+               f"over {result.chars:,} characters of {span.source} [{span.start}, {span.start + len(span.text)})"
+               + ("" if streams == 1 else f" ({streams} streams, warmup {warmup}: not exact)"))
     if unknown:
         click.echo(f"note: {unknown} characters not in the vocabulary were read as "
                    f"{model.vocab.chars[model.vocab.fallback_id]!r}")

@@ -12,6 +12,7 @@ from neuroscope.cli import cli
 from neuroscope.demo import DEMO_FEATURES, run_demo
 from neuroscope.features import label
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
 
 
