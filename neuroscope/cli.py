@@ -364,9 +364,12 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
               help="Characters shown; a longer span is truncated, with a note.")
 @click.option("--null/--no-null", default=True, show_default=True,
               help="Circular-shift p-values in the ranking (needs 2,100+ characters).")
+@click.option("--live", is_flag=True, help="Run the model in the page: type, watch a unit, intervene (docs/live.md).")
+@click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, out, force):
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, live, live_force,
+               out, force):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -386,6 +389,9 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     c = load_checkpoint(ckpt)
     for u in units:
         parse_unit(u, c.config)
+    if live:
+        from .live import check_live
+        check_live(c.model, live_force)
     check_output(out, "html", force, inputs=[ckpt, text_path])
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
@@ -394,8 +400,11 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
         from .probe import probe
         result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
-                          n_units=top, progress=True)
+                          n_units=top, progress=True, live=live, live_force=live_force)
     click.echo(report.save(out, force=force, inputs=[ckpt, text_path]))
+    if live:
+        click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "
+                   f"{len(report.data['live']['weights']) / 1e6:.2f} MB", err=True)
 
 
 @cli.command("demo")
@@ -405,14 +414,15 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
               help="Training time budget (the rest takes well under a minute).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and sampling.")
 @click.option("--force", is_flag=True, help="Replace the files of an earlier demo in --out.")
-def demo_cmd(out, minutes, seed, force):
+@click.option("--live/--no-live", default=True, show_default=True, help="Run the model in the report's page.")
+def demo_cmd(out, minutes, seed, force, live):
     """Train a small LSTM on the Python standard library's own source, rank its units for
     in_string and line_position, and write the full HTML report (about 3 minutes on 2 CPU cores).
 
     Example: neuroscope demo --out neuroscope-demo
     """
     from .demo import run_demo
-    result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True,
+    result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True, live=live,
                       log=lambda m: click.echo(m, err=True))
     for feature, (unit, r) in result.top.items():
         click.echo(f"best unit for {feature}: {unit} (r = {r:+.3f})", err=True)

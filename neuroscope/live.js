@@ -1,0 +1,394 @@
+// The live section: the model's forward pass in plain JavaScript, and the text box that drives it.
+// neuroscope/live.py writes the weights (float16, base64) and this script into the page; see docs/live.md.
+// It reads window.neuroscopeDraw (the page's colours and data) and publishes window.neuroscopeLive:
+//   neuroscopeLive.run(text, edits) -> {ids, unknown, states: {"rnn.l0.h": Float32Array [n*H], ...},
+//                                       top: Int32Array [n*5], topP: Float32Array [n*5], loss: Float32Array [n-1]}
+//   edits: [{name: "rnn.l1.c", units: [5], op: "zero" | "clamp" | "scale", value: 0}], as neuroscope's
+//   Intervention with positions=None: applied at every step, c before h = o * tanh(c).
+(function () {
+  "use strict";
+  var NS = window.neuroscopeDraw, D = NS && NS.data, M = D && D.live;
+  if (!M) return;
+  var K = 5;                                          // guesses kept per character, as the static sections
+
+  // -- weights: float16 bits -> float32, once
+  function halfTable() {
+    var t = new Float32Array(65536);
+    for (var b = 0; b < 65536; b++) {
+      var s = b & 0x8000 ? -1 : 1, e = (b >> 10) & 31, m = b & 1023;
+      t[b] = e === 0 ? s * m * Math.pow(2, -24) : e === 31 ? (m ? NaN : s * Infinity)
+        : s * (1 + m / 1024) * Math.pow(2, e - 15);
+    }
+    return t;
+  }
+  function decodeWeights() {
+    var bin = atob(M.weights), n = bin.length >> 1, out = new Float32Array(n), half = halfTable();
+    for (var i = 0; i < n; i++) out[i] = half[bin.charCodeAt(2 * i) | (bin.charCodeAt(2 * i + 1) << 8)];
+    var w = {};
+    M.tensors.forEach(function (t) {
+      var size = t.shape.reduce(function (a, b) { return a * b; }, 1);
+      w[t.name] = out.subarray(t.offset, t.offset + size);
+    });
+    return w;
+  }
+  var W = decodeWeights(), L = M.layers, H = M.hidden, E = M.embedding, V = M.vocab_size;
+  var G = {lstm: 4, gru: 3, rnn: 1}[M.cell], LSTM = M.cell === "lstm";
+  var PER = LSTM ? 2 : 1, SS = L * H * PER;          // floats of state per layer slot (h, c), per character
+  var layers = [];
+  for (var l = 0; l < L; l++) {
+    var bih = W["rnn.bias_ih_l" + l], bhh = W["rnn.bias_hh_l" + l], bias = new Float64Array(G * H);
+    // LSTM and RNN add both biases to the input side; a GRU keeps b_hh inside r * (W_hn h + b_hn).
+    for (var j = 0; j < G * H; j++) bias[j] = bih[j] + (M.cell === "gru" ? 0 : bhh[j]);
+    layers.push({wih: W["rnn.weight_ih_l" + l], whh: W["rnn.weight_hh_l" + l], bias: bias, bhh: bhh});
+  }
+  var emb = W["encoder.weight"], dec = W["decoder.weight"], decB = W["decoder.bias"];
+  var inputRows = [];                                // layer 0's input side per character id, made on first use
+
+  function addMatVec(w, rows, cols, x, out) {         // out[r] += w[r, :] . x (rows of w are contiguous)
+    for (var r = 0, o = 0; r < rows; r++, o += cols) {
+      var s = 0;
+      for (var j = 0; j < cols; j++) s += w[o + j] * x[j];
+      out[r] += s;
+    }
+  }
+  function inputRow(id) {
+    if (!inputRows[id]) {
+      var row = Float64Array.from(layers[0].bias);
+      addMatVec(layers[0].wih, G * H, E, emb.subarray(id * E, (id + 1) * E), row);
+      inputRows[id] = row;
+    }
+    return inputRows[id];
+  }
+  function sigmoid(x) { return 1 / (1 + Math.exp(-x)); }
+
+  // -- interventions, as neuroscope.record.Intervention: per layer and state, in the order given
+  function compileEdits(edits) {
+    var by = {};
+    (edits || []).forEach(function (e) {
+      var m = /^(?:rnn\.)?l(\d+)\.(h|c)$/.exec(e.name);
+      if (!m) throw new Error("interventions edit rnn.l{layer}.h or .c, not " + e.name);
+      (by[m[1] + m[2]] = by[m[1] + m[2]] || []).push(e);
+    });
+    return by;
+  }
+  function applyEdits(list, v) {
+    if (!list) return;
+    list.forEach(function (e) {
+      e.units.forEach(function (u) { v[u] = e.op === "zero" ? 0 : e.op === "clamp" ? e.value : v[u] * e.value; });
+    });
+  }
+
+  // One step of every layer: prev, out: one character's state slot [L x (h, c)], out written in place.
+  var PRE = new Float64Array(G * H), REC = new Float64Array(G * H), steps = 0;
+  function step(prev, out, id, edits) {
+    var x = null;
+    steps++;
+    for (var l = 0; l < L; l++) {
+      var ly = layers[l], base = l * H * PER;
+      var hp = prev.subarray(base, base + H), h = out.subarray(base, base + H);
+      if (l === 0) PRE.set(inputRow(id)); else { PRE.set(ly.bias); addMatVec(ly.wih, G * H, H, x, PRE); }
+      if (M.cell === "gru") {
+        for (var j = 0; j < G * H; j++) REC[j] = ly.bhh[j];
+        addMatVec(ly.whh, G * H, H, hp, REC);
+        for (j = 0; j < H; j++) {
+          var r = sigmoid(PRE[j] + REC[j]), z = sigmoid(PRE[H + j] + REC[H + j]);
+          var n = Math.tanh(PRE[2 * H + j] + r * REC[2 * H + j]);
+          h[j] = n + z * (hp[j] - n);
+        }
+      } else {
+        addMatVec(ly.whh, G * H, H, hp, PRE);
+        if (LSTM) {
+          var cp = prev.subarray(base + H, base + 2 * H), c = out.subarray(base + H, base + 2 * H);
+          for (j = 0; j < H; j++)                     // PyTorch's gate order: i, f, g, o
+            c[j] = sigmoid(PRE[H + j]) * cp[j] + sigmoid(PRE[j]) * Math.tanh(PRE[2 * H + j]);
+          applyEdits(edits[l + "c"], c);
+          for (j = 0; j < H; j++) h[j] = sigmoid(PRE[3 * H + j]) * Math.tanh(c[j]);
+        } else {
+          for (j = 0; j < H; j++) h[j] = M.relu ? Math.max(0, PRE[j]) : Math.tanh(PRE[j]);
+        }
+      }
+      applyEdits(edits[l + "h"], h);
+      x = h;
+    }
+  }
+  function probsAfter(slot, out) {                    // softmax(decoder(top layer's h)) into out [V]
+    var top = slot.subarray((L - 1) * H * PER, (L - 1) * H * PER + H), max = -Infinity, sum = 0, v;
+    for (v = 0; v < V; v++) out[v] = decB[v];
+    addMatVec(dec, V, H, top, out);
+    for (v = 0; v < V; v++) max = Math.max(max, out[v]);
+    for (v = 0; v < V; v++) sum += (out[v] = Math.exp(out[v] - max));
+    for (v = 0; v < V; v++) out[v] /= sum;
+    return out;
+  }
+
+  // A Run: the text read once under one set of edits, every character's state kept, so that typing
+  // at the end is one step per character and an edit inside the text restarts from the state before it.
+  function Run(edits) {
+    this.edits = compileEdits(edits); this.n = 0; this.cap = 0;
+    this.last = new Float64Array(V);                  // probabilities after the last character
+    this.grow(256);
+  }
+  Run.prototype.grow = function (cap) {             // twice the room, the characters so far copied over
+    var S = new Float32Array(cap * SS), top = new Int32Array(cap * K), topP = new Float32Array(cap * K),
+        p = new Float32Array(cap), ids = new Int32Array(cap);
+    if (this.cap) { S.set(this.S); top.set(this.top); topP.set(this.topP); p.set(this.p); ids.set(this.ids); }
+    this.S = S; this.top = top; this.topP = topP; this.p = p; this.ids = ids; this.cap = cap;
+  };
+  Run.prototype.slot = function (k) { return this.S.subarray(k * SS, (k + 1) * SS); };
+  Run.prototype.truncate = function (n) {
+    this.n = Math.min(this.n, n);
+    if (this.n > 0) probsAfter(this.slot(this.n - 1), this.last);
+  };
+  Run.prototype.push = function (id) {
+    var k = this.n;
+    if (k >= this.cap) this.grow(this.cap * 2);
+    var out = this.slot(k);
+    if (k === 0) out.fill(0);
+    step(k === 0 ? out : this.slot(k - 1), out, id, this.edits);
+    this.ids[k] = id;
+    this.p[k] = k === 0 ? NaN : this.last[id];        // what the model gave this character before reading it
+    probsAfter(out, this.last);
+    topK(this.last, this.top.subarray(k * K, k * K + K), this.topP.subarray(k * K, k * K + K));
+    this.n = k + 1;
+  };
+  function topK(p, ids, ps) {
+    ids.fill(-1); ps.fill(-1);
+    for (var v = 0; v < p.length; v++) {
+      if (p[v] <= ps[K - 1]) continue;
+      var j = K - 1;
+      while (j > 0 && p[v] > ps[j - 1]) { ps[j] = ps[j - 1]; ids[j] = ids[j - 1]; j--; }
+      ps[j] = p[v]; ids[j] = v;
+    }
+  }
+  Run.prototype.value = function (k, layer, state, unit) { // a unit's value after reading character k
+    return this.S[k * SS + layer * H * PER + (state === "c" ? H : 0) + unit];
+  };
+
+  // -- characters: code points, as Python counts them; unknown ones read as the CLI reads them
+  var lookup = new Map(M.vocab.map(function (ch, i) { return [ch, i]; }));
+  function encode(text) {
+    var chars = Array.from(text), unknown = 0;
+    var ids = chars.map(function (ch) { var i = lookup.get(ch); if (i === undefined) { unknown++; return M.fallback; } return i; });
+    return {chars: chars, ids: ids, unknown: unknown};
+  }
+
+  function run(text, edits) {
+    var enc = encode(text), r = new Run(edits), n = enc.ids.length, states = {};
+    enc.ids.forEach(function (id) { r.push(id); });
+    for (var l = 0; l < L; l++) {
+      ["h", "c"].slice(0, PER).forEach(function (s, si) {
+        var a = new Float32Array(n * H);
+        for (var k = 0; k < n; k++) a.set(r.S.subarray(k * SS + l * H * PER + si * H, k * SS + l * H * PER + (si + 1) * H), k * H);
+        states["rnn.l" + l + "." + s] = a;
+      });
+    }
+    var loss = new Float32Array(Math.max(0, n - 1));
+    for (var k = 1; k < n; k++) loss[k - 1] = -Math.log(r.p[k]);
+    return {ids: enc.ids, unknown: enc.unknown, states: states, loss: loss,
+            top: r.top.slice(0, n * K), topP: r.topP.slice(0, n * K)};
+  }
+
+  function toBase64(f32) {                            // for tests: a Float32Array's bytes, compactly
+    var b = new Uint8Array(f32.buffer, f32.byteOffset, f32.byteLength), s = "";
+    for (var i = 0; i < b.length; i += 0x8000) s += String.fromCharCode.apply(null, b.subarray(i, i + 0x8000));
+    return btoa(s);
+  }
+
+  // Sampling from a run's last state: temperature 0 (or one so small it overflows) is greedy.
+  function mulberry(seed) {
+    return function () {
+      seed = (seed + 0x6D2B79F5) | 0;
+      var t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+  function sample(r, length, temperature, seed) {
+    var rand = mulberry(seed === undefined ? (Math.random() * 4294967296) >>> 0 : seed);
+    var a = new Float32Array(SS), b = new Float32Array(SS), p = new Float64Array(V), out = [];
+    if (r.n === 0) { step(a.fill(0), a, M.fallback, r.edits); probsAfter(a, p); }
+    else { a.set(r.slot(r.n - 1)); p.set(r.last); }
+    for (var i = 0; i < length; i++) {
+      var next = pick(p, temperature, rand);
+      out.push(M.vocab[next]);
+      step(a, b, next, r.edits);
+      var t = a; a = b; b = t;
+      probsAfter(a, p);
+    }
+    return out.join("");
+  }
+  function pick(p, temperature, rand) {
+    var best = 0, v;
+    for (v = 1; v < V; v++) if (p[v] > p[best]) best = v;
+    if (!(temperature > 0)) return best;
+    // p ** (1 / T), renormalised, is softmax(logits / T); logs keep a small T from overflowing.
+    var w = new Float64Array(V), lb = Math.log(p[best]), sum = 0;
+    for (v = 0; v < V; v++) sum += (w[v] = p[v] > 0 ? Math.exp((Math.log(p[v]) - lb) / temperature) : 0);
+    if (!isFinite(sum)) return best;
+    var u = rand() * sum;
+    for (v = 0; v < V; v++) { u -= w[v]; if (u < 0) return v; }
+    return best;
+  }
+
+  var api = {run: run, encode: encode, toBase64: toBase64, Run: Run, sample: sample,
+             steps: function () { return steps; },           // forward steps so far, for tests
+             model: {cell: M.cell, layers: L, hidden: H, vocab: M.vocab}};
+  window.neuroscopeLive = api;
+  // -- the live section of the page: text box, unit picker, interventions, sampling
+  function ui() {
+    var $ = function (id) { return document.getElementById(id); };
+    var box = $("live-text");
+    if (!box) return;                                 // a view of the report without the live section
+    var views = {units: $("live-units"), surprise: $("live-surprise"), grid: $("live-grid")};
+    var pick = $("live-pick"), status = $("live-status"), lossLine = $("live-loss");
+    var clean = new Run([]), edited = null, chars = [], ids = [], unknown = 0, shown = 0, waiting = [], timer = null;
+    var spans = {units: [], surprise: [], grid: []};
+    function current() { return edited || clean; }
+    function parseUnit(text) {                        // "l1.c.57" -> {layer, state, index} or null
+      var m = /^l(\d+)\.(h|c)\.(\d+)$/.exec((text || "").trim());
+      if (!m || +m[1] >= L || (m[2] === "c" && !LSTM) || +m[3] >= H) return null;
+      return {id: m[0], layer: +m[1], state: m[2], index: +m[3]};
+    }
+    var unit = parseUnit(pick.value) || {id: "l0.h.0", layer: 0, state: "h", index: 0};
+
+    function paintUnit(k) {
+      var raw = current().value(k, unit.layer, unit.state, unit.index), sq = unit.state === "c";
+      var v = sq ? Math.tanh(raw) : raw, s = spans.units[k];
+      s.style.backgroundColor = NS.diverging(v); s.style.color = NS.ink(Math.abs(v));
+      s.title = unit.id + " = " + NS.fmt(raw) + (sq ? " (tanh " + v.toFixed(3) + ")" : "") + "\nchar " + k;
+    }
+    function render(k) {                              // the three views' entries for character k
+      var r = current(), ch = chars[k], cls = ch === "\n" ? "ch nl" : ch === "\r" ? "ch cr" : "ch";
+      ["units", "surprise"].forEach(function (v) {
+        var s = document.createElement("span"); s.className = cls; s.textContent = ch;
+        views[v].appendChild(s); spans[v].push(s);
+      });
+      paintUnit(k);
+      var s = spans.surprise[k], p = r.p[k];
+      if (k === 0) { s.style.backgroundColor = "rgb(200,200,200)"; s.title = "first character: no prediction"; }
+      else {
+        s.style.backgroundColor = NS.surprise(p); s.style.color = NS.ink(p < 0.15 ? 1 : 0);
+        s.title = "p(" + NS.glyph(ch) + ") = " + p.toFixed(3) + "\nchar " + k;
+      }
+      var col = document.createElement("div"); col.className = "pcol";
+      var head = document.createElement("div"); head.className = "pch"; head.textContent = NS.glyph(ch);
+      col.appendChild(head);
+      for (var j = 0; j < K; j++) {
+        var c = document.createElement("div"), q = r.topP[k * K + j];
+        c.textContent = NS.glyph(M.vocab[r.top[k * K + j]]);
+        c.style.backgroundColor = NS.mix(NS.colours.white, NS.colours.shade, q); c.style.color = NS.ink(q);
+        c.title = "p = " + q.toFixed(3); col.appendChild(c);
+      }
+      views.grid.appendChild(col); spans.grid.push(col);
+      if (ch === "\n") { col.br = document.createElement("div"); col.br.className = "pbreak"; views.grid.appendChild(col.br); }
+    }
+    function cut(n) {                                 // forget characters from n on, in the runs and the views
+      clean.truncate(n); if (edited) edited.truncate(n);
+      ["units", "surprise", "grid"].forEach(function (v) {
+        spans[v].splice(n).forEach(function (s) { s.remove(); if (s.br) s.br.remove(); });
+      });
+      shown = Math.min(shown, n);
+    }
+    function loss(r) {
+      var s = 0;
+      for (var k = 1; k < r.n; k++) s -= Math.log(r.p[k]);
+      return r.n > 1 ? s / (r.n - 1) : NaN;
+    }
+    function report() {
+      var note = chars.length + " characters";
+      if (unknown) note += "; " + unknown + " not in the model's vocabulary, read as " + JSON.stringify(M.vocab[M.fallback]) +
+        " (as the command line reads them)";
+      status.textContent = note + ".";
+      var a = loss(current());
+      lossLine.textContent = chars.length < 2 ? "" : "loss on this text: " + a.toFixed(4) + " nats/char over " +
+        (chars.length - 1) + " predictions" + (edited ? "; without the interventions " + loss(clean).toFixed(4) +
+        " (change " + (a - loss(clean) >= 0 ? "+" : "") + (a - loss(clean)).toFixed(4) + ")" : "");
+    }
+    // Step the runs up to the text, in slices of ~40 ms so that a long paste never freezes the page.
+    function catchUp() {
+      timer = null;
+      var t0 = performance.now();
+      while (shown < ids.length) {
+        [clean, edited].forEach(function (r) { if (r && r.n <= shown) r.push(ids[shown]); });
+        render(shown++);
+        if (performance.now() - t0 > 40 && shown < ids.length) {
+          status.textContent = "reading " + shown + " of " + ids.length + " characters\u2026";
+          timer = setTimeout(catchUp, 0);
+          return;
+        }
+      }
+      report();
+      waiting.splice(0).forEach(function (done) { done(); });
+    }
+    function update() {
+      var enc = encode(box.value.slice(0, M.max_chars * 2));
+      var n = Math.min(enc.chars.length, M.max_chars), p = 0;
+      while (p < Math.min(n, chars.length) && enc.chars[p] === chars[p]) p++;
+      cut(p);
+      chars = enc.chars.slice(0, n); ids = enc.ids.slice(0, n);
+      unknown = chars.reduce(function (a, ch) { return a + (lookup.has(ch) ? 0 : 1); }, 0);
+      if (!timer) catchUp();
+    }
+    function idle() { return new Promise(function (done) { if (!timer) done(); else waiting.push(done); }); }
+
+    function setUnit(id) {
+      var u = parseUnit(id);
+      if (!u) { status.textContent = "no unit " + JSON.stringify(id) + ": write layer.state.unit, e.g. l0.h.5 (" +
+                L + " layers, states h" + (LSTM ? ", c" : "") + ", units 0.." + (H - 1) + ")"; return false; }
+      if (!Array.from(pick.options).some(function (o) { return o.value === u.id; })) pick.add(new Option(u.id, u.id));
+      pick.value = u.id; unit = u;
+      for (var k = 0; k < shown; k++) paintUnit(k);
+      return true;
+    }
+    pick.addEventListener("change", function () { setUnit(pick.value); });
+    $("live-unit").addEventListener("change", function (e) { if (setUnit(e.target.value)) e.target.value = ""; });
+
+    // Interventions: one row each (units, op, value); any change reads the whole text again under them.
+    function readEdits() {
+      var out = [];
+      Array.from($("live-edits").children).forEach(function (row) {
+        var f = row.querySelectorAll("input, select"), us = f[0].value.split(/[\s,]+/).filter(Boolean).map(parseUnit);
+        var ok = us.length > 0 && us.every(Boolean);
+        row.classList.toggle("bad", !ok && f[0].value.trim() !== "");
+        if (ok) us.forEach(function (u) {
+          out.push({name: "rnn.l" + u.layer + "." + u.state, units: [u.index], op: f[1].value, value: +f[2].value || 0});
+        });
+      });
+      return out;
+    }
+    function setEdits(list) {
+      edited = list.length ? new Run(list) : null;
+      cut(0);
+      if (!timer) catchUp();
+      return idle();
+    }
+    function addRow(e) {
+      var row = document.createElement("div"); row.className = "controls live-edit";
+      row.innerHTML = '<label>units <input size="18" placeholder="l1.c.57, l1.h.3"></label>' +
+        '<select><option value="zero">zero</option><option value="clamp">clamp to</option>' +
+        '<option value="scale">scale by</option></select><input type="number" step="0.1" value="0" size="6">' +
+        '<button type="button">remove</button>';
+      var f = row.querySelectorAll("input, select");
+      f[0].value = e ? e.units : unit.id; f[1].value = e ? e.op : "zero"; f[2].value = e ? e.value : 0;
+      row.addEventListener("change", function () { setEdits(readEdits()); });
+      row.querySelector("button").addEventListener("click", function () { row.remove(); setEdits(readEdits()); });
+      $("live-edits").appendChild(row);
+      return setEdits(readEdits());
+    }
+    $("live-add").addEventListener("click", function () { addRow(); });
+
+    $("live-sample").addEventListener("click", function () {
+      idle().then(function () {
+        var r = $("live-with").checked ? current() : clean;
+        $("live-sampled").textContent = sample(r, Math.max(0, Math.min(5000, +$("live-len").value || 0)),
+                                               +$("live-temp").value);
+      });
+    });
+    box.addEventListener("input", update);
+    box.value = Array.from(D.text || "").slice(0, M.start_chars).join("");
+    update();
+    api.ui = {type: function (text) { box.value = text; update(); return idle(); }, idle: idle, setUnit: setUnit,
+              addEdit: addRow, runs: function () { return {clean: clean, edited: edited}; }};
+  }
+  ui();
+})();
