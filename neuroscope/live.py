@@ -54,11 +54,11 @@ def check_live(model, force: bool = False) -> None:
                         param="live")
     if type(rnn) not in CELLS or CELLS[type(rnn)] != cfg.cell:
         raise UserError(f"a live page runs LSTM, GRU and RNN cells, not {type(rnn).__name__}", param="live")
-    cell = cfg.cell.upper()
-    what = (f"a bidirectional {cell}" if rnn.bidirectional else f"an {cell} with proj_size"
-            if getattr(rnn, "proj_size", 0) else f"an {cell} without biases" if not rnn.bias else None)
+    cell = ("a " if cfg.cell == "gru" else "an ") + cfg.cell.upper()
+    what = (f"a bidirectional {cell[cell.index(' ') + 1:]}" if rnn.bidirectional else f"{cell} with proj_size"
+            if getattr(rnn, "proj_size", 0) else f"{cell} without biases" if not rnn.bias else None)
     if what:
-        raise UserError(f"a live page cannot run {what}", param="live")
+        raise UserError(f"a live page cannot run {what}", param="live")       # e.g. "a bidirectional LSTM"
     n = count_parameters(model)
     if n > MAX_LIVE_WEIGHTS and not force:
         raise UserError(f"this model has {n:,} weights ({2 * n:,} bytes as float16), more than a live page "
@@ -115,6 +115,9 @@ def live_notes(payload: dict) -> list[str]:
              "Characters outside the model's vocabulary are read as " + repr(fallback) +
              ", as neuroscope's command line reads them; the line under the box counts them.",
              f"The box reads at most {MAX_LIVE_CHARS:,} characters."]
+    if "\r" in payload["vocab"]:
+        notes[-1] += (" A text box keeps line breaks as \"\\n\" only (browsers drop the \"\\r\" of \"\\r\\n\"), so a "
+                      "pasted excerpt of this corpus is read without them.")
     if payload["rounded"] > 0:
         notes.append(f"The page's weights are the checkpoint's rounded to float16 (the largest change is "
                      f"{payload['rounded']:.2g}), so its numbers can differ slightly from the sections above, "
