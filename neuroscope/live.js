@@ -79,7 +79,7 @@
   }
 
   // One step of every layer: prev, out: one character's state slot [L x (h, c)], out written in place.
-  var PRE = new Float64Array(G * H), REC = new Float64Array(G * H), steps = 0;
+  var PRE = new Float64Array(G * H), REC = new Float64Array(G * H), ZERO = new Float32Array(SS), steps = 0;
   function step(prev, out, id, edits) {
     var x = null;
     steps++;
@@ -143,8 +143,7 @@
     var k = this.n;
     if (k >= this.cap) this.grow(this.cap * 2);
     var out = this.slot(k);
-    if (k === 0) out.fill(0);
-    step(k === 0 ? out : this.slot(k - 1), out, id, this.edits);
+    step(k === 0 ? ZERO : this.slot(k - 1), out, id, this.edits);
     this.ids[k] = id;
     this.p[k] = k === 0 ? NaN : this.last[id];        // what the model gave this character before reading it
     probsAfter(out, this.last);
@@ -206,7 +205,7 @@
   function sample(r, length, temperature, seed) {
     var rand = mulberry(seed === undefined ? (Math.random() * 4294967296) >>> 0 : seed);
     var a = new Float32Array(SS), b = new Float32Array(SS), p = new Float64Array(V), out = [];
-    if (r.n === 0) { step(a.fill(0), a, M.fallback, r.edits); probsAfter(a, p); }
+    if (r.n === 0) { step(ZERO, a, M.fallback, r.edits); probsAfter(a, p); }   // as CharRNN.sample: the fallback as prime
     else { a.set(r.slot(r.n - 1)); p.set(r.last); }
     for (var i = 0; i < length; i++) {
       var next = pick(p, temperature, rand);
@@ -235,160 +234,177 @@
              model: {cell: M.cell, layers: L, hidden: H, vocab: M.vocab}};
   window.neuroscopeLive = api;
   // -- the live section of the page: text box, unit picker, interventions, sampling
-  function ui() {
-    var $ = function (id) { return document.getElementById(id); };
-    var box = $("live-text");
-    if (!box) return;                                 // a view of the report without the live section
-    var views = {units: $("live-units"), surprise: $("live-surprise"), grid: $("live-grid")};
-    var pick = $("live-pick"), status = $("live-status"), lossLine = $("live-loss");
-    var clean = new Run([]), edited = null, chars = [], ids = [], unknown = 0, shown = 0, waiting = [], timer = null;
-    var spans = {units: [], surprise: [], grid: []};
-    function current() { return edited || clean; }
-    function parseUnit(text) {                        // "l1.c.57" -> {layer, state, index} or null
-      var m = /^l(\d+)\.(h|c)\.(\d+)$/.exec((text || "").trim());
-      if (!m || +m[1] >= L || (m[2] === "c" && !LSTM) || +m[3] >= H) return null;
-      return {id: m[0], layer: +m[1], state: m[2], index: +m[3]};
-    }
-    var unit = parseUnit(pick.value) || {id: "l0.h.0", layer: 0, state: "h", index: 0};
+  function byId(id) { return document.getElementById(id); }
+  function parseUnit(text) {                          // "l1.c.57" -> {id, layer, state, index} or null
+    var m = /^l(\d+)\.(h|c)\.(\d+)$/.exec((text || "").trim());
+    if (!m || +m[1] >= L || (m[2] === "c" && !LSTM) || +m[3] >= H) return null;
+    return {id: m[0], layer: +m[1], state: m[2], index: +m[3]};
+  }
 
-    function paintUnit(k) {
-      var raw = current().value(k, unit.layer, unit.state, unit.index), sq = unit.state === "c";
-      var v = sq ? Math.tanh(raw) : raw, s = spans.units[k];
-      s.style.backgroundColor = NS.diverging(v); s.style.color = NS.ink(Math.abs(v));
-      s.title = unit.id + " = " + NS.fmt(raw) + (sq ? " (tanh " + v.toFixed(3) + ")" : "") + "\nchar " + k;
+  // The three views of the typed text: coloured by a unit, coloured by surprise, the guesses grid.
+  function Views() {
+    this.el = {units: byId("live-units"), surprise: byId("live-surprise"), grid: byId("live-grid")};
+    this.spans = {units: [], surprise: [], grid: []};
+  }
+  Views.prototype.paintUnit = function (k, r, unit) {
+    var raw = r.value(k, unit.layer, unit.state, unit.index), sq = unit.state === "c";
+    var v = sq ? Math.tanh(raw) : raw, s = this.spans.units[k];
+    s.style.backgroundColor = NS.diverging(v); s.style.color = NS.ink(Math.abs(v));
+    s.title = unit.id + " = " + NS.fmt(raw) + (sq ? " (tanh " + v.toFixed(3) + ")" : "") + "\nchar " + k;
+  };
+  Views.prototype.add = function (k, r, ch, unit) {   // character k's entries in the three views
+    var self = this, cls = ch === "\n" ? "ch nl" : ch === "\r" ? "ch cr" : "ch";
+    ["units", "surprise"].forEach(function (v) {
+      var s = document.createElement("span"); s.className = cls; s.textContent = ch;
+      self.el[v].appendChild(s); self.spans[v].push(s);
+    });
+    this.paintUnit(k, r, unit);
+    var s = this.spans.surprise[k], p = r.p[k];
+    if (k === 0) { s.style.backgroundColor = "rgb(200,200,200)"; s.title = "first character: no prediction"; }
+    else {
+      s.style.backgroundColor = NS.surprise(p); s.style.color = NS.ink(p < 0.15 ? 1 : 0);
+      s.title = "p(" + NS.glyph(ch) + ") = " + p.toFixed(3) + "\nchar " + k;
     }
-    function render(k) {                              // the three views' entries for character k
-      var r = current(), ch = chars[k], cls = ch === "\n" ? "ch nl" : ch === "\r" ? "ch cr" : "ch";
-      ["units", "surprise"].forEach(function (v) {
-        var s = document.createElement("span"); s.className = cls; s.textContent = ch;
-        views[v].appendChild(s); spans[v].push(s);
-      });
-      paintUnit(k);
-      var s = spans.surprise[k], p = r.p[k];
-      if (k === 0) { s.style.backgroundColor = "rgb(200,200,200)"; s.title = "first character: no prediction"; }
-      else {
-        s.style.backgroundColor = NS.surprise(p); s.style.color = NS.ink(p < 0.15 ? 1 : 0);
-        s.title = "p(" + NS.glyph(ch) + ") = " + p.toFixed(3) + "\nchar " + k;
+    var col = document.createElement("div"), head = document.createElement("div");
+    col.className = "pcol"; head.className = "pch"; head.textContent = NS.glyph(ch); col.appendChild(head);
+    for (var j = 0; j < K; j++) {
+      var c = document.createElement("div"), q = r.topP[k * K + j];
+      c.textContent = NS.glyph(M.vocab[r.top[k * K + j]]);
+      c.style.backgroundColor = NS.mix(NS.colours.white, NS.colours.shade, q); c.style.color = NS.ink(q);
+      c.title = "p = " + q.toFixed(3); col.appendChild(c);
+    }
+    this.el.grid.appendChild(col); this.spans.grid.push(col);
+    if (ch === "\n") { col.br = document.createElement("div"); col.br.className = "pbreak"; this.el.grid.appendChild(col.br); }
+  };
+  Views.prototype.cut = function (n) {               // remove the entries of characters n on
+    var spans = this.spans;
+    ["units", "surprise", "grid"].forEach(function (v) {
+      spans[v].splice(n).forEach(function (s) { s.remove(); if (s.br) s.br.remove(); });
+    });
+  };
+
+  // The text box's reading: a clean run, an edited one while interventions are on, the views.
+  function Live() {
+    this.clean = new Run([]); this.edited = null; this.views = new Views();
+    this.chars = []; this.ids = []; this.unknown = 0; this.shown = 0; this.waiting = []; this.timer = null;
+    this.unit = parseUnit(byId("live-pick").value) || parseUnit("l0.h.0");
+  }
+  Live.prototype.current = function () { return this.edited || this.clean; };
+  Live.prototype.read = function (value) {            // the box's text now: keep what did not change
+    var enc = encode(value.slice(0, M.max_chars * 2)), n = Math.min(enc.chars.length, M.max_chars), p = 0;
+    while (p < Math.min(n, this.chars.length) && enc.chars[p] === this.chars[p]) p++;
+    this.cut(p);
+    this.chars = enc.chars.slice(0, n); this.ids = enc.ids.slice(0, n);
+    this.unknown = this.chars.filter(function (ch) { return !lookup.has(ch); }).length;
+    if (!this.timer) this.catchUp();
+  };
+  Live.prototype.cut = function (n) {
+    this.clean.truncate(n); if (this.edited) this.edited.truncate(n);
+    this.views.cut(n); this.shown = Math.min(this.shown, n);
+  };
+  // Step the runs up to the text in slices of ~40 ms, so that a long paste never freezes the page.
+  Live.prototype.catchUp = function () {
+    var self = this, t0 = performance.now();
+    this.timer = null;
+    while (this.shown < this.ids.length) {
+      [this.clean, this.edited].forEach(function (r) { if (r && r.n <= self.shown) r.push(self.ids[self.shown]); });
+      this.views.add(this.shown, this.current(), this.chars[this.shown], this.unit);
+      this.shown++;
+      if (performance.now() - t0 > 40 && this.shown < this.ids.length) {
+        byId("live-status").textContent = "reading " + this.shown + " of " + this.ids.length + " characters\u2026";
+        this.timer = setTimeout(function () { self.catchUp(); }, 0);
+        return;
       }
-      var col = document.createElement("div"); col.className = "pcol";
-      var head = document.createElement("div"); head.className = "pch"; head.textContent = NS.glyph(ch);
-      col.appendChild(head);
-      for (var j = 0; j < K; j++) {
-        var c = document.createElement("div"), q = r.topP[k * K + j];
-        c.textContent = NS.glyph(M.vocab[r.top[k * K + j]]);
-        c.style.backgroundColor = NS.mix(NS.colours.white, NS.colours.shade, q); c.style.color = NS.ink(q);
-        c.title = "p = " + q.toFixed(3); col.appendChild(c);
-      }
-      views.grid.appendChild(col); spans.grid.push(col);
-      if (ch === "\n") { col.br = document.createElement("div"); col.br.className = "pbreak"; views.grid.appendChild(col.br); }
     }
-    function cut(n) {                                 // forget characters from n on, in the runs and the views
-      clean.truncate(n); if (edited) edited.truncate(n);
-      ["units", "surprise", "grid"].forEach(function (v) {
-        spans[v].splice(n).forEach(function (s) { s.remove(); if (s.br) s.br.remove(); });
-      });
-      shown = Math.min(shown, n);
+    this.report();
+    this.waiting.splice(0).forEach(function (done) { done(); });
+  };
+  Live.prototype.idle = function () {
+    var self = this;
+    return new Promise(function (done) { if (!self.timer) done(); else self.waiting.push(done); });
+  };
+  function meanLoss(r) {
+    var s = 0;
+    for (var k = 1; k < r.n; k++) s -= Math.log(r.p[k]);
+    return r.n > 1 ? s / (r.n - 1) : NaN;
+  }
+  Live.prototype.report = function () {               // the status line and the loss line
+    var note = this.chars.length + " characters";
+    if (this.unknown) note += "; " + this.unknown + " not in the model's vocabulary, read as " +
+      JSON.stringify(M.vocab[M.fallback]) + " (as the command line reads them)";
+    byId("live-status").textContent = note + ".";
+    var a = meanLoss(this.current()), b = meanLoss(this.clean), d = a - b;
+    byId("live-loss").textContent = this.chars.length < 2 ? "" : "loss on this text: " + a.toFixed(4) +
+      " nats/char over " + (this.chars.length - 1) + " predictions" + (this.edited ? "; without the interventions " +
+      b.toFixed(4) + " (change " + (d >= 0 ? "+" : "") + d.toFixed(4) + ")" : "");
+  };
+  Live.prototype.setUnit = function (id) {
+    var u = parseUnit(id), pick = byId("live-pick");
+    if (!u) {
+      byId("live-status").textContent = "no unit " + JSON.stringify(id) + ": write layer.state.unit, e.g. l0.h.5 (" +
+        L + " layers, states h" + (LSTM ? ", c" : "") + ", units 0.." + (H - 1) + ")";
+      return false;
     }
-    function loss(r) {
-      var s = 0;
-      for (var k = 1; k < r.n; k++) s -= Math.log(r.p[k]);
-      return r.n > 1 ? s / (r.n - 1) : NaN;
-    }
-    function report() {
-      var note = chars.length + " characters";
-      if (unknown) note += "; " + unknown + " not in the model's vocabulary, read as " + JSON.stringify(M.vocab[M.fallback]) +
-        " (as the command line reads them)";
-      status.textContent = note + ".";
-      var a = loss(current());
-      lossLine.textContent = chars.length < 2 ? "" : "loss on this text: " + a.toFixed(4) + " nats/char over " +
-        (chars.length - 1) + " predictions" + (edited ? "; without the interventions " + loss(clean).toFixed(4) +
-        " (change " + (a - loss(clean) >= 0 ? "+" : "") + (a - loss(clean)).toFixed(4) + ")" : "");
-    }
-    // Step the runs up to the text, in slices of ~40 ms so that a long paste never freezes the page.
-    function catchUp() {
-      timer = null;
-      var t0 = performance.now();
-      while (shown < ids.length) {
-        [clean, edited].forEach(function (r) { if (r && r.n <= shown) r.push(ids[shown]); });
-        render(shown++);
-        if (performance.now() - t0 > 40 && shown < ids.length) {
-          status.textContent = "reading " + shown + " of " + ids.length + " characters\u2026";
-          timer = setTimeout(catchUp, 0);
-          return;
-        }
-      }
-      report();
-      waiting.splice(0).forEach(function (done) { done(); });
-    }
-    function update() {
-      var enc = encode(box.value.slice(0, M.max_chars * 2));
-      var n = Math.min(enc.chars.length, M.max_chars), p = 0;
-      while (p < Math.min(n, chars.length) && enc.chars[p] === chars[p]) p++;
-      cut(p);
-      chars = enc.chars.slice(0, n); ids = enc.ids.slice(0, n);
-      unknown = chars.reduce(function (a, ch) { return a + (lookup.has(ch) ? 0 : 1); }, 0);
-      if (!timer) catchUp();
-    }
-    function idle() { return new Promise(function (done) { if (!timer) done(); else waiting.push(done); }); }
+    if (!Array.from(pick.options).some(function (o) { return o.value === u.id; })) pick.add(new Option(u.id, u.id));
+    pick.value = u.id; this.unit = u;
+    for (var k = 0; k < this.shown; k++) this.views.paintUnit(k, this.current(), u);
+    return true;
+  };
+  Live.prototype.setEdits = function (list) {         // new interventions: the whole text is read again
+    this.edited = list.length ? new Run(list) : null;
+    this.cut(0);
+    if (!this.timer) this.catchUp();
+    return this.idle();
+  };
 
-    function setUnit(id) {
-      var u = parseUnit(id);
-      if (!u) { status.textContent = "no unit " + JSON.stringify(id) + ": write layer.state.unit, e.g. l0.h.5 (" +
-                L + " layers, states h" + (LSTM ? ", c" : "") + ", units 0.." + (H - 1) + ")"; return false; }
-      if (!Array.from(pick.options).some(function (o) { return o.value === u.id; })) pick.add(new Option(u.id, u.id));
-      pick.value = u.id; unit = u;
-      for (var k = 0; k < shown; k++) paintUnit(k);
-      return true;
-    }
-    pick.addEventListener("change", function () { setUnit(pick.value); });
-    $("live-unit").addEventListener("change", function (e) { if (setUnit(e.target.value)) e.target.value = ""; });
-
-    // Interventions: one row each (units, op, value); any change reads the whole text again under them.
-    function readEdits() {
-      var out = [];
-      Array.from($("live-edits").children).forEach(function (row) {
-        var f = row.querySelectorAll("input, select"), us = f[0].value.split(/[\s,]+/).filter(Boolean).map(parseUnit);
-        var ok = us.length > 0 && us.every(Boolean);
-        row.classList.toggle("bad", !ok && f[0].value.trim() !== "");
-        if (ok) us.forEach(function (u) {
-          out.push({name: "rnn.l" + u.layer + "." + u.state, units: [u.index], op: f[1].value, value: +f[2].value || 0});
-        });
-      });
-      return out;
-    }
-    function setEdits(list) {
-      edited = list.length ? new Run(list) : null;
-      cut(0);
-      if (!timer) catchUp();
-      return idle();
-    }
-    function addRow(e) {
-      var row = document.createElement("div"); row.className = "controls live-edit";
-      row.innerHTML = '<label>units <input size="18" placeholder="l1.c.57, l1.h.3"></label>' +
-        '<select><option value="zero">zero</option><option value="clamp">clamp to</option>' +
-        '<option value="scale">scale by</option></select><input type="number" step="0.1" value="0" size="6">' +
-        '<button type="button">remove</button>';
-      var f = row.querySelectorAll("input, select");
-      f[0].value = e ? e.units : unit.id; f[1].value = e ? e.op : "zero"; f[2].value = e ? e.value : 0;
-      row.addEventListener("change", function () { setEdits(readEdits()); });
-      row.querySelector("button").addEventListener("click", function () { row.remove(); setEdits(readEdits()); });
-      $("live-edits").appendChild(row);
-      return setEdits(readEdits());
-    }
-    $("live-add").addEventListener("click", function () { addRow(); });
-
-    $("live-sample").addEventListener("click", function () {
-      idle().then(function () {
-        var r = $("live-with").checked ? current() : clean;
-        $("live-sampled").textContent = sample(r, Math.max(0, Math.min(5000, +$("live-len").value || 0)),
-                                               +$("live-temp").value);
+  // Intervention rows (units, op, value); any change reads the whole text again under them.
+  function readEdits() {
+    var out = [];
+    Array.from(byId("live-edits").children).forEach(function (row) {
+      var f = row.querySelectorAll("input, select"), us = f[0].value.split(/[\s,]+/).filter(Boolean).map(parseUnit);
+      var ok = us.length > 0 && us.every(Boolean);
+      row.classList.toggle("bad", !ok && f[0].value.trim() !== "");
+      if (ok) us.forEach(function (u) {
+        out.push({name: "rnn.l" + u.layer + "." + u.state, units: [u.index], op: f[1].value, value: +f[2].value || 0});
       });
     });
-    box.addEventListener("input", update);
+    return out;
+  }
+  function addEditRow(live, e) {
+    var row = document.createElement("div");
+    row.className = "controls live-edit";
+    row.innerHTML = '<label>units <input size="18" placeholder="l1.c.57, l1.h.3"></label>' +
+      '<select><option value="zero">zero</option><option value="clamp">clamp to</option>' +
+      '<option value="scale">scale by</option></select><input type="number" step="0.1" value="0" size="6">' +
+      '<button type="button">remove</button>';
+    var f = row.querySelectorAll("input, select");
+    f[0].value = e ? e.units : live.unit.id; f[1].value = e ? e.op : "zero"; f[2].value = e ? e.value : 0;
+    row.addEventListener("change", function () { live.setEdits(readEdits()); });
+    row.querySelector("button").addEventListener("click", function () { row.remove(); live.setEdits(readEdits()); });
+    byId("live-edits").appendChild(row);
+    return live.setEdits(readEdits());
+  }
+
+  function ui() {
+    var box = byId("live-text");
+    if (!box) return;                                 // a view of the report without the live section
+    var live = new Live();
+    byId("live-pick").addEventListener("change", function (e) { live.setUnit(e.target.value); });
+    byId("live-unit").addEventListener("change", function (e) { if (live.setUnit(e.target.value)) e.target.value = ""; });
+    byId("live-add").addEventListener("click", function () { addEditRow(live); });
+    byId("live-sample").addEventListener("click", function () {
+      live.idle().then(function () {
+        var r = byId("live-with").checked ? live.current() : live.clean;
+        byId("live-sampled").textContent = sample(r, Math.max(0, Math.min(5000, +byId("live-len").value || 0)),
+                                                  +byId("live-temp").value);
+      });
+    });
+    box.addEventListener("input", function () { live.read(box.value); });
     box.value = Array.from(D.text || "").slice(0, M.start_chars).join("");
-    update();
-    api.ui = {type: function (text) { box.value = text; update(); return idle(); }, idle: idle, setUnit: setUnit,
-              addEdit: addRow, runs: function () { return {clean: clean, edited: edited}; }};
+    live.read(box.value);
+    api.ui = {type: function (text) { box.value = text; live.read(box.value); return live.idle(); },
+              idle: function () { return live.idle(); }, setUnit: function (id) { return live.setUnit(id); },
+              addEdit: function (e) { return addEditRow(live, e); }, live: live};
   }
   ui();
 })();
