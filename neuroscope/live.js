@@ -291,6 +291,8 @@
   }
   Live.prototype.current = function () { return this.edited || this.clean; };
   Live.prototype.read = function (value) {            // the box's text now: keep what did not change
+    var crlf = byId("live-crlf");                     // a text box holds "\n" only; a CRLF corpus wants "\r\n"
+    if (crlf && crlf.checked) value = value.replace(/\r?\n/g, "\r\n");
     var enc = encode(value.slice(0, M.max_chars * 2)), n = Math.min(enc.chars.length, M.max_chars), p = 0;
     while (p < Math.min(n, this.chars.length) && enc.chars[p] === this.chars[p]) p++;
     this.cut(p);
@@ -400,6 +402,7 @@
       });
     });
     box.addEventListener("input", function () { live.read(box.value); });
+    if (byId("live-crlf")) byId("live-crlf").addEventListener("change", function () { live.read(box.value); });
     box.value = Array.from(D.text || "").slice(0, M.start_chars).join("");
     live.read(box.value);
     api.ui = {type: function (text) { box.value = text; live.read(box.value); return live.idle(); },

@@ -116,8 +116,8 @@ def live_notes(payload: dict) -> list[str]:
              ", as neuroscope's command line reads them; the line under the box counts them.",
              f"The box reads at most {MAX_LIVE_CHARS:,} characters."]
     if "\r" in payload["vocab"]:
-        notes[-1] += (" A text box keeps line breaks as \"\\n\" only (browsers drop the \"\\r\" of \"\\r\\n\"), so a "
-                      "pasted excerpt of this corpus is read without them.")
+        notes[-1] += (" A text box keeps line breaks as \"\\n\" only (browsers drop the \"\\r\" of \"\\r\\n\"); "
+                      "the box beside the picker reads each one as \"\\r\\n\" for a model whose corpus writes them so.")
     if payload["rounded"] > 0:
         notes.append(f"The page's weights are the checkpoint's rounded to float16 (the largest change is "
                      f"{payload['rounded']:.2g}), so its numbers can differ slightly from the sections above, "
@@ -131,16 +131,18 @@ def live_notes(payload: dict) -> list[str]:
     return notes
 
 
-def live_section(payload: dict, panels: list[dict]) -> tuple[dict, dict]:
+def live_section(payload: dict, panels: list[dict], text: str) -> tuple[dict, dict]:
     """The live section: a text box, a unit picker (the report's units of h and c), interventions,
-    sampling. The page's live script draws it from the payload."""
+    sampling. The page's live script draws it from the payload. text: the report's excerpt; when the
+    vocabulary has "\r", a box "read line breaks as \r\n" is offered, ticked if the excerpt writes them so."""
     units = list(dict.fromkeys(u for p in panels for u in p["units"] if u.state in ("h", "c")))
     label = {u: f"{u.id}   ({p['feature']})" if p["feature"] else u.id for p in reversed(panels) for u in p["units"]}
     options = [{"id": u.id, "label": label[u]} for u in units]
     if not options:
         options = [{"id": "l0.h.0", "label": "l0.h.0"}]
+    crlf = ("\r\n" in text) if "\r" in payload["vocab"] else None
     return {"id": "live", "title": "Live: type, watch a unit, intervene", "kind": "live", "options": options,
-            "notes": live_notes(payload)}, {}
+            "crlf": crlf, "notes": live_notes(payload)}, {}
 
 
 __all__ = ["LIVE_JS", "MAX_LIVE_WEIGHTS", "check_live", "encode_weights", "live_payload", "live_section",

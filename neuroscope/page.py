@@ -348,6 +348,7 @@ MACROS = """
 <label>unit <select id="live-pick">{% for u in s.options %}<option value="{{ u.id }}">{{ u.label }}</option>{% endfor %}</select></label>
 <label>or any unit <input id="live-unit" size="10" placeholder="{{ s.options[0].id if s.options else 'l0.h.0' }}"></label>
 {{ legend_units() }}
+{% if s.crlf is not none %}<label><input type="checkbox" id="live-crlf"{{ ' checked' if s.crlf else '' }}> read line breaks as \\r\\n (the vocabulary has \\r)</label>{% endif %}
 </div>
 <textarea id="live-text" rows="6" spellcheck="false" placeholder="Type or paste text here"></textarea>
 <p class="note" id="live-status"></p><p class="note" id="live-loss"></p>

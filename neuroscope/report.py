@@ -184,7 +184,7 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
     for section, its_charts in (model_section(ckpt, pred, n), samples_section(ckpt),
                                 ranking_section(result, ranked, panels, cfg.num_layers),
                                 units_section(panels, result, ranked), predictions_section(pred),
-                                live_section(payload, panels) if live else (None, {}),
+                                live_section(payload, panels, text) if live else (None, {}),
                                 distribution_section(panels, labels, values), gates_section(cfg, saturation, n)):
         if section is None:
             continue

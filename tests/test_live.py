@@ -133,7 +133,10 @@ def test_gru_and_rnn_forward_on_the_float16_rounded_model(browser, cell, tmp_pat
 def test_text_box_steps_once_per_typed_character_and_colours_by_unit(browser, wp, wp_small):
     path, text = wp
     open_page(browser, path)
-    text = text[:400].replace("\r", "")              # a text box holds line breaks as "\n" only
+    text = text[:400]
+    assert text.count("\n") == text.count("\r\n") > 5
+    # The box holds "\n" only (as every text box); ticked, "read line breaks as \r\n" puts the "\r" back.
+    assert browser.execute_script("return document.getElementById('live-crlf').checked")
     browser.execute_async_script("neuroscopeLive.ui.type(arguments[0]).then(arguments[1])", text)
     # One more character: one forward step (no re-reading of the text); an edit at 350: from there on.
     steps = browser.execute_script("""
@@ -141,10 +144,12 @@ def test_text_box_steps_once_per_typed_character_and_colours_by_unit(browser, wp
         box.value += 'x'; box.dispatchEvent(new Event('input'));
         const s1 = L.steps();
         box.value = box.value.slice(0, 350) + 'Q' + box.value.slice(351); box.dispatchEvent(new Event('input'));
-        return [s1 - s0, L.steps() - s1];""")
-    assert text[350] != "Q"
-    assert steps == [1, len(text) + 1 - 350]
-    typed = text[:350] + "Q" + text[351:] + "x"
+        return [s1 - s0, L.steps() - s1, box.value];""")
+    box = steps.pop()
+    assert box == text.replace("\r", "")[:350] + "Q" + text.replace("\r", "")[351:] + "x"
+    typed = box.replace("\n", "\r\n")
+    same = next(k for k, (a, b) in enumerate(zip(typed, text + "x")) if a != b)
+    assert steps == [1, len(typed) - same]
     browser.execute_async_script("neuroscopeLive.ui.idle().then(arguments[0])")
     browser.execute_script("neuroscopeLive.ui.setUnit('l1.c.17')")
     picks = (0, 5, 200, 350, len(typed) - 1)
@@ -162,7 +167,7 @@ def test_interventions_and_sampling_through_the_page(browser, wp, wp_small):
     from selenium.webdriver.common.by import By
     path, text = wp
     open_page(browser, path)
-    text = text[:300].replace("\r", "")
+    text = text[:300]
     ids = wp_small.vocab.encode(text)
     browser.execute_async_script("neuroscopeLive.ui.type(arguments[0]).then(arguments[1])", text)
     browser.execute_async_script("neuroscopeLive.ui.addEdit({units: 'l1.c.17, l0.h.3', op: 'clamp', value: 2})"
