@@ -26,6 +26,7 @@ from neuroscope.report import build_report
 from neuroscope.text import Vocab
 from test_browser import browser, expected_colour  # noqa: F401 (browser: the module's Chromium fixture)
 
+pytestmark = pytest.mark.usefixtures("one_thread")       # batch-1 recording, as test_report
 N = 2000
 
 
