@@ -373,7 +373,8 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
-    With --feature, the units are ranked over the whole span first (as `neuroscope probe`).
+    With --feature, the units are ranked over the whole span first (as `neuroscope probe`). With
+    --live, the page also runs the model: type text, watch any unit, intervene, sample (docs/live.md).
 
     Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
     """

@@ -31,8 +31,8 @@ import numpy as np
 from . import files
 from .errors import UserError
 from .excerpt import most_variable_units, predict, record_units
-from .live import LIVE_JS, check_live, live_payload, live_section
 from .features import kind_of
+from .live import LIVE_JS, check_live, live_payload, live_section
 from .names import Unit, parse_unit
 from .page import iframe, render_page
 from .sections import (distribution_section, gates_section, model_section, predictions_section, ranking_section,
