@@ -14,6 +14,7 @@ docs/live.md quotes, each measured in the page with performance.now():
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,13 @@ neuroscopeLive.ui.type(text).then(() => {
 """
 
 
+# The forward pass alone, without the page's views: neuroscopeLive.run over n characters, ms per character.
+FORWARD = """
+const [text] = arguments, t0 = performance.now(); neuroscopeLive.run(text, []);
+return (performance.now() - t0) / Array.from(text).length;
+"""
+
+
 def measure(driver, html: Path, script: str, *args):
     open_report(driver, html, LIVE_READY)
     driver.set_script_timeout(600)                  # 2,000 characters of a 3 x 512 model take seconds
@@ -80,7 +88,9 @@ def main(argv=None) -> dict:
     build_report(big, replace(span, text=span.text[:300]), max_chars=300, live=True).save(big_html, force=True)
     with chromium() as driver:
         paste = measure(driver, path, PASTE, text, quote_unit) if driver else None
+        step = driver.execute_script(FORWARD, text) if driver else None
         keys = measure(driver, big_html, KEYS, text, text[:100]) if driver else None
+        big_step = driver.execute_script(FORWARD, text[:200]) if driver else None
     big_size = big_html.stat().st_size
     big_html.unlink()
     summary = {"script": "live_section", "model": ckpt.name, "quote_unit": quote_unit,
@@ -88,7 +98,9 @@ def main(argv=None) -> dict:
                "bytes_added": len(report.html.encode()) - len(plain.html.encode()),
                "big_model": big.name, "big_weights": count_parameters(big.model), "big_bytes_live": big_size}
     if paste:
-        summary |= {"paste_2000_ms": paste[0], "recolour_2000_ms": paste[1], "intervene_2000_ms": paste[2]}
+        summary |= {"paste_2000_ms": paste[0], "recolour_2000_ms": paste[1], "intervene_2000_ms": paste[2],
+                    "forward_ms_per_char": step, "big_forward_ms_per_char": big_step}
+    summary["load_average_1min"] = os.getloadavg()[0]       # timings on a busy machine are longer
     if keys:
         keys = sorted(keys)
         summary |= {"big_keystroke_ms_median": keys[len(keys) // 2], "big_keystroke_ms_max": keys[-1]}
