@@ -1,20 +1,13 @@
 """evaluate.py: the exact one-stream loss and the warmed multi-stream estimate."""
 import numpy as np
 import pytest
-import torch
 
 from neuroscope.errors import UserError
 from neuroscope.evaluate import evaluate
 from neuroscope.record import char_losses
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small per-step work: one thread avoids OpenMP stalls on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")      # conftest: one torch thread
 
 
 @pytest.fixture(scope="module")
