@@ -6,6 +6,7 @@ writes reports/<script name>.html plus reports/<script name>.json (the numbers t
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -112,44 +113,82 @@ def save(name: str, report: Report, summary: dict, out: str | None = None) -> Pa
     return path
 
 
-def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520) -> Path | None:
-    """PNG of one element of a report, opened from disk in headless Chromium (as tests/test_browser.py
-    does, networking off); the element is cut to `height` pixels. None (with a message) without a browser."""
+def findings_script(name: str, args, features: tuple[str, ...], lang: str = "auto") -> tuple[dict, Path]:
+    """The common run of a findings script: probe the cell states for `features`, print and save the
+    findings (reports/<name>.html and .json). Returns (summary, path of the page)."""
+    setup()
+    ckpt, span = load(args)
+    labels = resolve(span.text, names=features, lang=lang)
+    result = run_probe(args, ckpt, span, labels)
+    found = {f: finding(result, f) for f in features}
+    print(f"{ckpt.name}: {len(span.text):,} characters of the test split from {span.start:,}, "
+          f"{result.meta['units']:,} cell-state units, streams={args.streams} warmup={args.warmup}")
+    for f in found.values():
+        print(describe(f))
+    report = build_report(ckpt, span, result, labels, max_chars=args.show_chars)
+    summary = {"script": name, "model": ckpt.name, "chars": len(span.text), "start": span.start,
+               "streams": args.streams, "warmup": args.warmup, "states": "c", "findings": found,
+               "notes": result.meta["notes"]}
+    return summary, save(name, report, summary, args.out)
+
+
+@contextmanager
+def chromium(width: int = 1100, height: int = 900):
+    """Headless Chromium with networking off (as tests/test_browser.py), or None (with a message)
+    without selenium, chromium or chromedriver; quit on exit."""
     import shutil
     import tempfile
-
-    from neuroscope.files import write_with
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
-        from selenium.webdriver.common.by import By
-        from selenium.webdriver.support.ui import WebDriverWait
     except ImportError:
-        print("no screenshot: selenium is not installed")
-        return None
-    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_path):
-        print("no screenshot: chromium / chromedriver not found")
-        return None
+        print("no browser: selenium is not installed")
+        yield None
+        return
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (binary and driver_path):
+        print("no browser: chromium / chromedriver not found")
+        yield None
+        return
     opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
+    opts.binary_location = binary
     profile = tempfile.mkdtemp(prefix="ns-chromium-")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND",
-                f"--user-data-dir={profile}", "--window-size=1100,900"):
+                f"--user-data-dir={profile}", f"--window-size={width},{height}"):
         opts.add_argument(arg)
     driver = webdriver.Chrome(service=Service(driver_path), options=opts)
     try:
-        driver.get(Path(html_path).resolve().as_uri())
-        WebDriverWait(driver, 120).until(lambda d: d.execute_script("return window.neuroscopeReady === true"))
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_report(driver, html_path: Path, ready: str = "window.neuroscopeReady === true") -> None:
+    """Open a report from disk and wait until its script has run (`ready`: a JS condition)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+    driver.get(Path(html_path).resolve().as_uri())
+    WebDriverWait(driver, 120).until(lambda d: d.execute_script(f"return {ready}"))
+
+
+def screenshot(html_path: Path, png_path: Path, selector: str, height: int = 520, prepare: str = "") -> Path | None:
+    """PNG of one element of a report, opened from disk in headless Chromium (as tests/test_browser.py
+    does, networking off); the element is cut to `height` pixels. `prepare`: JavaScript run first, as
+    an async script (it calls arguments[0] when the page is ready). None (with a message) without a browser."""
+    from neuroscope.files import write_with
+    with chromium() as driver:
+        if driver is None:
+            return None
+        from selenium.webdriver.common.by import By
+        open_report(driver, html_path)
+        if prepare:
+            driver.execute_async_script(prepare)
         el = driver.find_element(By.CSS_SELECTOR, selector)
         driver.execute_script(f"arguments[0].style.maxHeight = '{height}px'; arguments[0].style.overflow = 'hidden';"
                               "arguments[0].scrollIntoView();", el)
         png = el.screenshot_as_png
         write_with(png_path, lambda fh: fh.write(png), "png", force=True)     # the gallery's own picture
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
     print(f"wrote {png_path}")
     return Path(png_path)
 

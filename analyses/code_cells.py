@@ -12,28 +12,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import build_report, describe, finding, load, parser, resolve, run_probe, save, setup  # noqa: E402
+from _common import findings_script, parser  # noqa: E402
 
 FEATURES = ("in_if_condition", "in_comment", "in_string", "brace_depth", "indent_depth")
 
 
 def main(argv=None) -> dict:
     args = parser(__doc__, "linux_lstm3x512.pt", "linux.txt", chars=40_000).parse_args(argv)
-    setup()
-    ckpt, span = load(args)
-    features = resolve(span.text, names=FEATURES, lang="c")
-    result = run_probe(args, ckpt, span, features)
-    found = {f: finding(result, f) for f in FEATURES}
-    print(f"{ckpt.name}: {len(span.text):,} characters of the test split from {span.start:,}, "
-          f"{result.meta['units']:,} cell-state units, streams={args.streams} warmup={args.warmup}")
-    for f in found.values():
-        print(describe(f))
-    report = build_report(ckpt, span, result, features, max_chars=args.show_chars)
-    summary = {"script": "code_cells", "model": ckpt.name, "chars": len(span.text), "start": span.start,
-               "streams": args.streams, "warmup": args.warmup, "states": "c", "findings": found,
-               "notes": result.meta["notes"]}
-    save("code_cells", report, summary, args.out)
-    return summary
+    return findings_script("code_cells", args, FEATURES, lang="c")[0]
 
 
 if __name__ == "__main__":

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (REPORTS, build_report, describe, finding, load, parser, resolve, run_probe, save,  # noqa: E402
-                     screenshot, setup)
+from _common import REPORTS, findings_script, parser, screenshot  # noqa: E402
 
 FEATURES = ("in_quote", "line_position", "line_remaining")
 
@@ -23,20 +22,7 @@ def main(argv=None) -> dict:
     p = parser(__doc__, "wp_lstm3x512.pt", "warpeace.txt", chars=40_000)
     p.add_argument("--png", default=str(REPORTS / "quote_cell.png"), help="screenshot of the quote unit ('' = none)")
     args = p.parse_args(argv)
-    setup()
-    ckpt, span = load(args)
-    features = resolve(span.text, names=FEATURES)
-    result = run_probe(args, ckpt, span, features)
-    found = {f: finding(result, f) for f in FEATURES}
-    print(f"{ckpt.name}: {len(span.text):,} characters of the test split from {span.start:,}, "
-          f"{result.meta['units']:,} cell-state units, streams={args.streams} warmup={args.warmup}")
-    for f in found.values():
-        print(describe(f))
-    report = build_report(ckpt, span, result, features, max_chars=args.show_chars)
-    summary = {"script": "quote_and_line", "model": ckpt.name, "chars": len(span.text), "start": span.start,
-               "streams": args.streams, "warmup": args.warmup, "states": "c", "findings": found,
-               "notes": result.meta["notes"]}
-    path = save("quote_and_line", report, summary, args.out)
+    summary, path = findings_script("quote_and_line", args, FEATURES)
     if args.png:
         # The quote unit's panel (the first: in_quote's top unit): the gallery's picture.
         screenshot(path, args.png, ".textview[data-panel='p0']")

@@ -29,25 +29,33 @@ def cli():
 @cli.command("eval")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read the span as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, uncounted.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(ckpt, text_path, split, start, chars, device, as_json):
+def eval_cmd(ckpt, text_path, split, start, chars, streams, warmup, device, as_json):
     """Mean cross-entropy (nats and bits per char) of a model on a text span.
 
     Example: neuroscope eval --ckpt wp.pt --text warpeace.txt --split test
     """
     from .checkpoint import choose_text, load_checkpoint
     from .evaluate import evaluate
+    if warmup and streams == 1:
+        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)
     unknown = model.vocab.count_unknown(span.text)
-    result = evaluate(model.model, model.vocab.encode(span.text), progress=not as_json)
+    result = evaluate(model.model, model.vocab.encode(span.text), progress=not as_json, streams=streams,
+                      warmup=warmup)
     if as_json:
         echo_json({**result.to_dict(), "unknown_chars": unknown, "source": span.source,
-                   "start": span.start, "end": span.start + len(span.text)})
+                   "start": span.start, "end": span.start + len(span.text), "streams": streams, "warmup": warmup})
         return
     click.echo(f"{result.loss_nats:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
-               f"over {result.chars:,} characters of {span.source} [{span.start}, {span.start + len(span.text)})")
+               f"over {result.chars:,} characters of {span.source} [{span.start}, {span.start + len(span.text)})"
+               + ("" if streams == 1 else f" ({streams} streams, warmup {warmup}: not exact)"))
     if unknown:
         click.echo(f"note: {unknown} characters not in the vocabulary were read as "
                    f"{model.vocab.chars[model.vocab.fallback_id]!r}")
@@ -357,13 +365,17 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
               help="Characters shown; a longer span is truncated, with a note.")
 @click.option("--null/--no-null", default=True, show_default=True,
               help="Circular-shift p-values in the ranking (needs 2,100+ characters).")
+@click.option("--live", is_flag=True, help="Run the model in the page: type, watch a unit, intervene (docs/live.md).")
+@click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, out, force):
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, live, live_force,
+               out, force):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
-    With --feature, the units are ranked over the whole span first (as `neuroscope probe`).
+    With --feature, the units are ranked over the whole span first (as `neuroscope probe`). With
+    --live, the page also runs the model: type text, watch any unit, intervene, sample (docs/live.md).
 
     Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
     """
@@ -379,6 +391,9 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     c = load_checkpoint(ckpt)
     for u in units:
         parse_unit(u, c.config)
+    if live:
+        from .live import check_live
+        check_live(c.model, live_force)
     check_output(out, "html", force, inputs=[ckpt, text_path])
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
@@ -387,8 +402,11 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
         from .probe import probe
         result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
-                          n_units=top, progress=True)
+                          n_units=top, progress=True, live=live, live_force=live_force)
     click.echo(report.save(out, force=force, inputs=[ckpt, text_path]))
+    if live:
+        click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "
+                   f"{len(report.data['live']['weights']) / 1e6:.2f} MB", err=True)
 
 
 @cli.command("demo")
@@ -398,14 +416,15 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
               help="Training time budget (the rest takes well under a minute).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and sampling.")
 @click.option("--force", is_flag=True, help="Replace the files of an earlier demo in --out.")
-def demo_cmd(out, minutes, seed, force):
+@click.option("--live/--no-live", default=True, show_default=True, help="Run the model in the report's page.")
+def demo_cmd(out, minutes, seed, force, live):
     """Train a small LSTM on the Python standard library's own source, rank its units for
     in_string and line_position, and write the full HTML report (about 3 minutes on 2 CPU cores).
 
     Example: neuroscope demo --out neuroscope-demo
     """
     from .demo import run_demo
-    result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True,
+    result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True, live=live,
                       log=lambda m: click.echo(m, err=True))
     for feature, (unit, r) in result.top.items():
         click.echo(f"best unit for {feature}: {unit} (r = {r:+.3f})", err=True)

@@ -112,6 +112,8 @@ select, button { font: inherit; }
 .pbreak { flex-basis: 100%%; height: 0; }
 .free td, .free th { text-align: left; vertical-align: top; }
 .ctx { font-family: "DejaVu Sans Mono", monospace; white-space: pre; }
+#live-text { width: 100%%; font: 13.5px/1.5 "DejaVu Sans Mono", "Liberation Mono", monospace; }
+.live-edit.bad input:first-of-type { outline: 2px solid %(red)s; }
 """
 
 
@@ -242,6 +244,9 @@ SCRIPT = """
   charts.forEach(function (el) {
     vegaEmbed(el, D.charts[el.dataset.chart], {actions: false, renderer: "svg"}).catch(function (e) { console.error(e); });
   });
+  // What a later script of the page (neuroscope/live.js) draws with: the same colours and glyphs.
+  window.neuroscopeDraw = {data: D, mix: mix, diverging: diverging, surprise: surprise, ink: ink, fmt: fmt,
+                           glyph: glyph, colours: {white: WHITE, shade: SHADE}};
   window.neuroscopeReady = true;
 })();
 """
@@ -278,6 +283,8 @@ TEMPLATE = """<!DOCTYPE html>
 </div>
 <script type="application/json" id="ns-data">{{ data_json }}</script>
 <script>{{ script }}</script>
+{% for extra in scripts %}<script>{{ extra }}</script>
+{% endfor %}
 </body>
 </html>
 """
@@ -336,6 +343,34 @@ MACROS = """
 <div class="grid" data-page="1"></div>
 {%- endmacro %}
 
+{% macro live(s) -%}
+<div class="controls">
+<label>unit <select id="live-pick">{% for u in s.options %}<option value="{{ u.id }}">{{ u.label }}</option>{% endfor %}</select></label>
+<label>or any unit <input id="live-unit" size="10" placeholder="{{ s.options[0].id if s.options else 'l0.h.0' }}"></label>
+{{ legend_units() }}
+{% if s.crlf is not none %}<label><input type="checkbox" id="live-crlf"{{ ' checked' if s.crlf else '' }}> read line breaks as \\r\\n (the vocabulary has \\r)</label>{% endif %}
+</div>
+<textarea id="live-text" rows="6" spellcheck="false" placeholder="Type or paste text here"></textarea>
+<p class="note" id="live-status"></p><p class="note" id="live-loss"></p>
+<h3>Interventions</h3>
+<div id="live-edits"></div>
+<div class="controls"><button id="live-add" type="button">add an intervention</button>
+<span class="note">zero, clamp or scale units of h or c at every character, as <code>char_losses</code> does</span></div>
+<h3>Coloured by the picked unit</h3>
+<div class="textview" id="live-units"></div>
+<h3>How expected was each character?</h3>
+<div class="controls"><span class="legend">surprised p=0 <span class="bar" style="background:linear-gradient(90deg, {{ c.red }}, {{ c.yellow }}, {{ c.white }})"></span> p=1 expected</span></div>
+<div class="textview" id="live-surprise"></div>
+<h3>The model's top 5 guesses after each character</h3>
+<div class="grid" id="live-grid"></div>
+<h3>Sample a continuation</h3>
+<div class="controls"><label>temperature <input id="live-temp" type="number" value="0.8" min="0" step="0.1" size="5"></label>
+<label>characters <input id="live-len" type="number" value="200" min="0" max="5000" size="6"></label>
+<label><input id="live-with" type="checkbox" checked> with the interventions</label>
+<button id="live-sample" type="button">sample</button></div>
+<pre class="sample" id="live-sampled"></pre>
+{%- endmacro %}
+
 {% macro charts(s) -%}
 {% for id, caption in s.charts %}<div class="charts">{{ chart(id, caption) }}</div>{% endfor %}
 {%- endmacro %}
@@ -347,7 +382,7 @@ MACROS = """
 """
 
 
-KINDS = ("model", "samples", "ranking", "units", "predictions", "charts", "html")    # one macro each
+KINDS = ("model", "samples", "ranking", "units", "predictions", "live", "charts", "html")    # one macro each
 
 
 @functools.lru_cache(maxsize=1)
@@ -360,22 +395,25 @@ def _environment() -> tuple[jinja2.Template, object]:
     return env.from_string(TEMPLATE), macros
 
 
-def render_page(title: str, subtitle: list[str], sections: list[dict], data: dict) -> str:
+def render_page(title: str, subtitle: list[str], sections: list[dict], data: dict, scripts=()) -> str:
     """One HTML document: sections (plain data, rendered by their kind's macro) and the script's data.
 
-    The Vega bundle is included only when some section has a chart.
+    The Vega bundle is included only when some section has a chart. `scripts`: more inline scripts
+    of the caller's (trusted, no "</script" inside), run after the page's own, which leaves its
+    data and colour helpers in window.neuroscopeDraw for them.
     """
     template, macros = _environment()
     kinds = {k: getattr(macros, k) for k in KINDS}
     script = SCRIPT % {k: json.dumps(list(v)) for k, v in
                        {"blue": BLUE, "white": WHITE, "green": GREEN, "red": RED, "yellow": YELLOW,
                         "shade": SHADE, "label": LABEL}.items()}
-    css = CSS % {"label": _rgb(LABEL)}
+    css = CSS % {"label": _rgb(LABEL), "red": _rgb(RED)}
     return template.render(
         title=title, subtitle=subtitle, sections=sections, kinds=kinds,
         css=_markup(css),
         bundle=_markup(_vega_bundle()) if data.get("charts") else "",
-        data_json=_markup(_json_for_script(data)), script=_markup(script))
+        data_json=_markup(_json_for_script(data)), script=_markup(script),
+        scripts=[_markup(x.replace("</script", "<\\/script")) for x in scripts])
 
 
 def _markup(text: str) -> Markup:

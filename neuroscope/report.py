@@ -11,7 +11,8 @@ training; 3 neuron ranking per feature (table, bar chart of r, top-k probe curve
 coloured by each selected unit (tanh(c) for cell states, h as is), with the feature's labels
 underlined and a picker among the feature's top units; 5 predictions (the text coloured by the
 probability of each actual character, and the model's top 5 guesses under each character);
-6 activation inside vs outside each feature; 7 gate saturation per layer (LSTM and GRU).
+6 activation inside vs outside each feature; 7 gate saturation per layer (LSTM and GRU). With
+live=True, a live section after the predictions: the model itself runs in the page (neuroscope.live).
 
 Content is built as plain data first (`Report.sections`, `Report.data`), then rendered by
 neuroscope.page. The pieces: neuroscope.excerpt reads the numbers off the excerpt (unit values,
@@ -31,6 +32,7 @@ from . import files
 from .errors import UserError
 from .excerpt import most_variable_units, predict, record_units
 from .features import kind_of
+from .live import LIVE_JS, check_live, live_payload, live_section
 from .names import Unit, parse_unit
 from .page import iframe, render_page
 from .sections import (distribution_section, gates_section, model_section, predictions_section, ranking_section,
@@ -48,7 +50,8 @@ class Report:
 
     sections: dicts that neuroscope.page renders by their "kind" (see neuroscope.sections);
     data: what the page's script reads (the excerpt, unit values, labels, predictions);
-    charts: chart id -> altair chart, for the sections that name them.
+    charts: chart id -> altair chart, for the sections that name them;
+    scripts: more inline scripts the page runs after its own (the live section's, see neuroscope.live).
     """
 
     title: str
@@ -56,6 +59,7 @@ class Report:
     sections: list[dict]
     data: dict
     charts: dict[str, alt.TopLevelMixin] = field(default_factory=dict)
+    scripts: list[str] = field(default_factory=list)
 
     def view(self, *section_ids: str) -> "Report":
         """The same report with only some sections, e.g. report.view("units"), for Jupyter."""
@@ -65,12 +69,15 @@ class Report:
                             f"{', '.join(s['id'] for s in self.sections)}", param="section_ids")
         keep = [s for s in self.sections if s["id"] in section_ids]
         used = {c for s in keep for c in _chart_ids(s)}
-        return replace(self, sections=keep, charts={k: v for k, v in self.charts.items() if k in used})
+        live = "live" in section_ids
+        return replace(self, sections=keep, charts={k: v for k, v in self.charts.items() if k in used},
+                       data={k: v for k, v in self.data.items() if live or k != "live"},
+                       scripts=self.scripts if live else [])
 
     @property
     def html(self) -> str:
         data = dict(self.data, charts={k: c.to_dict() for k, c in self.charts.items()})
-        return render_page(self.title, self.subtitle, self.sections, data)
+        return render_page(self.title, self.subtitle, self.sections, data, self.scripts)
 
     def save(self, path: str | os.PathLike, force: bool = False, inputs=()) -> str:
         """Write the page atomically; an existing page is replaced only with force, never an input
@@ -144,17 +151,21 @@ def _page_data(text: str, start: int, vocab, units: list[Unit], values: dict, la
 
 def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None = None,
                  units: list[str] | None = None, max_chars: int = 5000, n_units: int = N_UNITS,
-                 progress: bool = False) -> Report:
+                 progress: bool = False, live: bool = False, live_force: bool = False) -> Report:
     """Everything the report shows, as plain data, for the first max_chars characters of span.
 
     ckpt: a Checkpoint; span: a TextSpan (span.text, span.start, span.source); result: a
     ProbeResult (its ranking, top-k curve and top units) or None; features: {name: labels
     [len(span.text)]} (uint8 0/1 or int counts); units: unit ids to show ("l2.c.323"), by
     default each feature's top n_units of the ranking, or the most variable units without one.
+    live: carry the model's weights and run it in the page (neuroscope.live; UserError for a model
+    the page cannot run, or a bigger one than neuroscope.live.MAX_LIVE_WEIGHTS without live_force).
     """
     features = dict(features or {})
     _check(span, features, max_chars)
     model, vocab, cfg = ckpt.model, ckpt.vocab, ckpt.config
+    if live:
+        check_live(model, live_force)                    # before the slow part
     text = span.text[:max_chars]
     n = len(text)
     ids = vocab.encode(text)
@@ -168,14 +179,20 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
     values, saturation = record_units(model, ids, all_units, progress=progress)
     pred = predict(model, ids)
 
+    payload = live_payload(ckpt, live_force) if live else None
     sections, charts = [], {}
     for section, its_charts in (model_section(ckpt, pred, n), samples_section(ckpt),
                                 ranking_section(result, ranked, panels, cfg.num_layers),
                                 units_section(panels, result, ranked), predictions_section(pred),
+                                live_section(payload, panels, text) if live else (None, {}),
                                 distribution_section(panels, labels, values), gates_section(cfg, saturation, n)):
+        if section is None:
+            continue
         section["number"] = len(sections) + 1
         sections.append(section)
         charts.update(its_charts)
+    data = _page_data(text, span.start, vocab, all_units, values, labels, panels, pred)
+    if live:
+        data["live"] = payload
     return Report(title=f"neuroscope report: {ckpt.name}", subtitle=subtitle(span, n, vocab, result is not None),
-                  sections=sections, data=_page_data(text, span.start, vocab, all_units, values, labels, panels, pred),
-                  charts=charts)
+                  sections=sections, data=data, charts=charts, scripts=[LIVE_JS] if live else [])

@@ -35,13 +35,32 @@ def shared_models():
 
 
 @pytest.fixture(scope="session")
-def wp_small(shared_models):
-    """The small War and Peace model (2 x 128 LSTM), loaded once."""
+def reference(shared_models):
+    """reference(name) -> the checkpoint ../shared/models/<name>.pt, loaded once per test run (shared: do
+    not change its weights)."""
+    from functools import cache
     from neuroscope.checkpoint import load_checkpoint
-    return load_checkpoint(shared_models / "wp_lstm2x128.pt")
+    return cache(lambda name: load_checkpoint(shared_models / f"{name}.pt"))
+
+
+@pytest.fixture(scope="session")
+def wp_small(reference):
+    """The small War and Peace model (2 x 128 LSTM), loaded once."""
+    return reference("wp_lstm2x128")
 
 
 @pytest.fixture(scope="session")
 def warpeace(shared_data):
     from neuroscope.text import read_text
     return read_text(shared_data / "warpeace.txt")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module (pytestmark = pytest.mark.usefixtures("one_thread")): batch-1 steps
+    gain little from a second thread, and on a busy machine OpenMP's hand-offs make them many times
+    slower (the demo's setup took 3.5 times as long at two threads on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -69,10 +69,19 @@ def assert_one_line_error(result, contains=""):
     assert contains in errors[0], result.output
 
 
-@pytest.mark.parametrize("name", sorted(REFERENCE))
+# wp_lstm2x128 is read as one exact stream (the default); the 512-unit models as 64 streams, each warmed
+# on the 256 characters before it: on wp_lstm3x512's test split 1.08764 nats against 1.08714 exact
+# (+0.0005; cold streams +0.0036) in 56% of the one stream's CPU time.
+EXACT = "wp_lstm2x128"
+WARM_STREAMS = ["--streams", "64", "--warmup", "256"]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n == EXACT else pytest.mark.slow)
+                                  for n in sorted(REFERENCE)])
 def test_eval_reproduces_every_reference_test_loss(name, shared_models, shared_data):
     path = shared_models / f"{name}.pt"
-    result = run("eval", "--ckpt", path, "--text", shared_data / REFERENCE[name], "--split", "test", "--json")
+    result = run("eval", "--ckpt", path, "--text", shared_data / REFERENCE[name], "--split", "test", "--json",
+                 *([] if name == EXACT else WARM_STREAMS))
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout)
     stored = torch.load(path, weights_only=True)["train"]
@@ -256,6 +265,7 @@ def test_eval_bad_text_and_span(model, files):
                           "Invalid value for '--split'")
     assert_one_line_error(run("eval", "--ckpt", out, "--text", files / "py.txt", "--start", "10", "--chars",
                               "999999999"), "outside")
+    assert_one_line_error(run("eval", "--ckpt", out, "--text", files / "py.txt", "--warmup", "10"), "--streams N > 1")
 
 
 def test_ctrl_c_during_train_keeps_the_progress_and_says_how_to_resume(files, tmp_path, monkeypatch):

@@ -12,7 +12,8 @@ from neuroscope.cli import cli
 from neuroscope.demo import DEMO_FEATURES, run_demo
 from neuroscope.features import label
 
-SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
+pytestmark = pytest.mark.usefixtures("one_thread")
+SECTIONS = ["model", "samples", "ranking", "units", "predictions", "live", "distribution", "gates"]
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,16 @@ def test_demo_report_shows_the_excerpt_labels_and_top_units(demo):
     ranking = pd.read_csv(result.ranking)
     best = ranking[ranking["feature"] == "in_string"]["unit_id"].iloc[0]
     assert best in data["units"] and len(data["units"][best]["values"]) == 1500
+
+
+def test_demo_report_is_live_and_the_model_adds_under_a_megabyte(demo):
+    from neuroscope.live import LIVE_JS
+    result, _ = demo
+    html = open(result.report, encoding="utf-8").read()
+    live = json.loads(re.search(r'<script type="application/json" id="ns-data">(.*?)</script>', html, re.S).group(1))["live"]
+    assert (live["cell"], live["layers"], live["hidden"]) == ("lstm", 2, 128)
+    assert len(live["weights"]) + len(LIVE_JS) <= 1_000_000
+    assert live["rounded"] > 0 and "rounded to float16" in html          # the demo trains in float32
 
 
 def test_demo_command_rejects_bad_options(tmp_path):

@@ -289,13 +289,12 @@ def test_traces_sharing_prepared_weights_prepare_them_once_and_notice_changes():
 
 
 @pytest.mark.parametrize("strategy", ["loop", "recover"])
-def test_reference_checkpoint_states_match_nn_lstm(shared_models, warpeace, strategy, packed):
+def test_reference_checkpoint_states_match_nn_lstm(reference, warpeace, strategy, packed):
     """wp_lstm3x512 on 200 characters of real text: every layer's last h, c and the top h, to 1e-5.
 
     (On CPU nn.LSTM runs oneDNN's kernel, whose rounding differs from a plain float32 recurrence by
     ~1e-5 after ~300 steps; PyTorch's own non-oneDNN kernel agrees with the loop to ~2e-6.)"""
-    from neuroscope.checkpoint import load_checkpoint
-    ck = load_checkpoint(shared_models / "wp_lstm3x512.pt")
+    ck = reference("wp_lstm3x512")
     ids = torch.as_tensor(ck.vocab.encode(warpeace[100_000:100_200]))[None]
     m = ck.model
     with torch.no_grad():
@@ -310,15 +309,14 @@ def test_reference_checkpoint_states_match_nn_lstm(shared_models, warpeace, stra
         torch.testing.assert_close(tr[f"rnn.l{k}.c"][:, -1], cn[k], atol=1e-5, rtol=1e-5)
 
 
-def test_batched_reference_states_stay_within_float32_drift_of_float64(shared_models, warpeace, packed):
+def test_batched_reference_states_stay_within_float32_drift_of_float64(reference, warpeace, packed):
     """4 spans of 100 characters side by side (the loop's recurrent product packed at this batch),
     against the same model in float64 (nn.LSTM's own float64 forward): top h of every step and last
     h of every layer within the float32 drift of this model against float64 (max 3.2e-5, mean 9.1e-8
     over long spans), c within 3.2e-5 of 1 + |c|. A flat 1e-5 against the float32 nn.LSTM does not hold
     here: on these spans the fused float32 kernel is itself 1.2e-5 from float64 (measured)."""
     import copy
-    from neuroscope.checkpoint import load_checkpoint
-    ck = load_checkpoint(shared_models / "wp_lstm3x512.pt")
+    ck = reference("wp_lstm3x512")
     m = ck.model
     ids = torch.stack([torch.as_tensor(ck.vocab.encode(warpeace[a:a + 100]))
                        for a in (100_000, 200_000, 300_000, 400_000)])             # [4, 100]
@@ -335,11 +333,10 @@ def test_batched_reference_states_stay_within_float32_drift_of_float64(shared_mo
         assert float(rel.max()) < 3.2e-5
 
 
-def test_long_sequences_agree_within_float32_drift(shared_models, warpeace):
+def test_long_sequences_agree_within_float32_drift(reference, warpeace):
     """2,000 steps: rounding drifts through the recurrence (3.2e-5 in h against float64 over 3,000 steps
     of this model, and |c| grows to ~2,400), so h gets 1e-4 absolute and c 1e-4 of (1 + |c|)."""
-    from neuroscope.checkpoint import load_checkpoint
-    ck = load_checkpoint(shared_models / "wp_lstm3x512.pt")
+    ck = reference("wp_lstm3x512")
     m = ck.model
     ids = torch.as_tensor(ck.vocab.encode(warpeace[2_000_000:2_002_000]))[None]
     with torch.no_grad():

@@ -480,11 +480,11 @@ REFERENCE = [  # model, corpus, feature, |r| at least
 SPANS = {"wp_lstm3x512": (64_000, 16), "linux_lstm3x512": (64_000, 16), "enwiki_lstm2x512": (None, 64)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name, corpus", sorted({(m, c) for m, c, _, _ in REFERENCE}))
-def test_reference_models_have_units_that_track_their_features(shared_models, shared_data, model_name, corpus):
-    from neuroscope.checkpoint import load_checkpoint
+def test_reference_models_have_units_that_track_their_features(reference, shared_data, model_name, corpus):
     from neuroscope.text import read_text
-    ckpt = load_checkpoint(shared_models / f"{model_name}.pt")
+    ckpt = reference(model_name)
     full = read_text(shared_data / corpus)
     s, e = split_span(len(full), "test")
     chars, streams = SPANS[model_name]

@@ -10,13 +10,7 @@ from neuroscope.record import (Intervention, char_losses, iter_states, parse_sta
                                stream_layout)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small per-step work: one thread avoids OpenMP stalls when other processes hold the cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")      # conftest: one torch thread
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ from neuroscope.report import Report, build_report
 from neuroscope.sections import shown_path
 from neuroscope.text import Vocab
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
 EVIL = 'He said "run <script>window.__pwned=1</script> now" & left </pre> <b>x</b>.\r\n\tOK\r\n'
 
