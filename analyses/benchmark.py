@@ -603,7 +603,8 @@ def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_c
                     "stages_s": {k: round(v, 2) for k, v in secs.items()},
                     "outside_probe_s": round(run["seconds"] - secs["total"], 2),
                     "share": {k: round(v / run["seconds"], 3) for k, v in secs.items() if k != "total"},
-                    "all_seconds": [round(r["seconds"], 2) for r in runs]})
+                    "all_seconds": [round(r["seconds"], 2) for r in runs],
+                    "findings": _findings(run["out"])})
         if "record" in wanted:
             res["record"] = _headline_record(c, full, ckpt, corpus, record_chars, record_streams, trees, commits,
                                              scratch, repeats, threads)
@@ -625,6 +626,20 @@ def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_c
         click.echo(f"  {r['commit']:>9} record {r['chars']:,} chars, streams {r['streams']}: {r['seconds']:.1f} s "
                    f"= {r['ratio_to_fused']:.2f}x fused ({r['fused_s']:.1f} s), {r['ratio_to_floor']:.2f}x fused + "
                    f"disk ({r['disk_s']:.1f} s for {r['bytes'] / 2**30:.2f} GiB); peak {r['peak_mib']:,} MiB")
+
+
+def _findings(out: dict) -> dict:
+    """Per feature, what a before/after comparison needs: the top unit, its r, whether it is significant,
+    its selectivity, and the sparse probe's held-out score."""
+    res = {}
+    for f in out.get("features", [out]):          # one feature: its fields at the top level
+        top = f["units"][0]
+        sparse = f["sparse"][0] if f["sparse"] else {}
+        res[f["feature"]] = {"unit": top["unit_id"], "r": top["r"], "significant": top.get("significant"),
+                             "selectivity": top.get("selectivity"),
+                             "sparse_heldout": sparse.get("score"), "sparse_units": sparse.get("n_nonzero"),
+                             "topk_heldout": {t["k"]: t["score"] for t in f["topk"]}}
+    return res
 
 
 def _test_start(n: int) -> int:

@@ -172,12 +172,11 @@ def _r2(y: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def _best(scores: list[list[float]]) -> int:
-    """Index of the best mean fold score (the first of equals; NaN, a failed fold, loses), as
-    GridSearchCV picks it."""
-    mean = np.array([np.mean(s) for s in scores])
-    if np.isnan(mean).all():
-        raise ValueError("every fold failed (one class in a fold)")
-    return int(np.flatnonzero(mean == np.nanmax(mean))[0])
+    """Index of the best mean fold score, the first of equals, as GridSearchCV picks it: a failed fold
+    (one class in it) makes its candidate's mean NaN, ranked last, so when every candidate has one the
+    first strength is taken and the refit on the whole fitting part still gives a held-out score."""
+    mean = np.nan_to_num(np.array([np.mean(s) for s in scores]), nan=-np.inf)
+    return int(np.flatnonzero(mean == mean.max())[0])
 
 
 def _ridge_cv(X: np.ndarray, y: np.ndarray, folds, alphas) -> tuple[np.ndarray, float]:

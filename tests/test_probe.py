@@ -199,6 +199,15 @@ def test_l2_probes_solve_what_scikit_learn_gridsearch_solves():
     assert b == pytest.approx(ref.best_estimator_.intercept_[0], abs=1e-5)
     ys = (Xs[:, 0] + 0.5 * Xs[:, 1] > 0.8).astype(int)
     assert roc_auc_score(ys, Xs @ w + b) == pytest.approx(roc_auc_score(ys, ref.decision_function(Xs)), abs=1e-9)
+    # A fold with one class (a feature absent from a stretch of the fitting part): every C's mean is
+    # NaN there, and GridSearchCV takes the first C and refits on all the rows.
+    y1 = y.copy()
+    y1[:n // 3] = 0
+    w, b = _logistic_cv(X, y1, folds, TOPK_CS)
+    ref = GridSearchCV(LogisticRegression(solver="liblinear", tol=1e-10, max_iter=10_000), {"C": TOPK_CS}, cv=cv,
+                       scoring="roc_auc").fit(X, y1)
+    assert ref.best_params_["C"] == TOPK_CS[0]
+    np.testing.assert_allclose(w, ref.best_estimator_.coef_[0], atol=1e-5)
     c = X[:, 2] * 2 + rng.standard_normal(n)
     w, b = _ridge_cv(X, c, folds, RIDGE_ALPHAS)
     ref = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv).fit(X, c)
