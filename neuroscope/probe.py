@@ -15,7 +15,7 @@ row k = state after reading text[k], label k = the feature after reading text[k]
 | --- | --- | --- |
 | ranking | r, mean_on, mean_off, baseline_max_abs_r | all N, one streaming pass (float64 sufficient statistics) in stream_layout(N, streams, warmup) |
 | ranking | auroc, spearman | the sample: the first min(N, sample_chars, sample_mb cap), every k-th (k = ceil(sample / rank_chars)) |
-| ranking | control_max_abs_r, selectivity | the first control_chars (all N if a feature is constant there), one streaming pass of the control model |
+| ranking | control_max_abs_r, selectivity | about control_chars: the first control_chars / streams of every piece (all N if a feature is constant there), the control model |
 | null | p_value, p_adjusted | the sample |
 | sparse | sparse probes, top-k curve | the first sparse_chars of the sample: fit on its first 2/3, scored on the rest |
 | ablation | loss change | the first ablate_chars |
@@ -84,7 +84,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     with _timed(seconds, "sample_ranks"):
         ranks = sample_ranks(sample, labels, kinds, cfg.rank_chars, progress=cfg.progress)
     with _timed(seconds, "control", cfg.control):
-        control_r, control_n = control_max_abs_r(net, ids, units, feats, cfg)
+        control_r, control_read = control_max_abs_r(net, ids, units, feats, cfg)
     with _timed(seconds, "null", cfg.null):
         pvalues, null_meta, null_notes = null_pvalues(stats.r, feats, sample, units.squash_mask, cfg)
     ranking, baselines = rank_table(units, labels, list(feats), kinds, stats, ranks, pvalues, control_r, cfg)
@@ -103,7 +103,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
             "sample": {"chars": Ns, "rank_step": ranks.step, "rank_chars": ranks.chars,
                        "what": f"p-values on the first {Ns:,} characters; auroc, spearman on "
                                + (f"every {ranks.step}th of them ({ranks.chars:,})" if ranks.step > 1 else "all of them")},
-            "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, control_n),
+            "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, control_read, streams, warmup),
             "ablation": _ablation_meta(cfg, N), "alpha": cfg.alpha, "seconds": seconds,
             "notes": notes + null_notes + sparse_notes + ablation_notes}
     return ProbeResult(ranking=ranking, topk=topk, sparse=sparse, ablation=abl, baselines=baselines, meta=meta)
@@ -133,12 +133,11 @@ def _recording(streams: int, warmup: int, cfg: ProbeConfig) -> str:
     return how + (" (streams auto)" if cfg.streams == "auto" else "")
 
 
-def _control_meta(cfg: ProbeConfig, n: int) -> dict:
+def _control_meta(cfg: ProbeConfig, read: dict, streams: int, warmup: int) -> dict:
     if not cfg.control:
         return {"computed": False}
-    streams, _, warmup = stream_layout(n, cfg.streams, cfg.warmup)
     return {"init": "PyTorch default (nn.Embedding N(0,1), nn.LSTM/GRU U(-1/sqrt(H), 1/sqrt(H)))",
-            "seed": cfg.seed, "chars": n, "control_chars": cfg.control_chars, "streams": streams, "warmup": warmup}
+            "seed": cfg.seed, **read, "control_chars": cfg.control_chars, "streams": streams, "warmup": warmup}
 
 
 def _ablation_meta(cfg: ProbeConfig, N: int) -> dict:

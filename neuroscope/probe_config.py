@@ -42,7 +42,7 @@ class ProbeConfig:
     alpha: float = 0.05         # significance level of the corrected p-values
     # The control: the same architecture with random weights.
     control: bool = True        # probe it too; a unit must beat its best |r| (selectivity > 0)
-    control_chars: int = 32_768 # its max |r| on the first this many characters: converged long before (docs/probing.md)
+    control_chars: int = 32_768 # its max |r| on about this many, in windows spread over the text (docs/probing.md)
     seed: int = 0               # seeds the control model and the ablation's random unit sets
     # Sparse probes on the sample.
     sparse: bool = True         # the L1 probe on all units and the top-k curve

@@ -30,7 +30,7 @@ class ProbeResult:
         whole text), spearman (count; sample), p_value (circular-shift null; sample; NaN for units
         not tested), p_adjusted (Holm or BH over all units, untested units counted as p = 1),
         significant (p_adjusted <= alpha), control_max_abs_r (largest |r| of any unit of the
-        random-weights control model with this feature, on the first control_chars), selectivity (abs_r - control_max_abs_r),
+        random-weights control model with this feature, on about control_chars in windows spread over the text), selectivity (abs_r - control_max_abs_r),
         baseline_max_abs_r / baseline_best (the unit's largest |r| with a char-class baseline, and
         which), flag (comma-joined: "n.s." not significant, "control" selectivity <= 0,
         "char_class" a baseline tracks the unit at least as well; "" = a clean finding).

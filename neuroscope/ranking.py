@@ -23,7 +23,7 @@ import torch
 from .errors import UserError
 from .names import parse_quantity, squashes, state_names, unit_id
 from .probe_config import ProbeConfig
-from .record import iter_blocks, stream_layout
+from .record import iter_blocks, stream_layout, window_chars
 from .stats import CorrAccumulator, fast_length, rank_stats, tanh_
 
 # The ranking's columns; the baselines table keeps the first BASELINE_COLUMNS of them.
@@ -94,26 +94,29 @@ class Streamed:
 
 
 def stream_statistics(net, ids: np.ndarray, units: Units, labels: list[np.ndarray], cfg: ProbeConfig,
-                      sample: np.ndarray | None = None, label: str = "ranking: record") -> Streamed:
+                      sample: np.ndarray | None = None, label: str = "ranking: record",
+                      steps: int | None = None) -> Streamed:
     """One recording pass over ids: the statistics of every unit with every label [N], and the sample
     (the first sample.shape[1] characters, raw c) copied as it passes. The statistics do not depend
     on the order of rows, so streams need no reordering. Recorded in stream_layout(N, cfg.streams,
-    cfg.warmup); label: the progress bar's."""
-    acc = _accumulate(net, ids, units, labels, cfg, sample, label)
+    cfg.warmup); steps: only the first `steps` characters of each piece (record.iter_blocks); label:
+    the progress bar's."""
+    acc = _accumulate(net, ids, units, labels, cfg, sample, label, steps)
     on, off = acc.binary_means()
     return Streamed(acc.corr(), on, off)
 
 
-def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample, label: str) -> CorrAccumulator:
+def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample, label: str,
+                steps: int | None) -> CorrAccumulator:
     # Each block is merged as the recurrence wrote it (per quantity [T x B, H], no copy; cell states
     # squashed in place after the sample took its rows).
     Ns = 0 if sample is None else sample.shape[1]
     rows_of_sample = None if sample is None else torch.from_numpy(sample.T)     # [Ns, U], C-contiguous
     H = units.hidden
     acc = CorrAccumulator()
-    streams, _, warmup = stream_layout(len(ids), cfg.streams, cfg.warmup)
+    streams, m, warmup = stream_layout(len(ids), cfg.streams, cfg.warmup)
     for pos, values in iter_blocks(net, ids, states=cfg.states, chunk=cfg.chunk, progress=cfg.progress and label,
-                                   streams=streams, warmup=warmup):
+                                   streams=streams, warmup=warmup, steps=steps):
         # The sample's rows: per stream, a run of consecutive positions (pos[:, b]) below Ns.
         runs = [(b, int(pos[0, b]), int(np.count_nonzero((pos[:, b] >= 0) & (pos[:, b] < Ns))))
                 for b in range(pos.shape[1]) if 0 <= pos[0, b] < Ns]
@@ -129,8 +132,9 @@ def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample, label:
             X = V.view(-1, H) if keep is None else V.view(-1, H)[keep]      # [T x B, H]
             blocks.append(tanh_(X) if squash else X)
         acc.update(blocks, np.stack([lab[flat] for lab in labels], axis=1), overwrite=True)
-    if acc.n != len(ids):
-        raise RuntimeError(f"the recorder covered {acc.n} of {len(ids)} characters")
+    want = len(ids) if steps is None else window_chars(len(ids), streams, m, steps)
+    if acc.n != want:
+        raise RuntimeError(f"the recorder covered {acc.n} of {want} characters")
     return acc
 
 
@@ -167,23 +171,30 @@ def sample_ranks(sample: np.ndarray, labels: dict[str, np.ndarray], kinds: dict[
 
 
 def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np.ndarray],
-                      cfg: ProbeConfig) -> tuple[dict[str, float], int]:
+                      cfg: ProbeConfig) -> tuple[dict[str, float], dict]:
     """({feature: the largest |r| of any unit of a random-weights model of the same architecture},
-    characters it was computed on); ({}, 0) if not cfg.control.
+    {"chars", "windows", "window_chars"}: what it read); ({}, {}) if not cfg.control.
 
-    The characters are the first cfg.control_chars (all of them if a feature is constant there), a
-    pass that costs a fraction of the ranking's; docs/probing.md measures how the bound moves with
-    the number of characters (it can be lower or higher than on the whole text).
+    It reads about cfg.control_chars characters: the first ceil(control_chars / streams) of each of
+    the ranking's pieces (the same streams and warm-up), so windows spread evenly over the whole text
+    and a feature's mix there is the text's, for a fraction of the ranking's cost; the whole text
+    when that is not shorter or a feature is constant on the windows. docs/probing.md measures how
+    the bound moves with the number of characters.
     """
     if not cfg.control:
-        return {}, 0
-    n = min(len(ids), cfg.control_chars)
-    if any(lab[:n].min() == lab[:n].max() for lab in features.values()):
-        n = len(ids)
+        return {}, {}
+    N = len(ids)
+    streams, m, _ = stream_layout(N, cfg.streams, cfg.warmup)
+    steps = -(-cfg.control_chars // streams)
+    read = np.concatenate([np.arange(s, min(s + steps, N)) for s in range(0, N, m)]) if steps < m else None
+    if read is not None and any(lab[read].min() == lab[read].max() for lab in features.values()):
+        read = None
     ctrl = control_model(net, cfg.seed)
-    r = stream_statistics(ctrl, ids[:n], units, [lab[:n] for lab in features.values()], cfg,
-                          label="control: record").r
-    return dict(zip(features, np.abs(r).max(axis=0))), n
+    r = stream_statistics(ctrl, ids, units, list(features.values()), cfg, label="control: record",
+                          steps=None if read is None else steps).r
+    where = ({"chars": N, "windows": 1, "window_chars": N} if read is None else
+             {"chars": int(len(read)), "windows": streams, "window_chars": steps})
+    return dict(zip(features, np.abs(r).max(axis=0))), where
 
 
 def control_model(net, seed: int):

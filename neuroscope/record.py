@@ -177,6 +177,12 @@ def stream_layout(n: int, streams: int, warmup: int) -> tuple[int, int, int]:
     return streams, m, min(warmup, m) if streams > 1 else 0
 
 
+def window_chars(n: int, streams: int, m: int, steps: int) -> int:
+    """How many of n characters the first `steps` of each of `streams` pieces of m cover."""
+    starts = np.arange(streams, dtype=np.int64) * m
+    return int(np.clip(n - starts, 0, steps).sum())
+
+
 @torch.no_grad()
 def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chunk: int = 4096,
                 progress: bool | str = False, streams: int = 1, warmup: int = 0,
@@ -201,12 +207,13 @@ def iter_states(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
 def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chunk: int = 4096,
                 progress: bool | str = False, streams: int = 1, warmup: int = 0,
                 interventions: Sequence[Intervention] | None = None,
-                strategy: str = "auto") -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+                strategy: str = "auto", steps: int | None = None) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """What iter_states yields, a whole time block of all streams at once, as the recurrence wrote it:
     (pos int64 [T, B], {name: float32 CPU tensor [T, B, H]}), time-major and contiguous, so that
     values.reshape(T * B, H) is a view whose row k is the state after reading ids[pos.flat[k]];
     pos is -1 on padding rows (the end of the last piece). The tensors are fresh per block: the
-    caller may overwrite them. Arguments as iter_states.
+    caller may overwrite them. steps: read only the first `steps` characters of every piece (windows
+    spread evenly over the text; None: all of it). Other arguments as iter_states.
     """
     _rnn_of(model)                                   # refuses a model without one recurrent module
     names = recorded_names(model.config, states)
@@ -231,12 +238,14 @@ def iter_blocks(model, ids: np.ndarray, states: Iterable[str] = ("h", "c"), chun
         for s in state if isinstance(state, tuple) else (state,):
             s[:, 0] = 0
     step = max(1, math.ceil(chunk / B))
-    bar = tqdm(total=n, unit="char", unit_scale=True, disable=not progress,
+    m_read = m if steps is None else max(0, min(m, steps))
+    bar = tqdm(total=window_chars(n, B, m, m_read), unit="char", unit_scale=True, disable=not progress,
                desc=progress if isinstance(progress, str) else "record")
-    for t0 in range(0, m, step):
+    for t0 in range(0, m_read, step):
+        x = x_all[:, t0:min(t0 + step, m_read)]
         edit = _edits(interventions or (), starts + t0, model.config)
-        values, state = _traced(model, x_all[:, t0:t0 + step], state, names, edit, strategy, prepared)
-        T = x_all[:, t0:t0 + step].shape[1]
+        values, state = _traced(model, x, state, names, edit, strategy, prepared)
+        T = x.shape[1]
         pos = starts[None, :] + np.arange(t0, t0 + T)[:, None]      # [T, B]
         pos[pos >= n] = -1
         yield pos, values

@@ -158,6 +158,22 @@ def test_control_is_computed_on_the_first_control_chars(small):
     assert res.meta["control"]["chars"] == 3000 and np.isfinite(res.ranking["control_max_abs_r"].iloc[0])
 
 
+def test_control_reads_windows_spread_over_the_text_in_pieces(small):
+    """With streams, the control reads the first control_chars / streams characters of every piece:
+    windows over the whole text, states as the full recording has them there."""
+    text = PROSE[:6000]
+    y = label(text, "in_quote")
+    res = probe(small, text, {"in_quote": y}, null=False, sparse=False, baselines=False, control_chars=1200,
+                streams=4, warmup=64)
+    ctrl = tiny(small.vocab, seed=0)
+    X = recorded(ctrl, small.vocab, text, res.meta["quantities"], streams=4, warmup=64).astype(np.float64)
+    rows = np.concatenate([np.arange(s, s + 300) for s in (0, 1500, 3000, 4500)])
+    want = np.nanmax(np.abs(np.corrcoef(np.c_[X[rows], y[rows]].T)[-1, :-1]))
+    assert res.ranking["control_max_abs_r"].iloc[0] == pytest.approx(want, abs=1e-5)
+    meta = res.meta["control"]
+    assert (meta["chars"], meta["windows"], meta["window_chars"], meta["streams"]) == (1200, 4, 300, 4)
+
+
 def test_streams_auto_reads_short_texts_exactly_and_long_ones_in_pieces(small):
     from neuroscope.record import AUTO_EXACT_CHARS, stream_layout
     short = probe(small, PROSE[:3000], {"q": label(PROSE[:3000], "in_quote")}, control=False, null=False,
