@@ -11,7 +11,9 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# The suite runs in one pytest-xdist worker per core (pyproject's addopts): one torch thread each, since
+# two OpenMP threads per worker on a busy core wait for each other at every step. Alone, two threads.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 
 def _need(path: Path) -> Path:
