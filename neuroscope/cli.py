@@ -352,6 +352,51 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
 
 
 
+@cli.command("match")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@click.option("--span", required=True, metavar="A:B",
+              help="The pattern: characters [A, B) of the selected text (0 = its first character).")
+@click.option("--units", default="auto", show_default=True,
+              help="auto, or a comma list of units (l1.c.0; -l1.c.12: on when low).")
+@click.option("--threshold", type=float, default=0.9, show_default=True, help="Quantile q above which a unit is on.")
+@click.option("--cut", type=float, default=0.6, show_default=True, help="Share of the units on, for a hit.")
+@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True, help="Hits listed.")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read the text as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, then discards.")
+@device_option
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the listed hits as CSV.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/match.md describes it).")
+def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut, top, streams, warmup, device,
+              csv_path, force, as_json):
+    """Find where else the units that are on inside --span switch on together (LSTMVis's match view).
+
+    Example: neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
+    """
+    from .checkpoint import choose_text, load_checkpoint
+    from .files import check_output, write_text
+    from .match import match
+    if csv_path:
+        check_output(csv_path, "csv", force, [ckpt, text_path])
+    c = load_checkpoint(ckpt, device=resolve_device(device))
+    where = choose_text(c, text_path, split, start, chars)
+    result = match(c, where.text, span, units=units, threshold=threshold, cut=cut, top=top, streams=streams,
+                   warmup=warmup, progress=not as_json)
+    if csv_path:
+        write_text(csv_path, result.hits.to_csv(index=False), "csv", force, [ckpt, text_path])
+    if as_json:
+        echo_json({"source": where.source, "start": where.start, "end": where.start + len(where.text),
+                   **result.to_json()})
+        return
+    click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {where.start + len(where.text)})")
+    click.echo(result.format(min(top, 20)))
+    if csv_path:
+        click.echo(f"wrote {csv_path}")
+
+
 @cli.command("report")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
