@@ -409,12 +409,14 @@ def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut,
               help="Characters shown; a longer span is truncated, with a note.")
 @click.option("--null/--no-null", default=True, show_default=True,
               help="Circular-shift p-values in the ranking (needs 2,100+ characters).")
+@click.option("--match-span", default=None, metavar="A:B",
+              help="Add a match section: where else the units on inside [A, B) switch on (docs/match.md).")
 @click.option("--live", is_flag=True, help="Run the model in the page: type, watch a unit, intervene (docs/live.md).")
 @click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, live, live_force,
-               out, force):
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, match_span, live,
+               live_force, out, force):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -441,12 +443,16 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     check_output(out, "html", force, inputs=[ckpt, text_path])
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
+    matched = None
+    if match_span:
+        from .match import match
+        matched = match(c, span.text, match_span, progress=True)
     result = None
     if labels:
         from .probe import probe
         result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
-                          n_units=top, progress=True, live=live, live_force=live_force)
+                          n_units=top, progress=True, live=live, live_force=live_force, match=matched)
     click.echo(report.save(out, force=force, inputs=[ckpt, text_path]))
     if live:
         click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "

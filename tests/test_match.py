@@ -118,3 +118,24 @@ def test_cli_match_bad_threshold_names_the_flag(shared_models, shared_data):
                                    str(shared_data / "warpeace.txt"), "--chars", "2000", "--span", "10:20",
                                    "--threshold", "1.5"])
     assert res.exit_code == 1 and "--threshold must lie in (0, 1)" in res.output
+
+
+def test_match_section_marks_the_hits_escaped(enwiki_match):
+    from neuroscope.sections import match_section
+    text, _, result = enwiki_match
+    section, charts = match_section(result, number_of_hits=5)
+    first = result.hits.iloc[0]
+    assert section["kind"] == "html" and charts == {}
+    assert f"<mark>{first['text']}</mark>" in section["html"].replace("&amp;", "&").replace("&#x27;", "'")
+    assert "<td>in_wikilink</td><td>1.00</td>" in section["html"]
+    assert section["html"].count("<mark>") == 6                      # the span and 5 hits
+
+
+def test_report_with_a_match_section(shared_models, shared_data, tmp_path):
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(cli, ["report", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text",
+                                   str(shared_data / "warpeace.txt"), "--split", "test", "--chars", "4000",
+                                   "--match-span", "843:881", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    page = out.read_text()
+    assert "Match" in page and "Even wormwood grows on its own root." in page and page.count("<mark>") >= 2
