@@ -546,6 +546,7 @@ def bench_match(ckpt, chars, memory_ckpt, memory_chars, streams, warmup, threads
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
                 row[which] = pool.submit(_match_case, path, corpus, pattern, n, streams, warmup, threads,
                                          which).result()
+            click.echo(f"{shape} {which}: {json.dumps(row[which])}", err=True)     # partial results survive a kill
         row["ratio"] = round(row["match"]["seconds"] / row["record"]["seconds"], 3)
         res["cases"].append(row)
     res["load_average"] = os.getloadavg()
