@@ -498,7 +498,7 @@ def _match_case(ckpt_path: str, corpus: str, pattern: str, chars: int, streams: 
     except OSError:
         pass
     held = memory_mib("VmRSS")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     out = {"span": list(span)}
     if which == "match":
         res = match(ckpt, text, span, streams=streams, warmup=warmup)
@@ -508,7 +508,8 @@ def _match_case(ckpt_path: str, corpus: str, pattern: str, chars: int, streams: 
     else:
         for _ in iter_states(ckpt.model, ckpt.vocab.encode(text), ("h", "c"), streams=streams, warmup=warmup):
             pass
-    out.update(seconds=time.perf_counter() - t0, peak_mib=max(0.0, memory_mib("VmHWM") - held), held_mib=held)
+    out.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0,    # CPU: steadier when busy
+               peak_mib=max(0.0, memory_mib("VmHWM") - held), held_mib=held)
     return out
 
 
@@ -548,6 +549,8 @@ def bench_match(ckpt, chars, memory_ckpt, memory_chars, streams, warmup, threads
                                          which).result()
             click.echo(f"{shape} {which}: {json.dumps(row[which])}", err=True)     # partial results survive a kill
         row["ratio"] = round(row["match"]["seconds"] / row["record"]["seconds"], 3)
+        if "cpu_seconds" in row["match"] and "cpu_seconds" in row["record"]:
+            row["cpu_ratio"] = round(row["match"]["cpu_seconds"] / row["record"]["cpu_seconds"], 3)
         res["cases"].append(row)
     res["load_average"] = os.getloadavg()
     if as_json:
