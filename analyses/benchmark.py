@@ -5,6 +5,7 @@
     python analyses/benchmark.py features   # labelling all features vs recording the same text
     python analyses/benchmark.py probe      # the ranking pass vs the fused forward
     python analyses/benchmark.py headline   # `neuroscope probe` / `record` as whole processes vs the fused forward
+    python analyses/benchmark.py match      # match vs recording the same text; peak memory at 10M chars
 
 Each prints a few lines of results and, with --json, one JSON object. Timings are medians of
 repeats on whatever machine runs them; they are never asserted in tests.
@@ -683,6 +684,108 @@ def _headline_record(c, full, ckpt, corpus, chars, streams, trees, commits, scra
                      "peak_mib": round(run["peak_mib"] or 0)})
     return rows
 
+
+# ---------------------------------------------------------------- match
+
+def _corpora_text(chars: int, first: str) -> str:
+    """The reference corpora, `first` at the front, repeated until `chars` characters."""
+    from neuroscope.text import read_text
+    names = [first] + [n for n in ("warpeace.txt", "linux.txt", "enwiki.xml", "tinyshakespeare.txt") if n != first]
+    parts, n = [], 0
+    while n < chars:
+        for name in names:
+            parts.append(read_text(SHARED / "data" / name))
+            n += len(parts[-1])
+    return "".join(parts)[:chars]
+
+
+def _match_case(ckpt_path: str, corpus: str, pattern: str, chars: int, streams: int, warmup: int, threads: int,
+                which: str) -> dict:
+    """In a fresh process: time and peak memory (MiB above what the model and the text hold) of
+    match() or of recording h and c of every layer (iter_states) over the same characters."""
+    import re
+
+    import torch
+
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.match import match
+    from neuroscope.record import iter_states
+    torch.set_num_threads(threads)
+    ckpt = load_checkpoint(ckpt_path)
+    text = _corpora_text(chars, corpus)
+    m = re.search(pattern, text[1000:])
+    span = (1000 + m.start(), 1000 + m.end())
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    held = memory_mib("VmRSS")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    out = {"span": list(span)}
+    if which == "match":
+        res = match(ckpt, text, span, streams=streams, warmup=warmup)
+        f = res.features[res.features["scope"] == "top"].sort_values("precision", ascending=False).iloc[0]
+        out.update(hits=res.meta["hits"], parts_s={k: round(v, 2) for k, v in res.meta["seconds"].items()},
+                   best_feature=f"{f['feature']} precision {f['precision']:.3f}", units=len(res.query))
+    else:
+        for _ in iter_states(ckpt.model, ckpt.vocab.encode(text), ("h", "c"), streams=streams, warmup=warmup):
+            pass
+    out.update(seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - cpu0,    # CPU: steadier when busy
+               peak_mib=max(0.0, memory_mib("VmHWM") - held), held_mib=held)
+    return out
+
+
+@cli.command("match")
+@click.option("--ckpt", default=str(SHARED / "models" / "linux_lstm3x512.pt"), show_default=True,
+              help="Checkpoint of the time case.")
+@click.option("--chars", default=1_000_000, show_default=True, help="Characters of the time case (linux.txt first).")
+@click.option("--memory-ckpt", default=str(SHARED / "models" / "wp_lstm2x128.pt"), show_default=True,
+              help="Checkpoint of the memory case.")
+@click.option("--memory-chars", default=10_000_000, show_default=True,
+              help="Characters of the memory case (the corpora repeated, warpeace.txt first; 0: skip).")
+@click.option("--streams", default=64, show_default=True, help="Streams, for match and the recording alike.")
+@click.option("--warmup", default=256, show_default=True, help="Warmup per stream.")
+@click.option("--threads", default=2, show_default=True, help="torch threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_match(ckpt, chars, memory_ckpt, memory_chars, streams, warmup, threads, as_json):
+    """neuroscope.match (thresholds, query, the streamed search, hits, feature overlap) vs recording
+    h and c of every layer over the same characters, each in a fresh process (time, peak memory).
+
+    Goal: match <= 1.5x the recording; memory bounded (O(N) bytes for the bits, not O(N x units)).
+    Time case: a /* comment */ span on linux.txt with linux_lstm3x512; memory case: a quote span on
+    the corpora repeated to 10M characters with the small wp_lstm2x128.
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    shapes = {"time": (ckpt, "linux.txt", r"/\*[^\n]{20,60}\*/", chars)}
+    if memory_chars:
+        shapes["memory"] = (memory_ckpt, "warpeace.txt", r'"[^"\n]{15,40}"', memory_chars)
+    res = {"device": f"cpu ({threads} threads)", "streams": streams, "warmup": warmup, "goal": 1.5, "cases": []}
+    for shape, (path, corpus, pattern, n) in shapes.items():
+        row = {"shape": shape, "ckpt": os.path.basename(path), "chars": n}
+        for which in ("record", "match"):
+            with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                row[which] = pool.submit(_match_case, path, corpus, pattern, n, streams, warmup, threads,
+                                         which).result()
+            click.echo(f"{shape} {which}: {json.dumps(row[which])}", err=True)     # partial results survive a kill
+        row["ratio"] = round(row["match"]["seconds"] / row["record"]["seconds"], 3)
+        if "cpu_seconds" in row["match"] and "cpu_seconds" in row["record"]:
+            row["cpu_ratio"] = round(row["match"]["cpu_seconds"] / row["record"]["cpu_seconds"], 3)
+        res["cases"].append(row)
+    res["load_average"] = os.getloadavg()
+    if as_json:
+        click.echo(json.dumps(res, indent=2))
+        return
+    click.echo(f"{res['device']}, {streams} streams (warmup {warmup}), load average {res['load_average'][0]:.1f}")
+    for r in res["cases"]:
+        rec, mat = r["record"], r["match"]
+        click.echo(f"  {r['shape']:6s} {r['ckpt']} {r['chars']:,} chars: recording {rec['seconds']:.1f} s "
+                   f"(peak +{rec['peak_mib']:,.0f} MiB), match {mat['seconds']:.1f} s (peak +{mat['peak_mib']:,.0f} "
+                   f"MiB) = {r['ratio']:.2f}x (goal <= 1.5x); {mat['hits']:,} hits, {mat['best_feature']}; "
+                   f"parts (s) {mat['parts_s']}")
 
 if __name__ == "__main__":
     cli()

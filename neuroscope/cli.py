@@ -353,6 +353,51 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
 
 
 
+@cli.command("match")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@click.option("--span", required=True, metavar="A:B",
+              help="The pattern: characters [A, B) of the selected text (0 = its first character).")
+@click.option("--units", default="auto", show_default=True,
+              help="auto, or a comma list of units (l1.c.0; -l1.c.12: on when low).")
+@click.option("--threshold", type=float, default=0.9, show_default=True, help="Quantile q above which a unit is on.")
+@click.option("--cut", type=float, default=0.6, show_default=True, help="Share of the units on, for a hit.")
+@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True, help="Hits listed.")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Read the text as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, then discards.")
+@device_option
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the listed hits as CSV.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/match.md describes it).")
+def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut, top, streams, warmup, device,
+              csv_path, force, as_json):
+    """Find where else the units that are on inside --span switch on together (LSTMVis's match view).
+
+    Example: neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
+    """
+    from .checkpoint import choose_text, load_checkpoint
+    from .files import check_output, write_text
+    from .match import match
+    if csv_path:
+        check_output(csv_path, "csv", force, [ckpt, text_path])
+    c = load_checkpoint(ckpt, device=resolve_device(device))
+    where = choose_text(c, text_path, split, start, chars)
+    result = match(c, where.text, span, units=units, threshold=threshold, cut=cut, top=top, streams=streams,
+                   warmup=warmup, progress=not as_json)
+    if csv_path:
+        write_text(csv_path, result.hits.to_csv(index=False), "csv", force, [ckpt, text_path])
+    if as_json:
+        echo_json({"source": where.source, "start": where.start, "end": where.start + len(where.text),
+                   **result.to_json()})
+        return
+    click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {where.start + len(where.text)})")
+    click.echo(result.format(min(top, 20)))
+    if csv_path:
+        click.echo(f"wrote {csv_path}")
+
+
 @cli.command("report")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
@@ -365,12 +410,14 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
               help="Characters shown; a longer span is truncated, with a note.")
 @click.option("--null/--no-null", default=True, show_default=True,
               help="Circular-shift p-values in the ranking (needs 2,100+ characters).")
+@click.option("--match-span", default=None, metavar="A:B",
+              help="Add a match section: where else the units on inside [A, B) switch on (docs/match.md).")
 @click.option("--live", is_flag=True, help="Run the model in the page: type, watch a unit, intervene (docs/live.md).")
 @click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, live, live_force,
-               out, force):
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, match_span, live,
+               live_force, out, force):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -397,12 +444,16 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     check_output(out, "html", force, inputs=[ckpt, text_path])
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
+    matched = None
+    if match_span:
+        from .match import match
+        matched = match(c, span.text, match_span, progress=True)
     result = None
     if labels:
         from .probe import probe
         result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
-                          n_units=top, progress=True, live=live, live_force=live_force)
+                          n_units=top, progress=True, live=live, live_force=live_force, match=matched)
     click.echo(report.save(out, force=force, inputs=[ckpt, text_path]))
     if live:
         click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "

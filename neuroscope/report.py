@@ -35,8 +35,8 @@ from .features import kind_of
 from .live import LIVE_JS, check_live, live_payload, live_section
 from .names import Unit, parse_unit
 from .page import iframe, render_page
-from .sections import (distribution_section, gates_section, model_section, predictions_section, ranking_section,
-                       samples_section, subtitle, units_section)
+from .sections import (distribution_section, gates_section, match_section, model_section, predictions_section,
+                       ranking_section, samples_section, subtitle, units_section)
 
 __all__ = ["Report", "build_report"]
 
@@ -151,7 +151,7 @@ def _page_data(text: str, start: int, vocab, units: list[Unit], values: dict, la
 
 def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None = None,
                  units: list[str] | None = None, max_chars: int = 5000, n_units: int = N_UNITS,
-                 progress: bool = False, live: bool = False, live_force: bool = False) -> Report:
+                 progress: bool = False, live: bool = False, live_force: bool = False, match=None) -> Report:
     """Everything the report shows, as plain data, for the first max_chars characters of span.
 
     ckpt: a Checkpoint; span: a TextSpan (span.text, span.start, span.source); result: a
@@ -160,6 +160,7 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
     default each feature's top n_units of the ranking, or the most variable units without one.
     live: carry the model's weights and run it in the page (neuroscope.live; UserError for a model
     the page cannot run, or a bigger one than neuroscope.live.MAX_LIVE_WEIGHTS without live_force).
+    match: a neuroscope.match result to show as a section (its hits marked in their context), or None.
     """
     features = dict(features or {})
     _check(span, features, max_chars)
@@ -185,7 +186,8 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
                                 ranking_section(result, ranked, panels, cfg.num_layers),
                                 units_section(panels, result, ranked), predictions_section(pred),
                                 live_section(payload, panels, text) if live else (None, {}),
-                                distribution_section(panels, labels, values), gates_section(cfg, saturation, n)):
+                                distribution_section(panels, labels, values), gates_section(cfg, saturation, n),
+                                match_section(match) if match is not None else (None, {})):
         if section is None:
             continue
         section["number"] = len(sections) + 1

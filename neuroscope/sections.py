@@ -200,3 +200,27 @@ def gates_section(cfg, saturation: pd.DataFrame, n: int) -> tuple[dict, dict]:
     s["charts"].append(("gates", f"Per unit: the fraction of the {n:,} shown characters where the gate is below "
                                  f"{SATURATED[0]} or above {SATURATED[1]} (one point per unit, coloured by layer)"))
     return s, {"gates": chart}
+
+
+def match_section(result, number_of_hits: int = 20, title: str = "Match") -> tuple[dict, dict]:
+    """A neuroscope.match result: the query units, the features' precision among the hits, and the
+    best hits with their context, the hit characters marked (kind "html": escaped here)."""
+    import html as h
+    m = result.meta
+    a, b = m["span"]
+    units = ", ".join(f"{r.unit} ({r.on_inside:.0%} in, {r.on_around:.0%} around)" for r in result.query.itertuples())
+    feats = result.features[result.features["scope"] == "top"].sort_values("precision", ascending=False)
+    rows = "".join(f"<tr><td>{h.escape(r.feature)}</td><td>{_fmt(r.precision, '.2f')}</td>"
+                   f"<td>{_fmt(r.recall, '.3f')}</td><td>{_fmt(r.base_rate, '.3f')}</td></tr>"
+                   for r in feats.itertuples() if r.base_rate > 0)
+    hits = "".join(f"<div><code>{r.rank:>3} [{r.start}, {r.end}) {r.score:.3f}</code> "
+                   f"<span style=\"color:#888\">{h.escape(r.before)}</span><mark>{h.escape(r.text)}</mark>"
+                   f"<span style=\"color:#888\">{h.escape(r.after)}</span></div>"
+                   for r in result.hits.head(number_of_hits).itertuples())
+    body = (f"<p>Span [{a}, {b}): <mark>{h.escape(m['span_text'])}</mark></p><p>Query units: {h.escape(units)}.</p>"
+            f"<table><tr><th>feature</th><th>precision</th><th>recall</th><th>base rate</th></tr>{rows}</table>"
+            f"<div style=\"white-space:pre-wrap;font-family:monospace\">{hits}</div>")
+    notes = [f"{m['hits']:,} hits over {m['chars']:,} characters: runs where at least {m['cut']:.0%} of the query "
+             f"units are on (each above its {m['threshold']} quantile, from {m['thresholds_from']}), at least "
+             f"{m['min_length']} characters long; precision and recall over the top {m['top']} hits' characters."]
+    return {"id": f"match-{a}", "title": title, "kind": "html", "html": body, "notes": notes}, {}

@@ -190,6 +190,13 @@ CASES = [
                                    "--no-sparse", "--no-null", "--no-control"], "ablate"),
     Case("record-states-r-on-lstm", ["record", *CT, "--chars", "300", "--states", "r", "--out", "{tmp}/s"], "states",
          (), None, ("{tmp}/s",)),
+    Case("match-span-outside", ["match", *CT, "--split", "all", "--span", "5000:5010"], "inside the text"),
+    Case("match-span-malformed", ["match", *CT, "--span", "12-40"], "--span takes START:END"),
+    Case("match-span-no-unit-on", ["match", "--ckpt", "{ckpt}", "--text", "{tmp}/a.txt", "--split", "all",
+                                   "--span", "2000:2010"], "no unit is on inside span", (), _write("a.txt", "a" * 3000)),
+    Case("match-unknown-unit", ["match", *CT, "--span", "10:20", "--units", "l5.c.0"], "does not exist"),
+    Case("match-threshold-out-of-range", ["match", *CT, "--span", "10:20", "--threshold", "1.5"],
+         "--threshold must lie in (0, 1)"),
 ]
 
 

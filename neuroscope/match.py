@@ -1,0 +1,350 @@
+"""Match: LSTMVis's match view without a server. Take the units that are on inside a span of the text
+and off around it, then find every other stretch of the whole text where the same units switch on.
+
+    >>> result = match(ckpt, text, span=(1200, 1260))                  # units="auto"
+    >>> result.query          # one row per query unit: its threshold, on-share inside / around the span
+    >>> result.hits.head()    # rank, start, end, length, score (mean Jaccard), text, before, after
+    >>> result.features       # precision and recall of the hit characters against each binary feature
+    >>> match(ckpt, text, "1200:1260", units=["l1.c.0", "-l1.c.12"], threshold=0.95)
+
+A unit's shown value is h, or tanh(c) for a cell state (names.Unit.squash). A unit is *on* at a
+character when its value lies above its q-quantile (threshold=q), or, for a unit written "-l1.c.12",
+below its (1-q)-quantile. The quantiles come from a 2,000-bin histogram over [-1, 1] of every
+candidate unit on the first min(N, threshold_chars) characters of the text.
+
+The query set Q: the given units, or (units="auto") the units on over at least min_inside of the
+span and on at least min_score less often in the `margin` characters each side, best first by
+(on-share inside - on-share around), at most top_units. The search then streams the WHOLE text
+through the model (record.iter_blocks, with streams and warmup) and keeps per character only Q's
+on/off bits (one uint8/16/32 per character) and their count (one uint8): memory O(N) bytes, never
+[N x units]. Only Q's bits are kept, so a character's on-set S is a subset of Q, and its Jaccard
+|S & Q| / |S | Q| is the share of Q that is on. A hit is a maximal run of characters with Jaccard
+>= cut, at least min_length long and not overlapping the span; hits are ranked by mean Jaccard, ties
+by how close their length is to the span's.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import UserError
+from .features import FEATURES, builtin_names, resolve
+from .files import json_ready
+from .names import Unit, parse_quantity, parse_unit, squashes
+from .record import iter_blocks, record, recorded_names
+
+BINS = 2000                 # histogram bins over [-1, 1]: thresholds to 0.001
+MAX_UNITS = 32              # the query's bits fit one uint32 per character
+QUERY_COLUMNS = ["unit", "layer", "state", "index", "sign", "threshold", "on_inside", "on_around", "score"]
+HIT_COLUMNS = ["rank", "start", "end", "length", "score", "text", "before", "after"]
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """What match() selects and searches; see the module docstring."""
+
+    units: object = "auto"          # "auto", or unit ids ("l1.c.12"; "-l1.c.12": on when low), a list or "a,b"
+    threshold: float = 0.9          # q: a unit is on above its q-quantile (a "-" unit: below its (1-q)-quantile)
+    states: tuple = ("h", "c")      # auto: candidate units
+    top_units: int = 10             # auto: at most this many units in the query
+    margin: int = 10                # auto: characters each side of the span where the units should be off
+    min_inside: float = 0.5         # auto: a unit is on over at least this share of the span...
+    min_score: float = 0.3          # ...and this much more often than in the margins
+    cut: float = 0.6                # a character is in a hit when at least this share of the query is on
+    min_length: int | None = None   # shortest hit (None: a quarter of the span's length, at least 1)
+    top: int = 50                   # hits listed; the features table scores these and all hits
+    context: int = 40               # characters shown each side of a hit
+    threshold_chars: int = 100_000  # the quantiles come from the text's first min(N, this) characters
+    lead: int = 256                 # characters read before the span's margin when recording the span
+    max_span: int = 2000            # longest span accepted
+    streams: int = 1                # recording (record.iter_blocks): parallel pieces of the text...
+    warmup: int = 0                 # ...and the characters each reads first
+    chunk: int = 4096               # characters per recorded block
+    progress: bool = False          # a progress bar over the streaming pass (stderr)
+
+
+@dataclass
+class MatchResult:
+    """What match() found.
+
+    query: one row per query unit: unit ("l1.c.12", "-l1.c.12" for a unit on when low), layer,
+        state, index, sign (+1 / -1), threshold (shown value), on_inside, on_around (share of the
+        span's / margins' characters where the unit is on), score (on_inside - on_around).
+    hits: the top hits: rank, start, end (positions in the text, end exclusive), length, score
+        (mean Jaccard over the hit), text, before, after (context characters).
+    features: one row per (built-in binary feature, scope): scope "top" (the listed hits) or "all"
+        (every hit), hit_chars, precision (share of hit characters where the feature is 1), recall
+        (share of the feature's characters inside hits), base_rate (share of the text), lift.
+    meta: the span, the settings, the counts, the thresholds' sample, timings.
+    """
+
+    query: pd.DataFrame
+    hits: pd.DataFrame
+    features: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return json_ready({"query": self.query.to_dict("records"), "hits": self.hits.to_dict("records"),
+                           "features": self.features.to_dict("records"), "meta": self.meta})
+
+    def format(self, n: int = 20) -> str:
+        """The text `neuroscope match` prints: the query, the best n hits, the best features."""
+        m = self.meta
+        lines = [f"query: {len(self.query)} units on inside [{m['span'][0]}, {m['span'][1]}) "
+                 f"{self.meta['span_text']!r}"]
+        lines += [f"  {r.unit:<12} on {r.on_inside:.0%} inside, {r.on_around:.0%} around (threshold {r.threshold:+.3f})"
+                  for r in self.query.itertuples()]
+        lines.append(f"{m['hits']:,} hits (Jaccard >= {m['cut']}, >= {m['min_length']} chars) in {m['chars']:,} chars")
+        for r in self.hits.head(n).itertuples():
+            lines.append(f"  {r.rank:>3} [{r.start}, {r.end}) {r.score:.3f}  ...{r.before[-20:]!r}[{r.text!r}]"
+                         f"{r.after[:20]!r}...")
+        top = self.features[self.features["scope"] == "top"].sort_values("precision", ascending=False).head(5)
+        lines.append("hit characters vs features (top hits): " + ", ".join(
+            f"{r.feature} precision {r.precision:.2f} recall {r.recall:.2f}" for r in top.itertuples()))
+        return "\n".join(lines)
+
+
+def parse_span(span, n: int, max_span: int = 2000) -> tuple[int, int]:
+    """"1200:1260" or (1200, 1260) -> (a, b), checked to be a non-empty [a, b) inside a text of n chars."""
+    try:
+        a, b = (int(x) for x in (span.split(":") if isinstance(span, str) else span))
+    except (TypeError, ValueError):
+        raise UserError(f"span takes START:END (e.g. 1200:1260), got {span!r}", param="span") from None
+    if not 0 <= a < b <= n:
+        raise UserError(f"span [{a}, {b}) must be non-empty and lie inside the text [0, {n})", param="span")
+    if b - a > max_span:
+        raise UserError(f"span [{a}, {b}) is {b - a:,} characters long; at most {max_span:,}", param="span")
+    return a, b
+
+
+def parse_units(units, config) -> list[tuple[Unit, int]]:
+    """"l1.c.0,-l1.c.12" or a list -> [(Unit, sign)], each checked to exist in the model."""
+    items = units.split(",") if isinstance(units, str) else list(units)
+    out = []
+    for item in (str(u).strip() for u in items):
+        sign = -1 if item.startswith("-") else 1
+        out.append((parse_unit(item.lstrip("-"), config), sign))
+    if not out:
+        raise UserError("no unit given in units", param="units")
+    if len(out) > MAX_UNITS:
+        raise UserError(f"{len(out)} units given; at most {MAX_UNITS}", param="units")
+    if len(set(out)) < len(out):
+        raise UserError("a unit is given twice in units", param="units")
+    return out
+
+
+def _shown(name: str, v: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(v) if squashes(name) else v
+
+
+def quantile_thresholds(net, ids: np.ndarray, names: list[str], q: float, cfg: MatchConfig) -> dict:
+    """{quantity name: (low [H], high [H])}: every unit's (1-q)- and q-quantile of its shown value on
+    ids, from a BINS-bin histogram over [-1, 1] (shown values never leave it): memory O(units x BINS)."""
+    H = net.config.hidden_size
+    counts = {name: np.zeros(H * BINS, np.int64) for name in names}
+    offset = torch.arange(H) * BINS
+    states = sorted({parse_quantity(n).state for n in names})
+    for pos, values in iter_blocks(net, ids, states, cfg.chunk, False, cfg.streams, cfg.warmup):
+        keep = torch.from_numpy(np.flatnonzero(pos.reshape(-1) >= 0))
+        for name in names:
+            v = _shown(name, values[name].view(-1, H)[keep])
+            b = ((v + 1) * (BINS / 2)).long().clamp_(0, BINS - 1) + offset
+            counts[name] += torch.bincount(b.view(-1), minlength=H * BINS).numpy()
+    out = {}
+    for name, c in counts.items():
+        cum = c.reshape(H, BINS).cumsum(1)
+        n = cum[:, -1:]
+        hi = (cum < q * n).sum(1) + 1                  # the first bin whose cumulative count reaches q
+        lo = (cum < (1 - q) * n).sum(1)
+        out[name] = (-1 + lo * 2 / BINS, -1 + hi * 2 / BINS)
+    return out
+
+
+def _on(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(on when high, on when low) of shown values [n, H]: bool [n, H] each."""
+    return values > high, values < low
+
+
+def select_units(net, ids: np.ndarray, span: tuple[int, int], thresholds: dict, cfg: MatchConfig) -> pd.DataFrame:
+    """The query table (QUERY_COLUMNS): the given units, or the best auto candidates; recorded exactly
+    from `lead` characters before the span's left margin to the end of its right margin."""
+    a, b = span
+    lo, hi = max(0, a - cfg.margin - cfg.lead), min(len(ids), b + cfg.margin)
+    names = list(thresholds)
+    values = record(net, ids[lo:hi], sorted({parse_quantity(n).state for n in names}), chunk=cfg.chunk)
+    inside = np.arange(a, b) - lo
+    around = np.r_[max(0, a - cfg.margin):a, b:hi] - lo
+    rows = []
+    for name in names:
+        shown = np.tanh(values[name]) if squashes(name) else values[name]
+        q = parse_quantity(name)
+        for sign, on in zip((1, -1), _on(shown, *thresholds[name])):
+            f_in = on[inside].mean(0)
+            f_out = on[around].mean(0) if len(around) else np.zeros_like(f_in)
+            thr = thresholds[name][1 if sign == 1 else 0]
+            rows.append(pd.DataFrame({"unit": [("-" if sign < 0 else "") + q.unit(i).id for i in range(len(f_in))],
+                                      "layer": q.layer, "state": q.state, "index": np.arange(len(f_in)),
+                                      "sign": sign, "threshold": thr, "on_inside": f_in, "on_around": f_out,
+                                      "score": f_in - f_out}))
+    table = pd.concat(rows, ignore_index=True)[QUERY_COLUMNS]
+    if cfg.units != "auto":
+        wanted = [("-" if s < 0 else "") + u.id for u, s in parse_units(cfg.units, net.config)]
+        return table.set_index("unit").loc[wanted].reset_index()[QUERY_COLUMNS]
+    good = table[(table["on_inside"] >= cfg.min_inside) & (table["score"] >= cfg.min_score)]
+    if good.empty:
+        raise UserError(f"no unit is on inside span [{a}, {b}) and off around it (threshold {cfg.threshold}: on over "
+                        f">= {cfg.min_inside:.0%} of it and {cfg.min_score:.0%} more than in the {cfg.margin} "
+                        "characters each side); try a span that covers one construct, or give the units", param="span")
+    return good.sort_values(["score", "on_inside"], ascending=False, kind="stable").head(cfg.top_units).reset_index(
+        drop=True)
+
+
+def search_bits(net, ids: np.ndarray, query: pd.DataFrame, cfg: MatchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """One streaming pass over ids: (bits, count) per character, bits: query unit k on -> bit k
+    (uint8/16/32 by the query's size), count: how many query units are on (uint8). Memory O(N) bytes."""
+    K = len(query)
+    dtype = np.uint8 if K <= 8 else np.uint16 if K <= 16 else np.uint32
+    bits = np.zeros(len(ids), dtype)
+    count = np.zeros(len(ids), np.uint8)
+    groups = []            # per quantity: (name, unit indices, raw thresholds, signs, bit values)
+    for (layer, state), g in query.groupby(["layer", "state"], sort=False):
+        thr = g["threshold"].to_numpy(np.float64)
+        if squashes(state):                 # compare raw c with atanh(threshold): no tanh per character
+            thr = np.arctanh(np.clip(thr, -1 + 1e-7, 1 - 1e-7))
+        groups.append((Unit(int(layer), state, 0).quantity, torch.tensor(g["index"].to_numpy(np.int64)),
+                       torch.tensor(thr, dtype=torch.float32), torch.tensor(g["sign"].to_numpy(np.float32)),
+                       torch.tensor(1 << g.index.to_numpy(np.int64))))
+    states = sorted({s for s in query["state"]})
+    for pos, values in iter_blocks(net, ids, states, cfg.chunk, cfg.progress, cfg.streams, cfg.warmup):
+        code = torch.zeros(pos.shape, dtype=torch.int64)
+        n_on = torch.zeros(pos.shape, dtype=torch.int64)
+        for name, idx, thr, sign, bit in groups:
+            on = (values[name].index_select(2, idx) - thr) * sign > 0          # [T, B, k]
+            code += (on.long() * bit).sum(2)
+            n_on += on.sum(2)
+        flat = pos.reshape(-1)
+        keep = flat >= 0
+        bits[flat[keep]] = code.view(-1).numpy()[keep]
+        count[flat[keep]] = n_on.view(-1).numpy()[keep]
+    return bits, count
+
+
+def find_hits(count: np.ndarray, K: int, span: tuple[int, int], cut: float, min_length: int) -> pd.DataFrame:
+    """Every hit: a maximal run of characters where count / K >= cut, at least min_length long, not
+    overlapping span; columns start, end, length, score (mean Jaccard), best first (score, then length
+    closeness to the span's, then position)."""
+    need = int(np.ceil(cut * K - 1e-9))
+    edges = np.diff((count >= need).view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    a, b = span
+    keep = (ends - starts >= min_length) & ~((starts < b) & (ends > a))
+    starts, ends = starts[keep], ends[keep]
+    if len(starts):
+        sums = np.add.reduceat(np.append(count, np.uint8(0)), np.column_stack([starts, ends]).ravel(),
+                               dtype=np.int64)[::2]
+    else:
+        sums = np.zeros(0, np.int64)
+    length = ends - starts
+    score = sums / (length * K) if len(starts) else np.zeros(0)
+    order = np.lexsort((starts, np.abs(length - (b - a)), -score))
+    return pd.DataFrame({"start": starts[order], "end": ends[order], "length": length[order],
+                         "score": score[order]})
+
+
+def _mask(n: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """bool [n]: True on the disjoint runs [starts, ends)."""
+    edge = np.zeros(n + 1, np.int8)
+    edge[starts] += 1
+    edge[ends] -= 1
+    return np.cumsum(edge[:-1], dtype=np.int8).astype(bool)
+
+
+def feature_overlap(text: str, hits: pd.DataFrame, top: int, lang: str = "auto") -> pd.DataFrame:
+    """Precision and recall of the hit characters (the top hits and all hits) against every built-in
+    binary feature of text; one row per (feature, scope)."""
+    names = [n for n in builtin_names() if FEATURES[n].kind == "binary"]
+    labels = resolve(text, names=names, lang=lang)
+    scopes = {"top": hits.head(top), "all": hits}
+    masks = {s: _mask(len(text), h["start"].to_numpy(), h["end"].to_numpy()) for s, h in scopes.items()}
+    rows = []
+    for name in names:
+        lab = labels.pop(name).astype(bool)
+        total = int(lab.sum())
+        for scope, m in masks.items():
+            n_hit, both = int(m.sum()), int(np.count_nonzero(lab & m))
+            precision = both / n_hit if n_hit else np.nan
+            base = total / len(text)
+            rows.append({"feature": name, "scope": scope, "hit_chars": n_hit, "precision": precision,
+                         "recall": both / total if total else np.nan, "base_rate": base,
+                         "lift": precision / base if base else np.nan})
+    return pd.DataFrame(rows)
+
+
+def _hit_table(text: str, hits: pd.DataFrame, top: int, context: int) -> pd.DataFrame:
+    h = hits.head(top).reset_index(drop=True)
+    h.insert(0, "rank", np.arange(1, len(h) + 1))
+    h["text"] = [text[s:e] for s, e in zip(h["start"], h["end"])]
+    h["before"] = [text[max(0, s - context):s] for s in h["start"]]
+    h["after"] = [text[e:e + context] for e in h["end"]]
+    return h[HIT_COLUMNS]
+
+
+def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=None, **overrides) -> MatchResult:
+    """Find where else in text the units that are on inside span switch on together.
+
+    model: a Checkpoint (model + vocab) or a CharRNN with `vocab` given. text: str, N characters.
+    span: (a, b) or "a:b", positions in text, end exclusive. config / overrides: MatchConfig fields
+    (e.g. units=["l1.c.0"], threshold=0.95, streams=16, warmup=256).
+    Raises UserError (before any recording) for a span outside the text, empty or longer than max_span,
+    an unknown unit, a threshold or cut outside (0, 1); and when no unit is on inside the span.
+    """
+    t0 = time.perf_counter()
+    cfg = replace(config if config is not None else MatchConfig(), **overrides)
+    net, vocab = (model.model, vocab or model.vocab) if hasattr(model, "vocab") and hasattr(model, "model") \
+        else (model, vocab)
+    if vocab is None:
+        raise UserError("match() needs the model's vocabulary: pass a Checkpoint, or vocab", param="vocab")
+    _check(cfg)
+    a, b = parse_span(span, len(text), cfg.max_span)
+    given = None if cfg.units == "auto" else parse_units(cfg.units, net.config)
+    names = recorded_names(net.config, cfg.states) if given is None else list(dict.fromkeys(u.quantity for u, _ in given))
+    ids = vocab.encode(text)
+    n_thr = min(len(text), cfg.threshold_chars)
+    seconds = {}
+    thresholds = quantile_thresholds(net, ids[:n_thr], names, cfg.threshold, cfg)
+    query = select_units(net, ids, (a, b), thresholds, cfg)
+    if given is not None and not (query["on_inside"] > 0).any():
+        raise UserError(f"no unit is on inside span [{a}, {b}): none of the given units passes its threshold "
+                        f"{cfg.threshold} there", param="span")
+    seconds["query"] = time.perf_counter() - t0
+    bits, count = search_bits(net, ids, query, cfg)
+    seconds["search"] = time.perf_counter() - t0 - seconds["query"]
+    min_length = cfg.min_length if cfg.min_length is not None else max(1, (b - a) // 4)
+    hits = find_hits(count, len(query), (a, b), cfg.cut, min_length)
+    features = feature_overlap(text, hits, cfg.top)
+    seconds["total"] = time.perf_counter() - t0
+    meta = {"chars": len(text), "span": [a, b], "span_text": text[a:b], "units": "auto" if given is None else "given",
+            "threshold": cfg.threshold, "thresholds_from": f"the first {n_thr:,} characters (2,000-bin histogram)",
+            "value": "h as is, tanh(c) for cell states", "cut": cfg.cut, "min_length": min_length,
+            "hits": len(hits), "hit_chars": int(hits["length"].sum()), "top": cfg.top,
+            "on_chars": int(np.count_nonzero(count)), "bits_dtype": str(bits.dtype),
+            "jaccard": "share of the query units on (the on-set is taken over the query units only)",
+            "streams": cfg.streams, "warmup": cfg.warmup, "seconds": seconds}
+    return MatchResult(query, _hit_table(text, hits, cfg.top, cfg.context), features, meta)
+
+
+def _check(cfg: MatchConfig) -> None:
+    """Settings a user gives, checked before any recording."""
+    if not 0 < cfg.threshold < 1:
+        raise UserError(f"threshold must lie in (0, 1), got {cfg.threshold}", param="threshold")
+    if not 0 < cfg.cut <= 1:
+        raise UserError(f"cut must lie in (0, 1], got {cfg.cut}", param="cut")
+    for name, lo, hi in (("top", 1, None), ("top_units", 1, MAX_UNITS), ("margin", 0, None), ("context", 0, None),
+                         ("threshold_chars", 1, None)):
+        v = getattr(cfg, name)
+        if v < lo or (hi is not None and v > hi):
+            raise UserError(f"{name} must be >= {lo}" + (f" and <= {hi}" if hi else "") + f", got {v}", param=name)
