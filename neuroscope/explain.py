@@ -109,8 +109,7 @@ def explain_values(values: np.ndarray, text: str, unit_ids: list[str], config: E
         raise UserError(f"values must have shape (len(text), units) = ({len(text)}, {len(unit_ids)}), "
                         f"got {values.shape}", param="values")
     n_fit = cfg.check(len(text))
-    if not np.isfinite(values).all():
-        raise UserError("values hold NaN or infinite numbers", param="values")
+    _check_values(values, n_fit, unit_ids)
     table, names = _atom_table(text, cfg.lang)
     groups, At = signatures(table)
     G = At.shape[0]
@@ -123,7 +122,7 @@ def explain_values(values: np.ndarray, text: str, unit_ids: list[str], config: E
     with threadpool_limits(1):          # the products are small: BLAS threads cost 10x more than they save
         for lo in range(0, len(unit_ids), cfg.batch):
             cols = np.asarray(values[:, lo:lo + cfg.batch], dtype=np.float32)            # [N, batch]
-            stats = _batch_stats(cols, n_fit, g_fit, g_ho, G, cfg.quantiles, unit_ids[lo:lo + cfg.batch])
+            stats = _batch_stats(cols, n_fit, g_fit, g_ho, G, cfg.quantiles)
             for j, uid in enumerate(unit_ids[lo:lo + cfg.batch]):
                 rows += _explain_one(uid, {k: v[j] for k, v in stats.items()}, n_fit_g, n_ho_g, At, names, cfg)
                 bar.update(1)
@@ -135,20 +134,27 @@ def explain_values(values: np.ndarray, text: str, unit_ids: list[str], config: E
     return df
 
 
+def _check_values(values: np.ndarray, n_fit: int, unit_ids: list[str]) -> None:
+    """Finite values, and no unit constant on the fitting part (it has no top quantile to threshold
+    at). min and max carry NaN and inf, so no [N, U] temporary is made."""
+    if not (np.isfinite(values.min(0)).all() and np.isfinite(values.max(0)).all()):
+        raise UserError("values hold NaN or infinite numbers", param="values")
+    lo, hi = values[:n_fit].min(0), values[:n_fit].max(0)
+    if np.any(lo == hi):
+        bad = [unit_ids[j] for j in np.flatnonzero(lo == hi)]
+        raise UserError(f"unit {bad[0]} is constant ({lo[lo == hi][0]:g}) on the fitting part: it cannot be "
+                        f"thresholded" + (f" ({len(bad) - 1} more constant units)" if len(bad) > 1 else ""))
+
+
 def _atom_table(text: str, lang: str) -> tuple[np.ndarray, list[str]]:
     a = atoms(text, lang)
     return np.stack(list(a.values()), axis=1), list(a)             # bool [N, A], names
 
 
-def _batch_stats(V: np.ndarray, n_fit: int, g_fit, g_ho, G: int, quantiles, ids) -> dict[str, np.ndarray]:
+def _batch_stats(V: np.ndarray, n_fit: int, g_fit, g_ho, G: int, quantiles) -> dict[str, np.ndarray]:
     """Per unit of a batch (V float32 [N, Ub]): thresholds [2Q] (sign +, then -), mask counts per
     group on both parts [2Q, G], value sums per group [G] on both parts, and held-out totals."""
     Vf, Vh = V[:n_fit], V[n_fit:]
-    lo, hi = Vf.min(0), Vf.max(0)
-    if np.any(lo == hi):
-        bad = [ids[j] for j in np.flatnonzero(lo == hi)]
-        raise UserError(f"unit {bad[0]} is constant ({lo[lo == hi][0]:g}) on the fitting part: it cannot be "
-                        f"thresholded" + (f" ({len(bad) - 1} more constant units)" if len(bad) > 1 else ""))
     q = np.asarray(quantiles, dtype=np.float64)
     t_plus = np.quantile(Vf, q, axis=0).astype(np.float32)                  # [Q, Ub]: on where v > t
     t_minus = np.quantile(Vf, 1 - q, axis=0).astype(np.float32)             # on where v < t
