@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 OPS = ("AND", "OR", "AND NOT")
+LENGTH_COST = 0.005     # IoU an extra atom must buy to rank above the shorter formula (else it fits noise)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def beam_search(H: np.ndarray, n: np.ndarray, At: np.ndarray, beam: int, max_len
     """The best formulas for each mask, by fitting IoU, best first (an empty list for an empty mask).
 
     H: float32 [M, G] characters of each group where each mask is on; n: float32 [G] characters per
-    group; At: float32 [G, A] 0/1, the atoms of each group. Ties go to the shorter formula.
+    group; At: float32 [G, A] 0/1, the atoms of each group. Formulas rank by IoU less LENGTH_COST per
+    atom after the first; ties go to the shorter formula.
     """
     M = H.shape[0]
     Ab = At > 0
@@ -115,7 +117,7 @@ def _next_beam(old: list[Formula], scores, inter, size, Ab, beam: int) -> list[F
         o, b, a = np.unravel_index(idx, scores.shape)
         pool.append((float(flat[idx]), len(old[b].terms) + 1, old[b].terms[0][0] == "NOT",
                      (int(inter[o, b, a]), int(size[o, b, a])), None, (OPS[o], b, int(a))))
-    pool.sort(key=lambda t: (-t[0], t[1], t[2]))
+    pool.sort(key=lambda t: (-(t[0] - LENGTH_COST * (t[1] - 1)), t[1], t[2]))
     out, seen = [], set()
     for score, _, _, key, f, ext in pool:
         if key in seen:
