@@ -1,15 +1,15 @@
 """The label vocabulary as boolean atoms: what an explanation of a unit may be built from.
 
     >>> a = atoms(text)                     # {name: bool [len(text)]}, only atoms that vary on text
-    >>> list(a)[:3]
-    ['in_quote', 'line_position>=1', 'line_position>=20']
+    >>> list(a)[:3]                         # on a slice of War and Peace
+    ['in_quote', 'bracket_depth>=1', 'line_position>=1']
     >>> a["prev:is_space"]                  # the class of the character before each one
 
 Three kinds of atom, all labelled by features.registry (nothing is re-labelled here):
 - every built-in binary feature and char-class baseline, as it is (`in_quote`, `is_space`);
 - every built-in count feature cut at a few thresholds, `name>=k` (`bracket_depth>=2`): the small
   depths 1, 2, 3, plus the 25/50/75/90% quantiles of the feature's positive values on the text,
-  rounded to a readable number (so line_position gets cuts such as 20, 40, 60 on prose);
+  rounded to a readable number (line_position gets 16, 30, 50, 60 on War and Peace);
 - the char classes of the previous and the next character (`prev:is_space`, `next:is_upper`):
   row k is the state after reading character k, so `next:` is what the model is about to predict.
 Atoms constant on the text say nothing and are dropped; an atom equal on every character to an
