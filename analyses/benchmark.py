@@ -6,6 +6,7 @@
     python analyses/benchmark.py probe      # the ranking pass vs the fused forward
     python analyses/benchmark.py headline   # `neuroscope probe` / `record` as whole processes vs the fused forward
     python analyses/benchmark.py match      # match vs recording the same text; peak memory at 10M chars
+    python analyses/benchmark.py explain    # explaining all 3,072 units vs the fused forward
 
 Each prints a few lines of results and, with --json, one JSON object. Timings are medians of
 repeats on whatever machine runs them; they are never asserted in tests.
@@ -786,6 +787,60 @@ def bench_match(ckpt, chars, memory_ckpt, memory_chars, streams, warmup, threads
                    f"(peak +{rec['peak_mib']:,.0f} MiB), match {mat['seconds']:.1f} s (peak +{mat['peak_mib']:,.0f} "
                    f"MiB) = {r['ratio']:.2f}x (goal <= 1.5x); {mat['hits']:,} hits, {mat['best_feature']}; "
                    f"parts (s) {mat['parts_s']}")
+
+# ---------------------------------------------------------------- explain
+
+@cli.command("explain")
+@click.option("--ckpt", default=str(SHARED / "models" / "wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
+@click.option("--chars", default=100_000, show_default=True, help="First characters of warpeace.txt's test split.")
+@click.option("--streams", default=64, show_default=True, help="Streams, for the recording and the fused forward alike.")
+@click.option("--warmup", default=256, show_default=True, help="Recorder warmup per stream.")
+@click.option("--threads", default=2, show_default=True, help="torch threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_explain(ckpt, chars, streams, warmup, threads, as_json):
+    """Explaining every h and c unit: recording vs search, seconds per unit, peak memory, against the
+    fused nn.LSTM forward over the same characters. Peak memory is the rise of the resident set above
+    what the model and text hold."""
+    import torch
+
+    from neuroscope.checkpoint import choose_text, load_checkpoint
+    from neuroscope.explain import explain
+    from neuroscope.names import parse_quantity, state_names
+
+    torch.set_num_threads(threads)
+    c = load_checkpoint(ckpt)
+    span = choose_text(c, str(SHARED / "data" / "warpeace.txt"), "test")
+    text = span.text[:chars]
+    ids = c.vocab.encode(text)
+    units = [parse_quantity(q).unit(i) for q in state_names(c.config, ("h", "c")) for i in range(c.config.hidden_size)]
+    _fused_forward(c.model, ids[:20_000], streams)                      # warm the allocator
+    t0 = time.perf_counter()
+    _fused_forward(c.model, ids, streams)
+    t_fused = time.perf_counter() - t0
+    held = memory_mib("VmRSS")
+    res = explain(c, text, units=units, offset=span.start, streams=streams, warmup=warmup, contexts=False,
+                  progress=not as_json)
+    s = res.meta["seconds"]
+    best = res.table[res.table["rank"] == 1]
+    out = {"device": f"cpu ({threads} threads)", "ckpt": os.path.basename(ckpt), "chars": len(text),
+           "streams": streams, "warmup": warmup, "units": len(units), "atoms": res.meta["atoms"],
+           "groups": res.meta["groups"], "fused_s": round(t_fused, 2), "record_s": round(s["record"], 2),
+           "search_s": round(s["search"], 2), "search_ms_per_unit": round(1000 * s["per_unit_search"], 2),
+           "record_ratio_to_fused": round(s["record"] / t_fused, 3),
+           "total_ratio_to_fused": round((s["record"] + s["search"]) / t_fused, 3),
+           "peak_mib": round(memory_mib() - held, 1), "explained": int(best["explained"].sum()),
+           "explained_share": round(float(best["explained"].mean()), 4), "load_average": os.getloadavg()}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{out['ckpt']}, {len(text):,} chars of the warpeace.txt test split, {len(units):,} units (h and c), "
+               f"{streams} streams (warmup {warmup}); {out['atoms']} atoms in {out['groups']:,} groups")
+    click.echo(f"  fused nn.LSTM forward {t_fused:.1f} s; recording {s['record']:.1f} s "
+               f"({out['record_ratio_to_fused']:.2f}x); search {s['search']:.1f} s = "
+               f"{out['search_ms_per_unit']:.1f} ms per unit; total {out['total_ratio_to_fused']:.2f}x fused")
+    click.echo(f"  peak +{out['peak_mib']:.0f} MiB; explained {out['explained']} of {len(units)} units "
+               f"({out['explained_share']:.1%}); load average {out['load_average']}")
+
 
 if __name__ == "__main__":
     cli()

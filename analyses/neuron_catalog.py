@@ -20,28 +20,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Report, load, parser, resolve, save, setup  # noqa: E402
 
+from neuroscope.contexts import top_contexts
 from neuroscope.features import FEATURES, baseline_names
 from neuroscope.names import parse_unit
 from neuroscope.probe import probe
 from neuroscope.record import record
-
-CONTEXT = (40, 10)          # characters shown before and after a top activation
-
-
-def top_contexts(text: str, v: np.ndarray, n: int = 3, gap: int = 20) -> list[str]:
-    """The n positions of largest value, at least `gap` apart, as 'before[char]after' strings."""
-    out, taken = [], []
-    for p in np.argsort(-v, kind="stable"):
-        if any(abs(int(p) - t) < gap for t in taken):
-            continue
-        taken.append(int(p))
-        a, b = CONTEXT
-        show = lambda s: s.replace("\r", "").replace("\n", "⏎")
-        out.append(f"{show(text[max(0, p - a):p])}[{show(text[p])}]{show(text[p + 1:p + 1 + b])}")
-        if len(out) == n:
-            break
-    return out
-
 
 def main(argv=None) -> dict:
     p = parser(__doc__, "wp_lstm2x128.pt", "warpeace.txt", chars=60_000)

@@ -394,6 +394,50 @@ def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut,
         return
     click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {where.start + len(where.text)})")
     click.echo(result.format(min(top, 20)))
+
+@cli.command("explain")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@click.option("--unit", "units", multiple=True, metavar="UNIT", help="Unit to explain, e.g. l2.c.328 (repeatable).")
+@click.option("--top-units", type=int, default=None, metavar="N", help="Explain the N most variable h and c units.")
+@click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto", show_default=True,
+              help="Language for code-aware atoms (auto: sniffed).")
+@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Record the span as N parallel pieces (faster, not exact).")
+@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
+              help="With --streams: characters each piece reads first, then discards.")
+@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table (unit x rank) as CSV.")
+@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
+def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, streams, warmup, csv_path, force,
+                as_json):
+    """Explain units by logical formulas over features, scored on a later held-out part of the text.
+
+    \b
+    Examples:
+      neuroscope explain --ckpt wp.pt --text warpeace.txt --chars 60000 --unit l2.c.328
+      neuroscope explain --ckpt wp.pt --text warpeace.txt --top-units 10 --json
+    """
+    from .checkpoint import choose_text, load_checkpoint
+    from .explain import ExplainConfig, check_units, explain
+    from .files import check_output, write_text
+    if warmup and streams == 1:
+        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
+    if csv_path:
+        check_output(csv_path, "csv", force, [ckpt, text_path])
+    c = load_checkpoint(ckpt)
+    check_units(c.config, units, top_units)
+    span = choose_text(c, text_path, split, start, chars)
+    result = explain(c, span.text, list(units), top_units, ExplainConfig(lang=lang), offset=span.start,
+                     streams=streams, warmup=warmup, progress=not as_json)
+    if csv_path:
+        write_text(csv_path, result.table.to_csv(index=False), "csv", force, [ckpt, text_path])
+    if as_json:
+        echo_json({"source": span.source, "start": span.start, "end": span.start + len(span.text),
+                   **result.to_json()})
+        return
+    click.echo(f"{len(span.text):,} characters of {span.source} [{span.start}, {span.start + len(span.text)})")
+    click.echo(result.format())
     if csv_path:
         click.echo(f"wrote {csv_path}")
 

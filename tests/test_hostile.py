@@ -100,6 +100,13 @@ def _set(path: list, value):
     return change
 
 
+def _dead_unit(blob):
+    """Unit 0 of layer 0 gets no input and no bias: every gate constant, c stays 0."""
+    sd, H = blob["state_dict"], blob["config"]["hidden_size"]
+    for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        sd[f"rnn.{k}"][0::H] = 0.0
+
+
 CT = ["--ckpt", "{ckpt}", "--text", "{text}"]
 SMALL = ["--batch", "2", "--seq", "16", "--hidden", "8", "--layers", "1"]
 RUNAWAY = "x=(a|aa)+$"                       # backtracks exponentially in re and in regex
@@ -188,6 +195,14 @@ CASES = [
     Case("eval-one-char", ["eval", "--ckpt", "{ckpt}", "--text", "{text}", "--chars", "1"], "chars"),
     Case("probe-ablate-too-many", ["probe", *CT, "--chars", "3000", "--feature", "in_quote", "--ablate", "40",
                                    "--no-sparse", "--no-null", "--no-control"], "ablate"),
+    Case("explain-unit-does-not-exist", ["explain", *CT, "--unit", "l5.c.0"], "does not exist"),
+    Case("explain-text-too-short", ["explain", *CT, "--chars", "1000", "--unit", "l0.c.0"], "at least 1,500"),
+    Case("explain-top-units-out-of-range", ["explain", *CT, "--top-units", "65"], "--top-units must be between 1 and 64"),
+    Case("explain-unit-and-top-units", ["explain", *CT, "--unit", "l0.c.0", "--top-units", "3"], "not both"),
+    Case("explain-constant-unit", ["explain", "--ckpt", "{tmp}/z.pt", "--text", "{text}", "--split", "all", "--unit", "l0.c.0"],
+         "constant", (), _blob("z.pt", _dead_unit)),
+    Case("explain-csv-is-the-checkpoint", ["explain", *CT, "--unit", "l0.c.0", "--csv", "{ckpt}", "--force"], "input",
+         ("{ckpt}",)),
     Case("record-states-r-on-lstm", ["record", *CT, "--chars", "300", "--states", "r", "--out", "{tmp}/s"], "states",
          (), None, ("{tmp}/s",)),
     Case("match-span-outside", ["match", *CT, "--split", "all", "--span", "5000:5010"], "inside the text"),

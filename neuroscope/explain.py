@@ -1,0 +1,339 @@
+"""Compositional explanations of units (Mu & Andreas 2020), scored by how well they predict the unit.
+
+    >>> table = explain_values(values, text, ["l2.c.328"])        # values float [N, U]: h, tanh(c)
+    >>> table[table["rank"] == 1][["unit", "formula", "iou_heldout", "simulation_r", "explained"]]
+
+What is computed, per unit, on text of N characters (row k = the unit after reading text[k]):
+1. split: the first FIT_SHARE (2/3) of the characters is the fitting part, the rest the held-out
+   part; everything chosen (threshold, formula, cell means) is chosen on the fitting part alone.
+2. masks: the unit is "on" where sign * value > the q-quantile of sign * value on the fitting part,
+   for each sign (+1, -1) and each q in QUANTILES (0.5 ... 0.99, so a unit on for 30% of the text
+   can be matched as well as a sparse one).
+3. search: formulas over the atoms of neuroscope.atoms with AND, OR and AND NOT, up to MAX_LENGTH
+   atoms, by beam search (BEAM formulas kept per step), scored by IoU with the mask on the fitting
+   part: |formula and on| / |formula or on|. The mask whose best formula has the highest fitting
+   IoU is the unit's (sign, quantile); its best TOP formulas are reported.
+4. held-out: each formula's IoU on the held-out part, with the same threshold value, beside the
+   best single atom's.
+5. simulation: the formula's atoms (at most 3) cut the characters into at most 8 cells; the unit's
+   mean in each cell on the fitting part predicts its value, and simulation_r is the Pearson r of
+   that prediction with the real values on the held-out part (0 where the prediction is constant).
+   A unit is explained when simulation_r >= EXPLAINED_R and the best formula's held-out IoU >=
+   EXPLAINED_IOU.
+
+Speed: every formula over atoms is constant within a group of characters that share their row of
+atoms (atoms.signatures: a few thousand groups on 300k characters), so the search counts per group,
+never per character: one bincount per batch of units makes the mask counts, and a step of the beam
+search is one [masks x beam, groups] @ [groups, atoms] product per unit.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from .atoms import atoms, signatures
+from .contexts import COLUMNS as CONTEXT_COLUMNS, unit_contexts
+from .errors import UserError
+from .excerpt import most_variable_units
+from .files import json_ready
+from .formulas import Formula, beam_search, chance_iou, iou, leaf_iou, simulation_r
+from .names import Unit, parse_unit, squashes
+from .record import iter_states
+
+FIT_SHARE = 2 / 3
+QUANTILES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+# The bar. r >= 0.5: the formula's cells account for a quarter of the unit's variance on text the
+# formula was not chosen on, the same |r| the neuron catalogue asks of a single feature. The IoU
+# floor keeps out units whose graded value is predicted but whose top activity the formula misses.
+EXPLAINED_R = 0.5
+EXPLAINED_IOU = 0.2
+MIN_FIT_CHARS = 1000        # below these the quantiles and IoUs are too coarse to mean anything
+MIN_HELDOUT_CHARS = 500
+COLUMNS = ["unit", "rank", "sign", "quantile", "threshold", "coverage", "formula", "length", "iou_fit",
+           "iou_heldout", "best_atom", "best_atom_iou_fit", "best_atom_iou_heldout", "simulation_r", "explained"]
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """How explanations are searched and judged (module docstring: what each step does)."""
+
+    quantiles: tuple[float, ...] = QUANTILES     # thresholds tried, as quantiles of sign * value
+    beam: int = 8                                # formulas kept per step of the beam search
+    max_length: int = 3                          # atoms per formula
+    top: int = 3                                 # formulas reported per unit
+    fit_share: float = FIT_SHARE                 # the fitting part: this share of the text, from its start
+    min_r: float = EXPLAINED_R                   # the bar on simulation_r
+    min_iou: float = EXPLAINED_IOU               # the bar on the best formula's held-out IoU
+    batch: int = 64                              # units whose mask counts are made in one pass
+    lang: str = "auto"                           # for code-aware atoms (features.resolve)
+
+    def check(self, n_chars: int) -> int:
+        """Validate; return the number of fitting characters."""
+        q = self.quantiles
+        if not q or not all(0 < x < 1 for x in q) or list(q) != sorted(set(q)):
+            raise UserError(f"quantiles must rise strictly between 0 and 1, got {q}", param="quantiles")
+        if self.beam < 1 or self.max_length < 1 or not 1 <= self.top <= self.beam:
+            raise UserError("beam and max_length must be >= 1 and top between 1 and beam", param="top")
+        if not 0 < self.fit_share < 1:
+            raise UserError(f"fit_share must lie between 0 and 1, got {self.fit_share}", param="fit_share")
+        return check_length(n_chars, self.fit_share)
+
+
+def check_length(n_chars: int, fit_share: float = FIT_SHARE) -> int:
+    """The fitting part's length; a UserError for a text too short for both parts."""
+    n_fit = int(n_chars * fit_share)
+    need = int(np.ceil(max(MIN_FIT_CHARS / fit_share, MIN_HELDOUT_CHARS / (1 - fit_share))))
+    if n_fit < MIN_FIT_CHARS or n_chars - n_fit < MIN_HELDOUT_CHARS:
+        raise UserError(f"the text has {n_chars:,} characters; explaining needs at least {need:,} (a fitting "
+                        f"part of {MIN_FIT_CHARS:,} and a later held-out part of {MIN_HELDOUT_CHARS:,})")
+    return n_fit
+
+
+def explain_values(values: np.ndarray, text: str, unit_ids: list[str], config: ExplainConfig | None = None,
+                   progress: bool = False) -> pd.DataFrame:
+    """Explain each column of values (float [N, U]; N = len(text)) by formulas over atoms.
+
+    Returns one row per unit x rank (COLUMNS; docs/explain.md describes each): rank 1 is the best
+    formula; best_atom and simulation_r are per formula, explained is the unit's verdict (the same on
+    all its rows, decided by rank 1). df.attrs["meta"] says where the parts lie and what the bar is.
+    Raises UserError for a shape mismatch, non-finite values, a text too short, or a constant unit.
+    """
+    cfg = config or ExplainConfig()
+    values = np.asarray(values)
+    if values.ndim != 2 or values.shape != (len(text), len(unit_ids)):
+        raise UserError(f"values must have shape (len(text), units) = ({len(text)}, {len(unit_ids)}), "
+                        f"got {values.shape}", param="values")
+    n_fit = cfg.check(len(text))
+    _check_values(values, n_fit, unit_ids)
+    table, names = _atom_table(text, cfg.lang)
+    groups, At = signatures(table)
+    G = At.shape[0]
+    g_fit, g_ho = groups[:n_fit], groups[n_fit:]
+    n_fit_g = np.bincount(g_fit, minlength=G).astype(np.float32)
+    n_ho_g = np.bincount(g_ho, minlength=G).astype(np.float32)
+    At = At.astype(np.float32)
+    rows = []
+    bar = tqdm(total=len(unit_ids), desc="explain", unit="unit", disable=not progress, leave=False)
+    with threadpool_limits(1):          # the products are small: BLAS threads cost 10x more than they save
+        for lo in range(0, len(unit_ids), cfg.batch):
+            cols = np.asarray(values[:, lo:lo + cfg.batch], dtype=np.float32)            # [N, batch]
+            stats = _batch_stats(cols, n_fit, g_fit, g_ho, G, cfg.quantiles)
+            for j, uid in enumerate(unit_ids[lo:lo + cfg.batch]):
+                rows += _explain_one(uid, {k: v[j] for k, v in stats.items()}, n_fit_g, n_ho_g, At, names, cfg)
+                bar.update(1)
+    bar.close()
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df.attrs["meta"] = {"chars": len(text), "fit": [0, n_fit], "heldout": [n_fit, len(text)], "atoms": len(names),
+                        "groups": G, "quantiles": list(cfg.quantiles), "beam": cfg.beam, "max_length": cfg.max_length,
+                        "bar": {"simulation_r": cfg.min_r, "iou_heldout": cfg.min_iou}}
+    return df
+
+
+def _check_values(values: np.ndarray, n_fit: int, unit_ids: list[str]) -> None:
+    """Finite values, and no unit constant on the fitting part (it has no top quantile to threshold
+    at). min and max carry NaN and inf, so no [N, U] temporary is made."""
+    if not (np.isfinite(values.min(0)).all() and np.isfinite(values.max(0)).all()):
+        raise UserError("values hold NaN or infinite numbers", param="values")
+    lo, hi = values[:n_fit].min(0), values[:n_fit].max(0)
+    if np.any(lo == hi):
+        bad = [unit_ids[j] for j in np.flatnonzero(lo == hi)]
+        raise UserError(f"unit {bad[0]} is constant ({lo[lo == hi][0]:g}) on the fitting part: it cannot be "
+                        f"thresholded" + (f" ({len(bad) - 1} more constant units)" if len(bad) > 1 else ""))
+
+
+def _atom_table(text: str, lang: str) -> tuple[np.ndarray, list[str]]:
+    a = atoms(text, lang)
+    return np.stack(list(a.values()), axis=1), list(a)             # bool [N, A], names
+
+
+def _batch_stats(V: np.ndarray, n_fit: int, g_fit, g_ho, G: int, quantiles) -> dict[str, np.ndarray]:
+    """Per unit of a batch (V float32 [N, Ub]): thresholds [2Q] (sign +, then -), mask counts per
+    group on both parts [2Q, G], value sums per group [G] on both parts, and held-out totals."""
+    Vf, Vh = V[:n_fit], V[n_fit:]
+    q = np.asarray(quantiles, dtype=np.float64)
+    t_plus = np.quantile(Vf, q, axis=0).astype(np.float32)                  # [Q, Ub]: on where v > t
+    t_minus = np.quantile(Vf, 1 - q, axis=0).astype(np.float32)             # on where v < t
+    Hf = np.concatenate([_counts(Vf, g_fit, G, t_plus, 1), _counts(Vf, g_fit, G, t_minus, -1)], axis=1)
+    Hh = np.concatenate([_counts(Vh, g_ho, G, t_plus, 1), _counts(Vh, g_ho, G, t_minus, -1)], axis=1)
+    Ub = V.shape[1]
+    off = (np.arange(Ub) * G)[None, :]
+    Sf = np.bincount((g_fit[:, None] + off).ravel(), Vf.astype(np.float64).ravel(), Ub * G).reshape(Ub, G)
+    Sh = np.bincount((g_ho[:, None] + off).ravel(), Vh.astype(np.float64).ravel(), Ub * G).reshape(Ub, G)
+    return {"thresholds": np.concatenate([t_plus, t_minus]).T, "H_fit": Hf, "H_ho": Hh, "S_fit": Sf, "S_ho": Sh,
+            "sum2_ho": (Vh.astype(np.float64) ** 2).sum(0)}
+
+
+def _counts(V: np.ndarray, groups: np.ndarray, G: int, t: np.ndarray, sign: int) -> np.ndarray:
+    """float32 [Ub, Q, G]: characters of each group where sign * v is above each threshold.
+
+    The masks of one sign are nested (a higher quantile, fewer characters), so each character gets
+    a level (how many thresholds it passes) and one bincount of (unit, group, level) counts them all."""
+    Ub, Q = V.shape[1], t.shape[0]
+    level = np.zeros(V.shape, dtype=np.int64)
+    for i in range(Q):
+        level += (V > t[i]) if sign > 0 else (V < t[i])
+    # quantiles rise (ExplainConfig.check), so thresholds rise (fall, for sign -1): "level > i" = "passes i"
+    code = (np.arange(Ub)[None, :] * G + groups[:, None]) * (Q + 1) + level
+    c = np.bincount(code.ravel(), minlength=Ub * G * (Q + 1)).reshape(Ub, G, Q + 1)
+    above = np.cumsum(c[:, :, ::-1], axis=2)[:, :, ::-1]                     # [Ub, G, Q+1]: level >= i
+    return above[:, :, 1:].transpose(0, 2, 1).astype(np.float32)
+
+
+def _pick_mask(beams: list[list[Formula]], H: np.ndarray, n_total: float) -> int:
+    """The mask whose best formula beats chance by the most fitting IoU. Raw IoU would favour the
+    widest masks (a formula true almost everywhere has IoU = the mask's coverage); the excess over
+    the IoU of an independent formula of the same coverage does not."""
+    excess = [b[0].iou - chance_iou(b[0].key[1] / n_total, H[m].sum() / n_total) if b else -np.inf
+              for m, b in enumerate(beams)]
+    return int(np.argmax(excess))
+
+
+def _explain_one(uid: str, st: dict, n_fit, n_ho, At, names: list[str], cfg: ExplainConfig) -> list[dict]:
+    """The rows of one unit: its best formulas on its best mask."""
+    Hf, Hh = st["H_fit"], st["H_ho"]
+    beams = beam_search(Hf, n_fit, At, cfg.beam, cfg.max_length)
+    m = _pick_mask(beams, Hf, float(n_fit.sum()))
+    Q = len(cfg.quantiles)
+    ho_total = float(Hh[m].sum())
+    fit_leaf, leaves = leaf_iou(Hf[m:m + 1], n_fit, At)
+    ho_leaf, _ = leaf_iou(Hh[m:m + 1], n_ho, At)
+    a = int(np.argmax(fit_leaf[0]))
+    leaf = Formula((leaves[a],), np.zeros(0, bool), 0.0, (0, 0))
+    base = {"unit": uid, "sign": 1 if m < Q else -1, "quantile": cfg.quantiles[m % Q],
+            "threshold": float(st["thresholds"][m]), "coverage": float(Hf[m].sum() / n_fit.sum()),
+            "best_atom": leaf.text(names), "best_atom_iou_fit": float(fit_leaf[0, a]),
+            "best_atom_iou_heldout": float(ho_leaf[0, a])}
+    rows = []
+    for rank, f in enumerate(beams[m][:cfg.top], 1):
+        on = f.on.astype(np.float32)
+        rows.append({**base, "rank": rank, "formula": f.text(names), "length": len(f.terms), "iou_fit": f.iou,
+                     "iou_heldout": float(iou(on @ Hh[m], on @ n_ho, ho_total)),
+                     "simulation_r": simulation_r(f.atoms(), At, n_fit, n_ho, st["S_fit"], st["S_ho"],
+                                                  float(st["sum2_ho"]))})
+    if not rows:                                  # no atom overlaps any mask: nothing to say
+        rows.append({**base, "rank": 1, "formula": None, "length": 0, "iou_fit": 0.0, "iou_heldout": 0.0,
+                     "simulation_r": 0.0})
+    verdict = bool(rows[0]["simulation_r"] >= cfg.min_r and rows[0]["iou_heldout"] >= cfg.min_iou)
+    return [{**r, "explained": verdict} for r in rows]
+
+
+# ---------------------------------------------------------------- a model's units
+
+MAX_MB = 4096          # the recorded values (float16, N x units) a call may hold
+
+
+@dataclass
+class ExplainResult:
+    """table: one row per unit x rank (COLUMNS); contexts: one row per unit x context (unit plus
+    contexts.COLUMNS); meta: where the parts lie, the bar, the seconds spent."""
+
+    table: pd.DataFrame
+    contexts: pd.DataFrame
+    meta: dict
+
+    def to_json(self) -> dict:
+        units = []
+        for uid, rows in self.table.groupby("unit", sort=False):
+            first = rows.iloc[0]
+            keep = ["sign", "quantile", "threshold", "coverage", "best_atom", "best_atom_iou_fit",
+                    "best_atom_iou_heldout", "explained"]
+            units.append({"unit": uid, **{k: first[k] for k in keep},
+                          "simulation_r": first["simulation_r"], "iou_heldout": first["iou_heldout"],
+                          "formulas": rows[["rank", "formula", "length", "iou_fit", "iou_heldout",
+                                            "simulation_r"]].to_dict(orient="records"),
+                          "contexts": self.contexts[self.contexts["unit"] == uid].drop(columns="unit")
+                          .to_dict(orient="records")})
+        return json_ready({"meta": self.meta, "units": units})
+
+    def format(self) -> str:
+        m = self.meta
+        out = [f"fitting part: characters {m['fit'][0]:,} to {m['fit'][1]:,}; held-out part: {m['heldout'][0]:,} "
+               f"to {m['heldout'][1]:,} (source positions); explained = simulation r >= {m['bar']['simulation_r']} "
+               f"and held-out IoU >= {m['bar']['iou_heldout']}"]
+        for uid, rows in self.table.groupby("unit", sort=False):
+            f = rows.iloc[0]
+            side = f"top {1 - f['quantile']:.0%} (value > {f['threshold']:.3f})" if f["sign"] > 0 else \
+                f"bottom {1 - f['quantile']:.0%} (value < {f['threshold']:.3f})"
+            out += ["", f"{uid}: on at its {side}: {'EXPLAINED' if f['explained'] else 'not explained'}, "
+                        f"simulation r {f['simulation_r']:+.3f}"]
+            for r in rows.itertuples():
+                out.append(f"  {r.rank}. {r.formula}  IoU fit {r.iou_fit:.3f}, held-out {r.iou_heldout:.3f}, "
+                           f"simulation r {r.simulation_r:+.3f}")
+            out.append(f"  best single atom: {f['best_atom']}  IoU fit {f['best_atom_iou_fit']:.3f}, "
+                       f"held-out {f['best_atom_iou_heldout']:.3f}")
+        return "\n".join(out)
+
+
+def check_units(config, units=None, top_units: int | None = None) -> list[Unit]:
+    """The units asked for, checked against the model (before any work); top_units is checked here
+    and picked later (most_variable_units)."""
+    if bool(units) == (top_units is not None):
+        raise UserError("name the units to explain, or ask for the top_units most variable ones (not both)",
+                        param="units")
+    if units:
+        return list(dict.fromkeys(parse_unit(u, config) if isinstance(u, str) else u for u in units))
+    total = config.num_layers * config.hidden_size * (2 if config.cell == "lstm" else 1)
+    if not 1 <= top_units <= total:
+        raise UserError(f"top_units must be between 1 and {total} (h and c units of this model), got {top_units}",
+                        param="top_units")
+    return []
+
+
+def explain(ckpt, text: str, units=None, top_units: int | None = None, config: ExplainConfig | None = None, *,
+            offset: int = 0, streams: int = 1, warmup: int = 0, contexts: bool = True,
+            progress: bool = False) -> ExplainResult:
+    """Record units of a Checkpoint over text and explain them (explain_values), with their contexts.
+
+    units: unit ids ("l2.c.328") or names.Unit; or top_units: the N most variable h and c units
+    (one more pass over the text). Values are h, tanh(c) for cell states (names.Unit.squash), held
+    as float16 [N, units] (error < 5e-4 on values within [-1, 1]; at most MAX_MB); streams, warmup:
+    as record.iter_states. offset: the source position of text[0] (meta and contexts use it).
+    """
+    cfg = config or ExplainConfig()
+    n_fit = cfg.check(len(text))
+    picked = check_units(ckpt.config, units, top_units)
+    n_units = len(picked) or top_units
+    if len(text) * n_units * 2 > MAX_MB * 2 ** 20:
+        raise UserError(f"holding {n_units:,} units over {len(text):,} characters needs "
+                        f"{len(text) * n_units * 2 / 2 ** 20:,.0f} MB (limit {MAX_MB:,}); explain fewer units or "
+                        "characters", param="units")
+    t0 = time.perf_counter()
+    ids = ckpt.vocab.encode(text)
+    picked = picked or most_variable_units(ckpt.model, ids, top_units, progress=progress)
+    values = record_values(ckpt.model, ids, picked, streams, warmup, progress)
+    t1 = time.perf_counter()
+    table = explain_values(values, text, [u.id for u in picked], cfg, progress)
+    t2 = time.perf_counter()
+    ctx = []
+    if contexts:
+        signs = table.groupby("unit", sort=False)["sign"].first()
+        for j, u in enumerate(picked):
+            c = unit_contexts(text, values[:, j].astype(np.float32), offset, sign=int(signs[u.id]))
+            ctx.append(c.assign(unit=u.id))
+    ctx_df = pd.concat(ctx, ignore_index=True) if ctx else pd.DataFrame(columns=["unit", *CONTEXT_COLUMNS])
+    meta = {**table.attrs["meta"], "fit": [offset, offset + n_fit], "heldout": [offset + n_fit, offset + len(text)],
+            "units": len(picked), "streams": streams, "warmup": warmup,
+            "value": "h as is, tanh(c) for cell states",
+            "seconds": {"record": t1 - t0, "search": t2 - t1, "per_unit_search": (t2 - t1) / len(picked)}}
+    return ExplainResult(table, ctx_df, meta)
+
+
+def record_values(model, ids: np.ndarray, units: list[Unit], streams: int = 1, warmup: int = 0,
+                  progress: bool = False) -> np.ndarray:
+    """float16 [len(ids), len(units)]: each unit's value (h; tanh(c)) after each character, one pass."""
+    out = np.empty((len(ids), len(units)), np.float16)
+    cols: dict[str, tuple[list[int], list[int]]] = {}
+    for j, u in enumerate(units):
+        cols.setdefault(u.quantity, ([], []))[0].append(j)
+        cols[u.quantity][1].append(u.index)
+    states = tuple(sorted({u.state for u in units}))
+    for start, acts in iter_states(model, ids, states, streams=streams, warmup=warmup, progress=progress):
+        for name, (js, idx) in cols.items():
+            v = acts[name][:, idx]
+            out[start:start + len(v), js] = np.tanh(v) if squashes(name) else v
+    return out

@@ -1,0 +1,146 @@
+"""neuroscope explain: planted rules are recovered with the IoU and simulation r they should have."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from neuroscope.atoms import atoms
+from neuroscope.cli import cli
+from neuroscope.contexts import unit_contexts
+from neuroscope.errors import UserError
+from neuroscope.explain import EXPLAINED_R, explain_values
+from neuroscope.features import label
+from neuroscope.text import read_text
+
+
+@pytest.fixture(scope="module")
+def prose(shared_data):
+    return read_text(shared_data / "warpeace.txt")[200_000:240_000]
+
+
+@pytest.fixture(scope="module")
+def code(shared_data):
+    return read_text(shared_data / "linux.txt")[300_000:330_000]
+
+
+def planted(rule: np.ndarray, seed: int = 0, noise: float = 0.1) -> np.ndarray:
+    return (rule + np.random.default_rng(seed).normal(0, noise, len(rule))).astype(np.float32)
+
+
+def expected_iou(formula_on: np.ndarray, v: np.ndarray, sign: int, q: float, n_fit: int) -> tuple[float, float]:
+    """IoU on the fitting and the held-out part, with the threshold at quantile q of sign * v (fitting part)."""
+    t = np.quantile(sign * v[:n_fit], q)
+    on = sign * v > t
+    def one(sl):
+        a, b = formula_on[sl], on[sl]
+        return (a & b).sum() / (a | b).sum()
+    return one(slice(0, n_fit)), one(slice(n_fit, None))
+
+
+def test_in_quote_and_not_space_is_recovered_with_its_iou(prose):
+    rule = label(prose, "in_quote").astype(bool) & ~label(prose, "is_space").astype(bool)
+    v = planted(rule)
+    df = explain_values(v[:, None], prose, ["u"])
+    best = df[df["rank"] == 1].iloc[0]
+    assert (best["formula"], best["sign"], best["length"]) == ("in_quote AND NOT is_space", 1, 2)
+    n_fit = df.attrs["meta"]["fit"][1]
+    assert n_fit == int(len(prose) * 2 / 3)
+    fit, held = expected_iou(rule, v, 1, best["quantile"], n_fit)
+    assert best["iou_fit"] == pytest.approx(fit, abs=1e-6)
+    assert best["iou_heldout"] == pytest.approx(held, abs=1e-6)
+    assert fit > 0.8 and bool(best["explained"])
+    assert best["best_atom"] == "in_quote" and best["best_atom_iou_fit"] < best["iou_fit"]
+
+
+def test_simulation_r_matches_cell_means_computed_with_pandas(prose):
+    quote, space = label(prose, "in_quote").astype(bool), label(prose, "is_space").astype(bool)
+    v = planted(quote & ~space, noise=0.3)
+    df = explain_values(v[:, None], prose, ["u"])
+    best = df[df["rank"] == 1].iloc[0]
+    assert best["formula"] == "in_quote AND NOT is_space"
+    n_fit = df.attrs["meta"]["fit"][1]
+    cells = pd.DataFrame({"q": quote, "s": space, "v": v.astype(np.float64)})
+    means = cells.iloc[:n_fit].groupby(["q", "s"])["v"].mean()
+    held = cells.iloc[n_fit:]
+    pred = np.array([means[(a, b)] for a, b in zip(held["q"], held["s"])])
+    r = np.corrcoef(pred, held["v"])[0, 1]
+    assert best["simulation_r"] == pytest.approx(r, abs=1e-6)
+    assert 0.4 < r < 0.9                      # the noise caps it well below 1
+
+
+def test_bracket_depth_2_is_recovered_on_linux(code):
+    depth2 = label(code, "bracket_depth") >= 2
+    v = planted(depth2, seed=1)
+    df = explain_values(v[:, None], code, ["u"])
+    best = df[df["rank"] == 1].iloc[0]
+    # a unit on for most of the text may be described by its rarer state: off where NOT bracket_depth>=2
+    assert (best["sign"], best["formula"]) in {(1, "bracket_depth>=2"), (-1, "NOT bracket_depth>=2")}
+    on = depth2 if best["sign"] > 0 else ~depth2
+    fit, held = expected_iou(on, v, int(best["sign"]), best["quantile"], df.attrs["meta"]["fit"][1])
+    assert (best["iou_fit"], best["iou_heldout"]) == (pytest.approx(fit, abs=1e-6), pytest.approx(held, abs=1e-6))
+    assert best["simulation_r"] > 0.95 and bool(best["explained"])
+
+
+def test_random_units_are_not_explained(prose):
+    rng = np.random.default_rng(3)
+    v = np.stack([rng.normal(size=len(prose)), np.cumsum(rng.normal(size=len(prose))) * 0.01], 1)
+    df = explain_values(np.tanh(v).astype(np.float32), prose, ["noise", "walk"])
+    best = df[df["rank"] == 1]
+    assert not best["explained"].any()
+    assert (best["simulation_r"].abs() < EXPLAINED_R).all()
+    assert best.loc[best["unit"] == "noise", "simulation_r"].abs().iloc[0] < 0.05
+
+
+def test_atoms_vary_and_shift(code):
+    a = atoms(code)
+    assert {"bracket_depth>=2", "in_comment", "prev:is_space", "next:is_upper"} <= set(a)
+    for name, v in a.items():
+        assert v.dtype == bool and 0 < v.sum() < len(v), name
+    space = label(code, "is_space").astype(bool)
+    assert np.array_equal(a["prev:is_space"][1:], space[:-1]) and not a["prev:is_space"][0]
+    assert np.array_equal(a["next:is_space"][:-1], space[1:])
+
+
+def test_contexts_mark_the_character_and_give_source_positions():
+    text = "abcdefghij" * 30
+    v = np.zeros(len(text))
+    v[[55, 120]] = [2.0, 1.0]
+    ctx = unit_contexts(text, v, offset=1000, n_top=2, n_random=3)
+    top = ctx[ctx["kind"] == "top"]
+    assert list(top["position"]) == [1055, 1120] and list(top["value"]) == [2.0, 1.0]
+    assert top.iloc[0]["context"].endswith("[f]ghijabcdef") and top.iloc[0]["char"] == text[55]
+    assert (ctx["kind"] == "random").sum() == 3 and (ctx["kind"] == "quantile").sum() == 6
+
+
+def test_bad_values_are_one_line_errors(prose):
+    v = planted(label(prose, "in_quote").astype(bool))
+    with pytest.raises(UserError, match="constant"):
+        explain_values(np.stack([v, np.full(len(v), 0.5, np.float32)], 1), prose, ["a", "flat"])
+    with pytest.raises(UserError, match="at least 1,500"):
+        explain_values(v[:1200, None], prose[:1200], ["a"])
+    with pytest.raises(UserError, match="shape"):
+        explain_values(v[:, None], prose, ["a", "b"])
+
+
+def test_cli_json_and_csv(wp_small, shared_models, shared_data, tmp_path):
+    out = tmp_path / "e.csv"
+    args = ["explain", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text", str(shared_data / "warpeace.txt"),
+            "--chars", "6000", "--unit", "l1.c.3", "--unit", "l0.h.7", "--json", "--csv", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert {"source", "start", "end", "meta", "units"} <= set(data)
+    assert data["meta"]["fit"] == [data["start"], data["start"] + 4000]
+    assert [u["unit"] for u in data["units"]] == ["l1.c.3", "l0.h.7"]
+    u = data["units"][0]
+    assert {"sign", "quantile", "threshold", "best_atom", "best_atom_iou_heldout", "simulation_r", "explained",
+            "formulas", "contexts"} <= set(u)
+    assert u["formulas"][0]["rank"] == 1 and {c["kind"] for c in u["contexts"]} == {"top", "quantile", "random"}
+    table = pd.read_csv(out)
+    assert list(table["unit"].unique()) == ["l1.c.3", "l0.h.7"] and len(table) == 6
+    text = CliRunner().invoke(cli, args[:-3])
+    assert text.exit_code == 0 and "best single atom" in text.output and "held-out part" in text.output
