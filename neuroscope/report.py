@@ -35,8 +35,8 @@ from .features import kind_of
 from .live import LIVE_JS, check_live, live_payload, live_section
 from .names import Unit, parse_unit
 from .page import iframe, render_page
-from .sections import (distribution_section, gates_section, match_section, model_section, predictions_section,
-                       ranking_section, samples_section, subtitle, units_section)
+from .sections import (distribution_section, explain_section, gates_section, match_section, model_section,
+                       predictions_section, ranking_section, samples_section, subtitle, units_section)
 
 __all__ = ["Report", "build_report"]
 
@@ -184,7 +184,8 @@ def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None
     sections, charts = [], {}
     for section, its_charts in (model_section(ckpt, pred, n), samples_section(ckpt),
                                 ranking_section(result, ranked, panels, cfg.num_layers),
-                                units_section(panels, result, ranked), predictions_section(pred),
+                                units_section(panels, result, ranked), explain_section(all_units, values, text),
+                                predictions_section(pred),
                                 live_section(payload, panels, text) if live else (None, {}),
                                 distribution_section(panels, labels, values), gates_section(cfg, saturation, n),
                                 match_section(match) if match is not None else (None, {})):

@@ -224,3 +224,39 @@ def match_section(result, number_of_hits: int = 20, title: str = "Match") -> tup
              f"units are on (each above its {m['threshold']} quantile, from {m['thresholds_from']}), at least "
              f"{m['min_length']} characters long; precision and recall over the top {m['top']} hits' characters."]
     return {"id": f"match-{a}", "title": title, "kind": "html", "html": body, "notes": notes}, {}
+
+
+def explain_section(units: list, values: dict[str, np.ndarray], text: str, title: str = "Explanations"
+                    ) -> tuple[dict | None, dict]:
+    """Per shown unit, the formula over features that best matches where it is on (neuroscope.explain:
+    chosen on the first 2/3 of the shown text, scored on the last 1/3), its simulation r and verdict;
+    (None, {}) when the text is too short for the two parts. Constant units are listed as such."""
+    import html as h
+
+    from .errors import UserError
+    from .explain import ExplainConfig, explain_values
+    cfg = ExplainConfig()
+    try:
+        cfg.check(len(text))
+    except UserError:
+        return None, {}
+    shown = [u for u in units if np.ptp(values[u.id]) > 0]
+    V = np.stack([np.tanh(values[u.id]) if u.squash else values[u.id] for u in shown], 1) if shown else None
+    table = explain_values(V, text, [u.id for u in shown], cfg) if shown else pd.DataFrame(columns=["rank"])
+    best = table[table["rank"] == 1]
+    rows = "".join(f"<tr><td>{h.escape(r.unit)}</td><td>{'high' if r.sign > 0 else 'low'} (q {r.quantile})</td>"
+                   f"<td><code>{h.escape(r.formula)}</code></td><td>{_fmt(r.iou_heldout, '.3f')}</td>"
+                   f"<td>{_fmt(r.simulation_r, '+.3f')}</td><td>{'explained' if r.explained else '–'}</td>"
+                   f"<td><code>{h.escape(r.best_atom)}</code> ({_fmt(r.best_atom_iou_heldout, '.3f')})</td></tr>"
+                   for r in best.itertuples())
+    rows += "".join(f"<tr><td>{h.escape(u.id)}</td><td colspan=\"6\">constant on this text</td></tr>"
+                    for u in units if u not in shown)
+    body = ("<table><tr><th>unit</th><th>on where</th><th>best formula</th><th>held-out IoU</th>"
+            "<th>simulation r</th><th>verdict</th><th>best single atom (held-out IoU)</th></tr>"
+            f"{rows}</table>")
+    meta = table.attrs.get("meta", {})
+    n_fit = meta.get("fit", [0, cfg.check(len(text))])[1]
+    notes = [f"Formulas of up to 3 features (AND, OR, NOT) chosen on the first {n_fit:,} characters shown, "
+             f"scored on the other {len(text) - n_fit:,}; explained = simulation r >= {cfg.min_r} and held-out "
+             f"IoU >= {cfg.min_iou} (docs/explain.md)."]
+    return {"id": "explanations", "title": title, "kind": "html", "html": body, "notes": notes}, {}

@@ -1,5 +1,6 @@
 """The HTML report: its numbers (unit values, predictions, gate saturation), its escaping, its
 sections, its size, and the `report` command. The browser checks are in test_browser.py."""
+import html
 import json
 import math
 import os
@@ -428,3 +429,24 @@ def test_report_command_bad_input_is_one_line_and_keeps_old_output(tiny_files):
     res = CliRunner().invoke(cli, base[:-1] + [str(d)])
     assert res.exit_code == 1 and "directory" in res.output
     assert out.read_text(encoding="utf-8") == "previous report"
+
+
+def test_explanations_section_gives_each_shown_unit_its_best_formula(tiny):
+    """The section's rows are explain_values on the shown units' values (tanh(c) for cell states)."""
+    from neuroscope.excerpt import record_units
+    from neuroscope.explain import explain_values
+    ckpt, span, features, result = tiny
+    n = min(len(span.text), 3000)
+    rep = build_report(ckpt, span, result, features, max_chars=n)
+    section = next(s for s in rep.sections if s["id"] == "explanations")
+    units = [parse_unit(u, ckpt.config) for u in page_data(rep.html)["units"]]
+    values, _ = record_units(ckpt.model, ckpt.vocab.encode(span.text[:n]), units, gates=False)
+    live = [u for u in units if np.ptp(values[u.id]) > 0]
+    V = np.stack([np.tanh(values[u.id]) if u.squash else values[u.id] for u in live], 1)
+    best = explain_values(V, span.text[:n], [u.id for u in live]).query("rank == 1")
+    assert len(best) == len(live) > 0
+    for r in best.itertuples():
+        row = re.search(rf"<tr><td>{re.escape(r.unit)}</td>.*?</tr>", section["html"]).group(0)
+        assert html.escape(r.formula) in row and f"{r.iou_heldout:.3f}" in row and f"{r.simulation_r:+.3f}" in row
+    # Too short for a fitting and a held-out part: no section.
+    assert "explanations" not in [s["id"] for s in build_report(ckpt, span, result, features, max_chars=1000).sections]
