@@ -13,7 +13,7 @@ from neuroscope.demo import DEMO_FEATURES, run_demo
 from neuroscope.features import label
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SECTIONS = ["model", "samples", "ranking", "units", "predictions", "live", "distribution", "gates"]
+SECTIONS = ["model", "samples", "ranking", "units", "explanations", "predictions", "live", "distribution", "gates"]
 
 
 @pytest.fixture(scope="module")
