@@ -388,12 +388,18 @@ def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut,
                    warmup=warmup, progress=not as_json)
     if csv_path:
         write_text(csv_path, result.hits.to_csv(index=False), "csv", force, [ckpt, text_path])
+    _echo_span_result(where, result, as_json, lambda: result.format(min(top, 20)))
+
+
+def _echo_span_result(where, result, as_json: bool, text) -> None:
+    """--json: the span and result.to_json() as one object; else a line for the span, then text()."""
+    end = where.start + len(where.text)
     if as_json:
-        echo_json({"source": where.source, "start": where.start, "end": where.start + len(where.text),
-                   **result.to_json()})
+        echo_json({"source": where.source, "start": where.start, "end": end, **result.to_json()})
         return
-    click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {where.start + len(where.text)})")
-    click.echo(result.format(min(top, 20)))
+    click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {end})")
+    click.echo(text())
+
 
 @cli.command("explain")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
@@ -432,13 +438,8 @@ def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, st
                      streams=streams, warmup=warmup, progress=not as_json)
     if csv_path:
         write_text(csv_path, result.table.to_csv(index=False), "csv", force, [ckpt, text_path])
-    if as_json:
-        echo_json({"source": span.source, "start": span.start, "end": span.start + len(span.text),
-                   **result.to_json()})
-        return
-    click.echo(f"{len(span.text):,} characters of {span.source} [{span.start}, {span.start + len(span.text)})")
-    click.echo(result.format())
-    if csv_path:
+    _echo_span_result(span, result, as_json, result.format)
+    if csv_path and not as_json:
         click.echo(f"wrote {csv_path}")
 
 
