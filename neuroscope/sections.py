@@ -251,12 +251,31 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
                    for r in best.itertuples())
     rows += "".join(f"<tr><td>{h.escape(u.id)}</td><td colspan=\"6\">constant on this text</td></tr>"
                     for u in units if u not in shown)
+    signs = dict(zip(best["unit"], best["sign"]))
+    body_ctx = "".join(_contexts_html(u.id, V[:, j], text, int(signs[u.id])) for j, u in enumerate(shown))
     body = ("<table><tr><th>unit</th><th>on where</th><th>best formula</th><th>held-out IoU</th>"
             "<th>simulation r</th><th>verdict</th><th>best single atom (held-out IoU)</th></tr>"
-            f"{rows}</table>")
+            f"{rows}</table>{body_ctx}")
     meta = table.attrs.get("meta", {})
     n_fit = meta.get("fit", [0, cfg.check(len(text))])[1]
     notes = [f"Formulas of up to 3 features (AND, OR, NOT) chosen on the first {n_fit:,} characters shown, "
              f"scored on the other {len(text) - n_fit:,}; explained = simulation r >= {cfg.min_r} and held-out "
              f"IoU >= {cfg.min_iou} (docs/explain.md)."]
     return {"id": "explanations", "title": title, "kind": "html", "html": body, "notes": notes}, {}
+
+
+def _contexts_html(uid: str, v: np.ndarray, text: str, sign: int) -> str:
+    """A unit's top, typical (10/50/90% quantiles) and random contexts (neuroscope.contexts), each
+    character after which the unit was read marked and coloured by its value (blue -1, green +1)."""
+    import html as h
+
+    from .contexts import unit_contexts
+    ctx = unit_contexts(text, v, sign=sign, n_top=3, n_random=2)
+    show = lambda t: h.escape(t.replace("\r", "").replace("\n", "⏎"))      # noqa: E731
+    lines = "".join(
+        f"<div><code>{r.kind:>8} {r.value:+.2f}</code> {show(r.before)}<mark style=\"background:"
+        f"{'#9ecae1' if r.value < 0 else '#a1d99b'}\">{show(r.char)}</mark>{show(r.after)}</div>"
+        for r in ctx.itertuples())
+    return (f"<details><summary>{h.escape(uid)}: contexts</summary>"
+            f"<div style=\"white-space:pre;font-family:monospace\">{lines}</div></details>")
+

@@ -448,5 +448,10 @@ def test_explanations_section_gives_each_shown_unit_its_best_formula(tiny):
     for r in best.itertuples():
         row = re.search(rf"<tr><td>{re.escape(r.unit)}</td>.*?</tr>", section["html"]).group(0)
         assert html.escape(r.formula) in row and f"{r.iou_heldout:.3f}" in row and f"{r.simulation_r:+.3f}" in row
+        # Its contexts: the first "top" one is at the unit's extreme value on its side.
+        ctx = re.search(rf"<summary>{re.escape(r.unit)}: contexts</summary>(.*?)</details>", section["html"], re.S)
+        v = V[:, [u.id for u in live].index(r.unit)]
+        top = re.search(r"<code>\s*top ([+-]\d\.\d\d)</code>", ctx.group(1)).group(1)
+        assert float(top) == pytest.approx((v.max() if r.sign > 0 else v.min()), abs=0.006)
     # Too short for a fitting and a held-out part: no section.
     assert "explanations" not in [s["id"] for s in build_report(ckpt, span, result, features, max_chars=1000).sections]
