@@ -17,6 +17,7 @@ import click
 
 from .cli_options import (TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
                           Streams, resolve_device, text_options, train_option)
+from .cli_discover import explain_cmd, match_cmd
 from .config import CELLS, TrainConfig
 from .errors import UserError
 
@@ -353,94 +354,8 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
 
 
 
-@cli.command("match")
-@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
-@text_options
-@click.option("--span", required=True, metavar="A:B",
-              help="The pattern: characters [A, B) of the selected text (0 = its first character).")
-@click.option("--units", default="auto", show_default=True,
-              help="auto, or a comma list of units (l1.c.0; -l1.c.12: on when low).")
-@click.option("--threshold", type=float, default=0.9, show_default=True, help="Quantile q above which a unit is on.")
-@click.option("--cut", type=float, default=0.6, show_default=True, help="Share of the units on, for a hit.")
-@click.option("--top", type=click.IntRange(min=1), default=50, show_default=True, help="Hits listed.")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Read the text as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, then discards.")
-@device_option
-@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the listed hits as CSV.")
-@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/match.md describes it).")
-def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut, top, streams, warmup, device,
-              csv_path, force, as_json):
-    """Find where else the units that are on inside --span switch on together (LSTMVis's match view).
-
-    Example: neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
-    """
-    from .checkpoint import choose_text, load_checkpoint
-    from .files import check_output, write_text
-    from .match import match
-    if csv_path:
-        check_output(csv_path, "csv", force, [ckpt, text_path])
-    c = load_checkpoint(ckpt, device=resolve_device(device))
-    where = choose_text(c, text_path, split, start, chars)
-    result = match(c, where.text, span, units=units, threshold=threshold, cut=cut, top=top, streams=streams,
-                   warmup=warmup, progress=not as_json)
-    if csv_path:
-        write_text(csv_path, result.hits.to_csv(index=False), "csv", force, [ckpt, text_path])
-    _echo_span_result(where, result, as_json, lambda: result.format(min(top, 20)))
-
-
-def _echo_span_result(where, result, as_json: bool, text) -> None:
-    """--json: the span and result.to_json() as one object; else a line for the span, then text()."""
-    end = where.start + len(where.text)
-    if as_json:
-        echo_json({"source": where.source, "start": where.start, "end": end, **result.to_json()})
-        return
-    click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {end})")
-    click.echo(text())
-
-
-@cli.command("explain")
-@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
-@text_options
-@click.option("--unit", "units", multiple=True, metavar="UNIT", help="Unit to explain, e.g. l2.c.328 (repeatable).")
-@click.option("--top-units", type=int, default=None, metavar="N", help="Explain the N most variable h and c units.")
-@click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto", show_default=True,
-              help="Language for code-aware atoms (auto: sniffed).")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Record the span as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, then discards.")
-@click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table (unit x rank) as CSV.")
-@click.option("--force", is_flag=True, help="Replace an existing --csv file.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
-def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, streams, warmup, csv_path, force,
-                as_json):
-    """Explain units by logical formulas over features, scored on a later held-out part of the text.
-
-    \b
-    Examples:
-      neuroscope explain --ckpt wp.pt --text warpeace.txt --chars 60000 --unit l2.c.328
-      neuroscope explain --ckpt wp.pt --text warpeace.txt --top-units 10 --json
-    """
-    from .checkpoint import choose_text, load_checkpoint
-    from .explain import ExplainConfig, check_units, explain
-    from .files import check_output, write_text
-    if warmup and streams == 1:
-        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
-    if csv_path:
-        check_output(csv_path, "csv", force, [ckpt, text_path])
-    c = load_checkpoint(ckpt)
-    check_units(c.config, units, top_units)
-    span = choose_text(c, text_path, split, start, chars)
-    result = explain(c, span.text, list(units), top_units, ExplainConfig(lang=lang), offset=span.start,
-                     streams=streams, warmup=warmup, progress=not as_json)
-    if csv_path:
-        write_text(csv_path, result.table.to_csv(index=False), "csv", force, [ckpt, text_path])
-    _echo_span_result(span, result, as_json, result.format)
-    if csv_path and not as_json:
-        click.echo(f"wrote {csv_path}")
+cli.add_command(match_cmd)
+cli.add_command(explain_cmd)
 
 
 @cli.command("report")
