@@ -24,7 +24,7 @@ from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.explain import EXPLAINED_IOU, EXPLAINED_R, explain
 from neuroscope.features import baseline_names
 from neuroscope.files import write_json
-from neuroscope.names import parse_quantity, state_names, unit_id
+from neuroscope.names import parse_quantity, state_names
 
 # model, corpus, the reference units (probe's best unit per feature on the whole test split), all units?
 CHAR_CLASSES = set(baseline_names())
@@ -41,8 +41,7 @@ def structural(formula: str) -> bool:
 
 
 def all_units(config) -> list[str]:
-    return [unit_id(q.layer, q.state, i) for q in map(parse_quantity, state_names(config, ("h", "c")))
-            for i in range(config.hidden_size)]
+    return [parse_quantity(q).unit(i).id for q in state_names(config, ("h", "c")) for i in range(config.hidden_size)]
 
 
 def main(argv=None) -> dict:

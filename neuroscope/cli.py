@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from .cli_options import (TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
+from .cli_options import (check_warmup, TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
                           Streams, resolve_device, text_options, train_option)
 from .cli_discover import explain_cmd, match_cmd
 from .config import CELLS, TrainConfig
@@ -43,8 +43,7 @@ def eval_cmd(ckpt, text_path, split, start, chars, streams, warmup, device, as_j
     """
     from .checkpoint import choose_text, load_checkpoint
     from .evaluate import evaluate
-    if warmup and streams == 1:
-        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
+    check_warmup(streams, warmup)
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)
     unknown = model.vocab.count_unknown(span.text)
@@ -187,8 +186,7 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
     from .files import check_output
     from .names import parse_states
     states = parse_states(states)
-    if warmup and streams == 1:
-        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
+    check_warmup(streams, warmup)
     check_output(out, "store", force, inputs=[ckpt, text_path])
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import click
 
-from .cli_options import device_option, echo_json, resolve_device, text_options
-from .errors import UserError
+from .cli_options import check_warmup, device_option, echo_json, resolve_device, text_options
 
 
 @click.command("match")
@@ -84,8 +83,7 @@ def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, st
     from .checkpoint import choose_text, load_checkpoint
     from .explain import ExplainConfig, check_units, explain
     from .files import check_output, write_text
-    if warmup and streams == 1:
-        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
+    check_warmup(streams, warmup)
     if csv_path:
         check_output(csv_path, "csv", force, [ckpt, text_path])
     c = load_checkpoint(ckpt)

@@ -98,6 +98,12 @@ def device_option(f):
                         show_default=True, help="Where to compute.")(f)
 
 
+def check_warmup(streams: int, warmup: int) -> None:
+    """--warmup only means something with --streams N > 1: refuse it with one stream (read exactly)."""
+    if warmup and streams == 1:
+        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
+
+
 def resolve_device(name: str) -> str:
     """auto|cpu|cuda -> a torch device string (one rule, neuroscope.train.pick_device)."""
     from .train import pick_device

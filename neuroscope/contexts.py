@@ -19,14 +19,15 @@ QUANTILES = (0.1, 0.5, 0.9)      # the unit's value levels sampled beside its to
 COLUMNS = ["kind", "quantile", "position", "value", "before", "char", "after", "context"]
 
 
-def _show(s: str) -> str:
+def one_line(s: str) -> str:
+    """s with carriage returns dropped and line ends shown as ⏎."""
     return s.replace("\r", "").replace("\n", "⏎")
 
 
 def context_string(text: str, p: int, width: tuple[int, int] = WIDTH) -> str:
     """'before[c]after' around text[p], on one line."""
     a, b = width
-    return f"{_show(text[max(0, p - a):p])}[{_show(text[p])}]{_show(text[p + 1:p + 1 + b])}"
+    return f"{one_line(text[max(0, p - a):p])}[{one_line(text[p])}]{one_line(text[p + 1:p + 1 + b])}"
 
 
 def top_positions(v: np.ndarray, n: int, gap: int = GAP) -> list[int]:

@@ -269,9 +269,9 @@ def _contexts_html(uid: str, v: np.ndarray, text: str, sign: int) -> str:
     character after which the unit was read marked and coloured by its value (blue -1, green +1)."""
     import html as h
 
-    from .contexts import unit_contexts
+    from .contexts import one_line, unit_contexts
     ctx = unit_contexts(text, v, sign=sign, n_top=3, n_random=2)
-    show = lambda t: h.escape(t.replace("\r", "").replace("\n", "⏎"))      # noqa: E731
+    show = lambda t: h.escape(one_line(t))      # noqa: E731
     lines = "".join(
         f"<div><code>{r.kind:>8} {r.value:+.2f}</code> {show(r.before)}<mark style=\"background:"
         f"{'#9ecae1' if r.value < 0 else '#a1d99b'}\">{show(r.char)}</mark>{show(r.after)}</div>"
