@@ -103,7 +103,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
             "sample": {"chars": Ns, "rank_step": ranks.step, "rank_chars": ranks.chars,
                        "what": f"p-values on the first {Ns:,} characters; auroc, spearman on "
                                + (f"every {ranks.step}th of them ({ranks.chars:,})" if ranks.step > 1 else "all of them")},
-            "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, control_read, streams, warmup),
+            "null": null_meta, "sparse": sparse_meta, "control": _control_meta(cfg, control_read, streams),
             "ablation": _ablation_meta(cfg, N), "alpha": cfg.alpha, "seconds": seconds,
             "notes": notes + null_notes + sparse_notes + ablation_notes}
     return ProbeResult(ranking=ranking, topk=topk, sparse=sparse, ablation=abl, baselines=baselines, meta=meta)
@@ -133,11 +133,11 @@ def _recording(streams: int, warmup: int, cfg: ProbeConfig) -> str:
     return how + (" (streams auto)" if cfg.streams == "auto" else "")
 
 
-def _control_meta(cfg: ProbeConfig, read: dict, streams: int, warmup: int) -> dict:
+def _control_meta(cfg: ProbeConfig, read: dict, streams: int) -> dict:
     if not cfg.control:
         return {"computed": False}
     return {"init": "PyTorch default (nn.Embedding N(0,1), nn.LSTM/GRU U(-1/sqrt(H), 1/sqrt(H)))",
-            "seed": cfg.seed, **read, "control_chars": cfg.control_chars, "streams": streams, "warmup": warmup}
+            "seed": cfg.seed, "control_chars": cfg.control_chars, "streams": streams, **read}
 
 
 def _ablation_meta(cfg: ProbeConfig, N: int) -> dict:

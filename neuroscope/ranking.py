@@ -14,7 +14,7 @@ quantity i, in the sample and in every [U, ...] array.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,11 @@ COLUMNS = ["feature", "kind", "rank", "layer", "state", "unit", "unit_id", "r", 
            "baseline_max_abs_r", "baseline_best", "flag"]
 BASELINE_COLUMNS = 13
 BASELINE_ROWS = 5        # rows of each baseline kept in ProbeResult.baselines
+# A random-weights model forgets where it started within a few dozen characters: after 32 warm-up
+# characters its states equal those of one exact stream to float32 rounding (max |dh| 3e-7 for the
+# LSTM and GRU controls of wp_lstm3x512, wp_lstm2x128 and enwiki_lstm2x512; docs/probing.md), so
+# its pieces need no more warm-up than this, whatever the ranking's.
+CONTROL_WARMUP = 32
 
 
 @dataclass
@@ -173,10 +178,10 @@ def sample_ranks(sample: np.ndarray, labels: dict[str, np.ndarray], kinds: dict[
 def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np.ndarray],
                       cfg: ProbeConfig) -> tuple[dict[str, float], dict]:
     """({feature: the largest |r| of any unit of a random-weights model of the same architecture},
-    {"chars", "windows", "window_chars"}: what it read); ({}, {}) if not cfg.control.
+    {"chars", "windows", "window_chars", "warmup"}: what it read); ({}, {}) if not cfg.control.
 
     It reads about cfg.control_chars characters: the first ceil(control_chars / streams) of each of
-    the ranking's pieces (the same streams and warm-up), so windows spread evenly over the whole text
+    the ranking's pieces (the same streams, at most CONTROL_WARMUP warm-up characters), so windows spread evenly over the whole text
     and a feature's mix there is the text's, for a fraction of the ranking's cost; the whole text
     when that is not shorter or a feature is constant on the windows. docs/probing.md measures how
     the bound moves with the number of characters.
@@ -190,10 +195,12 @@ def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np
     if read is not None and any(lab[read].min() == lab[read].max() for lab in features.values()):
         read = None
     ctrl = control_model(net, cfg.seed)
-    r = stream_statistics(ctrl, ids, units, list(features.values()), cfg, label="control: record",
+    ccfg = replace(cfg, warmup=min(cfg.warmup, CONTROL_WARMUP))
+    r = stream_statistics(ctrl, ids, units, list(features.values()), ccfg, label="control: record",
                           steps=None if read is None else steps).r
     where = ({"chars": N, "windows": 1, "window_chars": N} if read is None else
              {"chars": int(len(read)), "windows": streams, "window_chars": steps})
+    where["warmup"] = stream_layout(N, cfg.streams, ccfg.warmup)[2]
     return dict(zip(features, np.abs(r).max(axis=0))), where
 
 

@@ -377,20 +377,21 @@ def circular_shift_null(S: np.ndarray, y: np.ndarray, min_shift: int = 1000, blo
     for a in range(0, U, block):
         x = np.asarray(S[a:a + block], dtype=np.float64)
         x = x - x.mean(axis=1, keepdims=True)
-        norm = np.sqrt((x * x).sum(axis=1, keepdims=True)) * y_norm             # [b, 1]
+        norm = np.sqrt((x * x).sum(axis=1)) * y_norm                            # [b]
         cc = scipy.fft.irfft(np.conj(scipy.fft.rfft(x.astype(np.float32), axis=1, workers=workers)) * yf,
                              n=N, axis=1, workers=workers)                      # [b, N]: sum_t x_t y_{t+s}
-        ok = norm[:, 0] > 0                                                     # constant units keep p = 1
-        r = np.zeros_like(cc, dtype=np.float64)
-        np.divide(cc, norm, out=r, where=norm > 0)
+        ok = norm > 0                                                           # constant units keep p = 1
+        # The shifts' statistics in float32 torch (threaded): the FFT's rounding (~1e-6 of the
+        # largest |r|) is far above float32's, so float64 here would add time, not accuracy.
+        r = torch.from_numpy(cc.astype(np.float32, copy=False))
+        r /= torch.from_numpy(np.where(ok, norm, 1.0).astype(np.float32))[:, None]
         r0, rs = r[:, 0], r[:, min_shift:N - min_shift + 1]                     # observed, [b, K] null
-        # Rounding in the float32 FFT is ~1e-6 of the largest |r|: a null value that close to the
-        # observed one counts as reaching it (conservative).
-        tol = 1e-5 * np.abs(r).max(axis=1)
-        hits = (np.abs(rs) >= (np.abs(r0) - tol)[:, None]).sum(axis=1)
-        z0 = np.arctanh(np.clip(r0, -0.999999, 0.999999))
-        zs = np.arctanh(np.clip(rs, -0.999999, 0.999999))
-        mu, sd = zs.mean(axis=1), zs.std(axis=1)
+        # A null value within rounding of the observed one counts as reaching it (conservative).
+        tol = 1e-5 * r.abs().amax(dim=1)
+        hits = (rs.abs() >= (r0.abs() - tol)[:, None]).sum(dim=1).numpy()
+        z0 = np.arctanh(np.clip(r0.double().numpy(), -0.999999, 0.999999))
+        sd, mu = torch.std_mean(rs.clamp(-0.999999, 0.999999).atanh_(), dim=1, correction=0)
+        sd, mu = sd.double().numpy(), mu.double().numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             tail = scipy.special.erfc(np.abs(z0 - mu) / (sd * np.sqrt(2.0)))
         tail = np.where(sd > 0, tail, 1.0)

@@ -160,18 +160,24 @@ def test_control_is_computed_on_the_first_control_chars(small):
 
 def test_control_reads_windows_spread_over_the_text_in_pieces(small):
     """With streams, the control reads the first control_chars / streams characters of every piece:
-    windows over the whole text, states as the full recording has them there."""
+    windows over the whole text, states as the full recording has them there. Its pieces warm up on
+    CONTROL_WARMUP characters, which give a random-weights model the exact states."""
+    from neuroscope.ranking import CONTROL_WARMUP
     text = PROSE[:6000]
     y = label(text, "in_quote")
     res = probe(small, text, {"in_quote": y}, null=False, sparse=False, baselines=False, control_chars=1200,
                 streams=4, warmup=64)
     ctrl = tiny(small.vocab, seed=0)
-    X = recorded(ctrl, small.vocab, text, res.meta["quantities"], streams=4, warmup=64).astype(np.float64)
+    X = recorded(ctrl, small.vocab, text, res.meta["quantities"], streams=4, warmup=CONTROL_WARMUP)
+    exact = recorded(ctrl, small.vocab, text, res.meta["quantities"])
+    np.testing.assert_allclose(X, exact, atol=1e-5)
     rows = np.concatenate([np.arange(s, s + 300) for s in (0, 1500, 3000, 4500)])
+    X = X.astype(np.float64)
     want = np.nanmax(np.abs(np.corrcoef(np.c_[X[rows], y[rows]].T)[-1, :-1]))
     assert res.ranking["control_max_abs_r"].iloc[0] == pytest.approx(want, abs=1e-5)
     meta = res.meta["control"]
     assert (meta["chars"], meta["windows"], meta["window_chars"], meta["streams"]) == (1200, 4, 300, 4)
+    assert (CONTROL_WARMUP, meta["warmup"], res.meta["warmup"]) == (32, 32, 64)
 
 
 def test_streams_auto_reads_short_texts_exactly_and_long_ones_in_pieces(small):
@@ -194,13 +200,16 @@ def test_streams_auto_reads_short_texts_exactly_and_long_ones_in_pieces(small):
         assert err.value.param == "streams"
 
 
-def test_l2_probes_solve_what_scikit_learn_gridsearch_solves():
-    """The top-k curve's ridge (closed form) and L2 logistic (Newton, warm-started along C) pick the
-    same strength as GridSearchCV over the same folds and score within rounding of it."""
-    from sklearn.linear_model import LogisticRegression, RidgeCV
+def test_probe_solvers_solve_what_scikit_learn_estimators_solve():
+    """The sparse stage's solvers (neuroscope.cv_solvers) pick the same strength as the scikit-learn
+    estimators they stand for, over the same folds, and give the same weights within their tolerances:
+    L2 logistic (Newton, warm-started along C) and ridge (closed form from the shared fold Grams) as
+    GridSearchCV / RidgeCV; the Lasso on the shared Grams as LassoCV; the L1 logistic as GridSearchCV."""
+    from sklearn.linear_model import LassoCV, LogisticRegression, RidgeCV
     from sklearn.model_selection import GridSearchCV, KFold
     from sklearn.metrics import roc_auc_score
-    from neuroscope.sparse import RIDGE_ALPHAS, TOPK_CS, _logistic_cv, _ridge_cv
+    from neuroscope.cv_solvers import FoldGrams, l1_logistic_cv, lasso_cv, logistic_cv, ridge_cv
+    from neuroscope.sparse import LASSO_ALPHAS, RIDGE_ALPHAS, SPARSE_CS, TOPK_CS
     rng = np.random.default_rng(3)
     n, k = 1500, 12
     X = rng.standard_normal((n, k))
@@ -208,7 +217,7 @@ def test_l2_probes_solve_what_scikit_learn_gridsearch_solves():
     Xs = rng.standard_normal((500, k))
     cv = KFold(3, shuffle=False)
     folds = list(cv.split(X))
-    w, b = _logistic_cv(X, y, folds, TOPK_CS)
+    w, b = logistic_cv(X, y, folds, TOPK_CS)
     ref = GridSearchCV(LogisticRegression(solver="liblinear", tol=1e-10, max_iter=10_000), {"C": TOPK_CS}, cv=cv,
                        scoring="roc_auc").fit(X, y)
     np.testing.assert_allclose(w, ref.best_estimator_.coef_[0], atol=1e-5)
@@ -219,16 +228,48 @@ def test_l2_probes_solve_what_scikit_learn_gridsearch_solves():
     # NaN there, and GridSearchCV takes the first C and refits on all the rows.
     y1 = y.copy()
     y1[:n // 3] = 0
-    w, b = _logistic_cv(X, y1, folds, TOPK_CS)
+    w, b = logistic_cv(X, y1, folds, TOPK_CS)
     ref = GridSearchCV(LogisticRegression(solver="liblinear", tol=1e-10, max_iter=10_000), {"C": TOPK_CS}, cv=cv,
                        scoring="roc_auc").fit(X, y1)
     assert ref.best_params_["C"] == TOPK_CS[0]
     np.testing.assert_allclose(w, ref.best_estimator_.coef_[0], atol=1e-5)
-    c = X[:, 2] * 2 + rng.standard_normal(n)
-    w, b = _ridge_cv(X, c, folds, RIDGE_ALPHAS)
-    ref = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv).fit(X, c)
+    # Ridge and Lasso from the shared Grams, on a count target over correlated columns.
+    Xc = X + 0.5 * X[:, :1]
+    c = Xc[:, 2] * 2 + 0.3 * Xc[:, 5] + rng.standard_normal(n)
+    grams = FoldGrams(Xc, folds)
+    cols = np.array([2, 5, 0, 7])
+    w, b = ridge_cv(grams, c, cols, RIDGE_ALPHAS)
+    ref = RidgeCV(alphas=RIDGE_ALPHAS, cv=cv).fit(Xc[:, cols], c)
     np.testing.assert_allclose(w, ref.coef_, atol=1e-9)
     assert b == pytest.approx(ref.intercept_, abs=1e-9)
+    cz = (c - c.mean()) / c.std()
+    alpha, w, b = lasso_cv(grams, cz, LASSO_ALPHAS)
+    ref = LassoCV(alphas=LASSO_ALPHAS, cv=cv, precompute=True, max_iter=2000).fit(Xc, cz)
+    assert alpha == ref.alpha_
+    np.testing.assert_allclose(w, ref.coef_, atol=1e-6)
+    assert b == pytest.approx(ref.intercept_, abs=1e-6)
+    assert np.count_nonzero(w) == np.count_nonzero(ref.coef_) < k
+    # The L1 logistic: GridSearchCV's choice, and the same answer from one call to the next.
+    C, w, b = l1_logistic_cv(X, y, folds, SPARSE_CS)
+    ref = GridSearchCV(LogisticRegression(l1_ratio=1.0, solver="liblinear", tol=1e-3, random_state=0),
+                       {"C": SPARSE_CS}, cv=cv, scoring="roc_auc").fit(X, y)
+    assert C == ref.best_params_["C"]
+    np.testing.assert_allclose(w, ref.best_estimator_.coef_[0], atol=1e-12)
+    again = l1_logistic_cv(X, y, folds, SPARSE_CS)
+    assert again[0] == C and np.array_equal(again[1], w) and again[2] == b
+
+
+def test_probe_solvers_score_as_scikit_learn_metrics():
+    from sklearn.metrics import r2_score, roc_auc_score
+    from neuroscope.cv_solvers import auroc, r2
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 2000)
+    s = np.round(rng.standard_normal(2000) + y, 1)                       # ties, which count one half
+    assert auroc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+    assert np.isnan(auroc(np.zeros(2000), s))
+    c = rng.standard_normal(2000)
+    p = c + rng.standard_normal(2000)
+    assert r2(c, p) == pytest.approx(r2_score(c, p), abs=1e-12)
 
 
 def test_null_tests_the_top_units_and_corrects_over_all_units(small):
@@ -282,12 +323,20 @@ def test_sparse_probe_and_topk_curve_find_a_planted_unit():
     assert s["n_nonzero"] < 20 and s["top_units"].split(",")[0] == "l0.h.13"   # sparse, planted unit first
     assert tk["score"].iloc[-1] == s["score"]
     assert notes == []
+    again = sparse_probes(S, plain, {"f": y}, {"f": "binary"}, unit_ids, cfg)       # same call, same answer
+    assert again[0].equals(tk) and again[1].equals(sp)
     # A count feature: Lasso and ridge, scored by held-out R^2.
     c = np.repeat(rng.integers(0, 5, N // 50), 50)
     S[21] += c
     tk, sp, _, _ = sparse_probes(S, plain, {"c": c}, {"c": "count"}, unit_ids, cfg)
     assert tk["metric"].iloc[0] == "r2" and tk["k"].iloc[0] == 1 and tk["score"].iloc[0] > 0.4
     assert sp["top_units"].iloc[0].split(",")[0] == "l0.h.21"
+    # Both at once (fitted side by side in threads): each feature's rows as when fitted alone.
+    tk2, sp2, _, _ = sparse_probes(S, plain, {"f": y, "c": c}, {"f": "binary", "c": "count"}, unit_ids, cfg)
+    alone_f = sparse_probes(S, plain, {"f": y}, {"f": "binary"}, unit_ids, cfg)
+    assert tk2["feature"].tolist() == ["f"] * 7 + ["c"] * 7 and sp2["feature"].tolist() == ["f", "c"]
+    assert tk2[tk2["feature"] == "c"].reset_index(drop=True).equals(tk)
+    assert tk2[tk2["feature"] == "f"].reset_index(drop=True).equals(alone_f[0])
     # Off: empty tables with the same columns.
     tk, sp, meta, _ = sparse_probes(S, plain, {"c": c}, {"c": "count"}, unit_ids, ProbeConfig(sparse=False))
     assert tk.empty and sp.empty and meta == {"computed": False} and "top_units" in sp.columns
