@@ -106,27 +106,81 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
 
 
 def _record_into(folder: Path, plan: StorePlan, model, ids, states, **kwargs) -> dict[str, float]:
-    """Record into one memory-mapped .npy per name in `folder`; returns the largest |value| per name.
+    """Record into one .npy per name in `folder`; returns the largest |value| per name.
 
     Stops with a UserError at the first value that is not finite, or beyond float16's range in a
     float16 store: such a store would hold NaN or inf (and Python's max() drops a NaN silently).
+    A writer thread writes each chunk while the next is recorded (at most WRITE_AHEAD chunks wait).
     """
-    arrays = {name: np.lib.format.open_memmap(folder / f"{parse_quantity(name).stem}.npy", mode="w+",
-                                              dtype=plan.dtype, shape=(plan.chars, plan.units))
-              for name in plan.names}
+    from concurrent.futures import ThreadPoolExecutor
+    files = {name: _NpyFile(folder / f"{parse_quantity(name).stem}.npy", plan.dtype, (plan.chars, plan.units))
+             for name in plan.names}
     max_abs = dict.fromkeys(plan.names, 0.0)
-    for start, acts in iter_states(model, ids, states, **kwargs):
-        for name, v in acts.items():
-            hi, lo = float(v.max()), float(v.min())            # NaN if any value is NaN
-            if not (math.isfinite(hi) and math.isfinite(lo)):
-                _refuse(name, start, v, ~np.isfinite(v), "")
-            max_abs[name] = max(max_abs[name], hi, -lo)
-            if plan.dtype == "float16" and max_abs[name] > FLOAT16_MAX:
-                _refuse(name, start, v, np.abs(v) > FLOAT16_MAX, f"{max_abs[name]:,.3f}".rstrip("0").rstrip("."))
-            arrays[name][start:start + len(v)] = v
-    for a in arrays.values():
-        a.flush()
+    pending: list = []
+    try:
+        with ThreadPoolExecutor(1) as writer:
+            for start, acts in iter_states(model, ids, states, **kwargs):
+                for name, v in acts.items():
+                    hi, lo = float(v.max()), float(v.min())            # NaN if any value is NaN
+                    if not (math.isfinite(hi) and math.isfinite(lo)):
+                        _refuse(name, start, v, ~np.isfinite(v), "")
+                    max_abs[name] = max(max_abs[name], hi, -lo)
+                    if plan.dtype == "float16" and max_abs[name] > FLOAT16_MAX:
+                        _refuse(name, start, v, np.abs(v) > FLOAT16_MAX,
+                                f"{max_abs[name]:,.3f}".rstrip("0").rstrip("."))
+                pending.append(writer.submit(_write_chunk, files, start, acts))
+                while len(pending) > WRITE_AHEAD:
+                    pending.pop(0).result()
+            for job in pending:
+                job.result()
+        for f in files.values():
+            f.sync()
+    finally:
+        for job in pending:
+            job.cancel()
+        for f in files.values():
+            f.close()
     return max_abs
+
+
+WRITE_AHEAD = 2          # chunks recorded but not yet written: memory is bounded by (this + 1) chunks
+
+
+def _write_chunk(files: dict, start: int, acts: dict[str, np.ndarray]) -> None:
+    for name, v in acts.items():
+        files[name].write_rows(start, v)
+
+
+class _NpyFile:
+    """A .npy file of a known dtype and shape [rows, units], written rows at a time at their place.
+
+    Plain positioned writes rather than a memory map: a map takes a page fault for every 4 KiB it
+    writes, which made writing a 1.1 GiB store cost 2.7 s against 0.3 s through os.pwrite.
+    """
+
+    def __init__(self, path: Path, dtype: str, shape: tuple[int, int]):
+        self.dtype, self.row_bytes = np.dtype(dtype), shape[1] * np.dtype(dtype).itemsize
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        with open(path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+            self.offset = fh.tell()
+        self.fd = os.open(path, os.O_WRONLY)
+        os.ftruncate(self.fd, self.offset + shape[0] * self.row_bytes)
+
+    def write_rows(self, start: int, v: np.ndarray) -> None:
+        data = memoryview(np.ascontiguousarray(v, dtype=self.dtype)).cast("B")
+        at = self.offset + start * self.row_bytes
+        while len(data):
+            n = os.pwrite(self.fd, data, at)
+            data, at = data[n:], at + n
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def _refuse(name: str, start: int, v: np.ndarray, bad: np.ndarray, reached: str):

@@ -244,6 +244,21 @@ def test_parallel_scan_equals_sequential_scan():
     torch.testing.assert_close(linear_scan(f, u, c0, parallel=True), seq, atol=1e-5, rtol=1e-5)
 
 
+def test_blocked_scan_equals_sequential_scan_within_float32_rounding():
+    """The CPU's default scan works in blocks (recurrence_recover.BLOCK steps); lengths that are and
+    are not a multiple of it, forget gates near 1 (cells that integrate to large values) and near 0."""
+    from neuroscope.recurrence_recover import BLOCK
+    g = torch.Generator().manual_seed(1)
+    for T, lo in [(8 * BLOCK, 0.0), (8 * BLOCK + 37, 0.0), (20 * BLOCK + 5, 0.999)]:
+        f = lo + (1 - lo) * torch.rand(T, 3, 50, generator=g)
+        u = torch.randn(T, 3, 50, generator=g)
+        c0 = torch.randn(3, 50, generator=g)
+        seq = linear_scan(f, u, c0, parallel=False)
+        blocked = linear_scan(f, u, c0)
+        assert blocked.shape == seq.shape and seq.abs().max() > (30 if lo else 1)
+        torch.testing.assert_close(blocked, seq, atol=1e-6, rtol=2e-6)
+
+
 def test_the_packed_product_is_the_matrix_product(packed):
     """Product(W, b)(x, other) = x @ W^T + b + other whichever way it multiplies, for the batch it
     was packed for and for others."""
