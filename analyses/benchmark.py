@@ -396,6 +396,42 @@ def _fused_forward(model, ids, streams: int, step: int = 256) -> None:
             _, state = model.rnn(model.encoder(x[:, t:t + step]), state)
 
 
+@cli.command("floor")
+@click.option("--ckpt", required=True)
+@click.option("--start", type=int, required=True, help="First character of warpeace.txt.")
+@click.option("--chars", type=int, required=True)
+@click.option("--streams", type=int, required=True)
+@click.option("--threads", default=2, show_default=True)
+def bench_floor(ckpt, start, chars, streams, threads):
+    """Print the seconds of the fused forward over warpeace.txt[start:start + chars] in `streams`
+    streams, timed inside this process after loading (headline runs it as a fresh process)."""
+    import torch
+
+    from neuroscope.checkpoint import load_checkpoint
+    from neuroscope.text import read_text
+    torch.set_num_threads(threads)
+    c = load_checkpoint(ckpt)
+    ids = c.vocab.encode(read_text(SHARED / "data" / "warpeace.txt")[start:start + chars])
+    _fused_forward(c.model, ids[:20_000], 64)                  # warm the allocator, as the parent did
+    t0 = time.perf_counter()
+    _fused_forward(c.model, ids, streams)
+    click.echo(json.dumps({"seconds": time.perf_counter() - t0}))
+
+
+def fused_seconds(ckpt: str, start: int, chars: int, streams: int, threads: int) -> float:
+    """The floor timed in a fresh process, like the commands it is compared with: a process's speed
+    varies by up to 20% from one start to the next on this machine (the same forward took 8.2 s and
+    10.2 s per 50,000 characters in two processes), so one long-lived process would lend the floor
+    its own luck in every repeat."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "floor", "--ckpt", ckpt, "--start",
+                           str(start), "--chars", str(chars), "--streams", str(streams), "--threads", str(threads)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"the floor failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout)["seconds"]
+
+
 @cli.command("probe")
 @click.option("--ckpt", default=str(SHARED / "models" / "wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
 @click.option("--chars", default=1_000_000, show_default=True, help="First characters of warpeace.txt.")
@@ -548,7 +584,8 @@ def _span_args(text_len: int, chars: int) -> tuple[list[str], str]:
 def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_chars, record_streams, repeats,
                    threads, as_json):
     """`neuroscope probe --ckpt M --text T --feature F` with its defaults, timed as a whole process,
-    vs the fused 64-stream nn.LSTM forward over the same characters in the same run.
+    vs the fused 64-stream nn.LSTM forward over the same characters in the same run (the forward
+    alone, timed inside a fresh process of its own before each repeat: see fused_seconds).
 
     Goal: <= 3x at 100k characters and <= 2x at 1M, for one feature and for --all-features. Also
     `neuroscope record` into a store vs the fused forward plus a plain sequential write + fsync of
@@ -558,7 +595,6 @@ def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_c
     """
     import torch
 
-    from neuroscope.checkpoint import load_checkpoint
     from neuroscope.text import read_text
 
     torch.set_num_threads(threads)
@@ -566,26 +602,21 @@ def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_c
     wanted = [c.strip() for c in cases.split(",") if c.strip()]
     corpus = SHARED / "data" / "warpeace.txt"
     full = read_text(corpus)
-    c = load_checkpoint(ckpt)
     extra = probe_args.split()
     commits = {str(t): subprocess.run(["git", "-C", str(t), "describe", "--always", "--dirty"], capture_output=True,
                                       text=True).stdout.strip() for t in trees}
     res = {"device": f"cpu ({threads} threads)", "ckpt": os.path.basename(ckpt), "torch": torch.__version__,
            "trees": commits, "repeats": repeats, "goal": {"100k": 3.0, "1M": 2.0, "record": 1.3}, "runs": []}
-    _fused_forward(c.model, c.vocab.encode(full[:20_000]), 64)          # warm the allocator
     scratch = Path(tempfile.mkdtemp(prefix="headline-", dir=ROOT))
     try:
         for chars in chars_list:
             span, where = _span_args(len(full), chars)
             lo = 0 if span[1] == "all" else _test_start(len(full))
-            ids = c.vocab.encode(full[lo:lo + chars])
             base = ["probe", "--ckpt", ckpt, "--text", str(corpus), *span, "--json", *extra]
             cmds = {"one": base + ["--feature", feature], "all": base + ["--all-features"]}
             times = {"fused": []}
             for _ in range(repeats):
-                t0 = time.perf_counter()
-                _fused_forward(c.model, ids, 64)
-                times["fused"].append(time.perf_counter() - t0)
+                times["fused"].append(fused_seconds(ckpt, lo, chars, 64, threads))
                 for tree in trees:
                     for case in (k for k in ("one", "all") if k in wanted):
                         times.setdefault((str(tree), case), []).append(run_cli(tree, cmds[case], threads))
@@ -608,7 +639,7 @@ def bench_headline(ckpt, chars_list, feature, cases, trees, probe_args, record_c
                     "all_seconds": [round(r["seconds"], 2) for r in runs],
                     "findings": _findings(run["out"])})
         if "record" in wanted:
-            res["record"] = _headline_record(c, full, ckpt, corpus, record_chars, record_streams, trees, commits,
+            res["record"] = _headline_record(full, ckpt, corpus, record_chars, record_streams, trees, commits,
                                              scratch, repeats, threads)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -653,20 +684,17 @@ def _median(xs: list[float]) -> float:
     return sorted(xs)[len(xs) // 2]
 
 
-def _headline_record(c, full, ckpt, corpus, chars, streams, trees, commits, scratch: Path, repeats, threads):
+def _headline_record(full, ckpt, corpus, chars, streams, trees, commits, scratch: Path, repeats, threads):
     """`neuroscope record` of `chars` characters (h and c, float32) vs the fused forward in as many
     streams plus a sequential write + fsync of the store's bytes, same run."""
     span, where = _span_args(len(full), chars)
     lo = 0 if span[1] == "all" else _test_start(len(full))
-    ids = c.vocab.encode(full[lo:lo + chars])
     warm = ["--warmup", "256"] if streams > 1 else []
     rows = []
     for tree in trees:
         fused, disk, runs = [], [], []
         for _ in range(repeats):
-            t0 = time.perf_counter()
-            _fused_forward(c.model, ids, streams)
-            fused.append(time.perf_counter() - t0)
+            fused.append(fused_seconds(ckpt, lo, chars, streams, threads))
             out = scratch / "store"
             args = ["record", "--ckpt", ckpt, "--text", str(corpus), *span, "--streams", str(streams), *warm,
                     "--out", str(out), "--json"]

@@ -5,6 +5,7 @@ and to the same answers: the solvers of neuroscope.sparse.
     >>> w, b = ridge_cv(grams, y, cols, alphas)           # RidgeCV(alphas, cv=folds) on X[:, cols]
     >>> alpha, w, b = lasso_cv(grams, y, alphas)          # LassoCV(alphas=alphas, cv=folds, precompute=True)
     >>> w, b = logistic_cv(X, y, folds, Cs)               # GridSearchCV(LogisticRegression(liblinear), {"C": Cs})
+    >>> C, w, b = l1_logistic_cv(X, y, folds, Cs)         # the same with the L1 penalty, liblinear itself
 
 Every count feature's ridge and Lasso see the same units on the same folds, so the centred Gram
 matrix of each fold's training rows is computed once (FoldGrams: one symmetric product per fold
@@ -167,15 +168,13 @@ def l1_logistic_cv(X: np.ndarray, y: np.ndarray, folds, Cs, seed: int = 0) -> tu
     """GridSearchCV(LogisticRegression(l1_ratio=1, solver="liblinear", tol=1e-3, random_state=seed),
     {"C": Cs}, cv=folds, scoring="roc_auc"): (C, weights [k], intercept). The fits run
     one at a time, so that the same call gives the same answer; a fold with one class scores NaN, as there."""
-    import warnings
     from sklearn.linear_model import LogisticRegression
 
     def fit(rows_, C):
         Xr, yr = X[rows_], y[rows_]
         # liblinear seeds the C library's one global rand() and draws from it while it fits, so fits
         # running side by side would interleave their draws and the answers would vary run to run.
-        with _LIBLINEAR, warnings.catch_warnings():
-            warnings.simplefilter("ignore")         # liblinear's convergence warnings at tol 1e-3
+        with _LIBLINEAR:
             return LogisticRegression(l1_ratio=1.0, solver="liblinear", tol=1e-3, C=C,
                                       random_state=seed).fit(Xr, yr)
 

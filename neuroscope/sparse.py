@@ -25,6 +25,7 @@ one BLAS thread (cfg.sparse_chars x units is too small to keep two busy).
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -57,6 +58,8 @@ def sparse_probes(sample: np.ndarray, squash: np.ndarray, features: dict[str, np
     if not cfg.sparse:
         return pd.DataFrame(columns=TOPK_COLUMNS), pd.DataFrame(columns=SPARSE_COLUMNS), {"computed": False}, []
     from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import KFold
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
@@ -81,7 +84,11 @@ def sparse_probes(sample: np.ndarray, squash: np.ndarray, features: dict[str, np
     # same answers, about half the time on two cores.
     fitted = [name for name in features if not _constant(ys[name], n_fit)]
     jobs = min(len(os.sched_getaffinity(0)), max(1, len(fitted)))
-    with threadpool_limits(1 if jobs > 1 else None, user_api="blas"), ThreadPoolExecutor(jobs) as pool:
+    with warnings.catch_warnings(), threadpool_limits(1 if jobs > 1 else None, user_api="blas"), \
+            ThreadPoolExecutor(jobs) as pool:
+        # Set here, not per fit: the warnings filters are global, and changing them from two threads races.
+        # liblinear at tol 1e-3 and the coordinate descent at 2,000 sweeps may stop short on tiny models.
+        warnings.simplefilter("ignore", ConvergenceWarning)
         done = dict(zip(fitted, pool.map(one, fitted)))
     rows_k, rows_s, notes = [], [], []
     for name in features:
