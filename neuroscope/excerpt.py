@@ -61,12 +61,15 @@ def record_units(model, ids: np.ndarray, units: list[Unit], gates: bool = True, 
 
 
 @torch.no_grad()
-def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024,
-                        progress: bool = False) -> list[Unit]:
-    """The n units (h and c of every layer) whose shown value (tanh(c), h) varies most over ids."""
+def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024, progress: bool = False,
+                        streams: int = 1, warmup: int = 0) -> list[Unit]:
+    """The n units (h and c of every layer) whose shown value (tanh(c), h) varies most over ids.
+    streams, warmup: as record.iter_states (a variance over many characters barely feels the
+    approximate states at the start of each piece)."""
     s1: dict[str, np.ndarray] = {}
     s2: dict[str, np.ndarray] = {}
-    for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress):
+    for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress, streams=streams,
+                               warmup=warmup):
         for name, v in acts.items():
             v = tanh_(np.array(v, np.float32)) if squashes(name) else v
             s1[name] = s1.get(name, 0) + v.sum(0, dtype=np.float64)
