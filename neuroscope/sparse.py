@@ -71,7 +71,8 @@ def sparse_probes(sample: np.ndarray, squash: np.ndarray, features: dict[str, np
     folds = list(KFold(CV_FOLDS, shuffle=False).split(Xf))           # contiguous folds
     grams = FoldGrams(Xf, folds)
     ys = {name: np.asarray(lab[:n], dtype=np.float64) for name, lab in features.items()}
-    if any(kinds[name] == "count" for name in features):
+    fitted = [name for name in features if not _constant(ys[name], n_fit)]
+    if any(kinds[name] == "count" for name in fitted):
         grams.gram(None)                                             # built once, before the threads share it
     bar = tqdm(total=len(features) * (len(ks) + 1), desc="sparse: probes", disable=not cfg.progress)
 
@@ -81,8 +82,7 @@ def sparse_probes(sample: np.ndarray, squash: np.ndarray, features: dict[str, np
 
     # Most of a feature's fits are too small to keep two BLAS threads busy, so two features are fitted
     # side by side on one BLAS thread each (numpy, liblinear and the coordinate descent release the GIL):
-    # same answers, about half the time on two cores.
-    fitted = [name for name in features if not _constant(ys[name], n_fit)]
+    # the same answers in a quarter less time on two cores (docs/probing.md).
     jobs = min(len(os.sched_getaffinity(0)), max(1, len(fitted)))
     with warnings.catch_warnings(), threadpool_limits(1 if jobs > 1 else None, user_api="blas"), \
             ThreadPoolExecutor(jobs) as pool:
