@@ -7,6 +7,7 @@
     python analyses/benchmark.py headline   # `neuroscope probe` / `record` as whole processes vs the fused forward
     python analyses/benchmark.py match      # match vs recording the same text; peak memory at 10M chars
     python analyses/benchmark.py explain    # explaining all 3,072 units vs the fused forward
+    python analyses/benchmark.py floor ...  # the fused forward alone (headline runs it in a fresh process)
 
 Each prints a few lines of results and, with --json, one JSON object. Timings are medians of
 repeats on whatever machine runs them; they are never asserted in tests.
