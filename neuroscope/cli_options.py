@@ -57,6 +57,9 @@ class Group(click.Group):
             raise click.ClickException("interrupted; nothing was left half-written")
         except MemoryError:
             raise click.ClickException("out of memory; try fewer --chars")
+        except OSError as exc:        # the system refused mid-way (a disk that filled up, a file taken away)
+            where = f": {exc.filename}" if exc.filename else ""
+            raise click.ClickException(f"{exc.strerror or exc}{where}; nothing was left half-written")
 
 
 def echo_json(obj) -> None:

@@ -187,6 +187,24 @@ def test_cli_record_writes_a_store_and_reports_it(tmp_path, shared_models, share
     assert summary["shape"] == [800, 128] and summary["bytes"] == open_store(out).meta["bytes"]
 
 
+def test_cli_record_a_disk_that_fills_up_mid_way_is_one_line(tmp_path, shared_models, shared_data, monkeypatch):
+    """The store's writer thread hits ENOSPC: one line, exit 1, no --out and no temporary folder left."""
+    import errno
+    calls = []
+
+    def full(self, start, v):
+        calls.append(start)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(activations._NpyFile, "write_rows", full)
+    out = tmp_path / "acts"
+    res = CliRunner().invoke(cli, ["record", "--ckpt", str(shared_models / "wp_lstm2x128.pt"), "--text",
+                                   str(shared_data / "warpeace.txt"), "--chars", "9000", "--out", str(out)])
+    assert res.exit_code == 1 and "Traceback" not in res.output and len(calls) >= 3
+    assert res.output.strip().splitlines()[-1] == "Error: No space left on device; nothing was left half-written"
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--states", "h,q"], "unknown state 'q'"),
     (["--chars", "10", "--start", "5000"], "lies outside the text"),
