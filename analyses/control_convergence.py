@@ -26,10 +26,8 @@ from neuroscope.features import label
 from neuroscope.files import write_json
 from neuroscope.probe_config import ProbeConfig
 from neuroscope.ranking import control_max_abs_r, unit_layout
+from reference_units import CASES  # noqa: E402 (the six reference findings)
 
-CASES = [("wp_lstm3x512", "warpeace.txt", ("in_quote", "line_position")),
-         ("linux_lstm3x512", "linux.txt", ("brace_depth", "in_comment")),
-         ("enwiki_lstm2x512", "enwiki.xml", ("in_url", "in_wikilink"))]
 SIZES = (4_096, 8_192, 16_384, 32_768, 65_536, 131_072)
 
 

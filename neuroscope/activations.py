@@ -110,45 +110,26 @@ def _record_into(folder: Path, plan: StorePlan, model, ids, states, **kwargs) ->
 
     Stops with a UserError at the first value that is not finite, or beyond float16's range in a
     float16 store: such a store would hold NaN or inf (and Python's max() drops a NaN silently).
-    A writer thread writes each chunk while the next is recorded (at most WRITE_AHEAD chunks wait).
     """
-    from concurrent.futures import ThreadPoolExecutor
     files = {name: _NpyFile(folder / f"{parse_quantity(name).stem}.npy", plan.dtype, (plan.chars, plan.units))
              for name in plan.names}
     max_abs = dict.fromkeys(plan.names, 0.0)
-    pending: list = []
     try:
-        with ThreadPoolExecutor(1) as writer:
-            for start, acts in iter_states(model, ids, states, **kwargs):
-                for name, v in acts.items():
-                    hi, lo = float(v.max()), float(v.min())            # NaN if any value is NaN
-                    if not (math.isfinite(hi) and math.isfinite(lo)):
-                        _refuse(name, start, v, ~np.isfinite(v), "")
-                    max_abs[name] = max(max_abs[name], hi, -lo)
-                    if plan.dtype == "float16" and max_abs[name] > FLOAT16_MAX:
-                        _refuse(name, start, v, np.abs(v) > FLOAT16_MAX,
-                                f"{max_abs[name]:,.3f}".rstrip("0").rstrip("."))
-                pending.append(writer.submit(_write_chunk, files, start, acts))
-                while len(pending) > WRITE_AHEAD:
-                    pending.pop(0).result()
-            for job in pending:
-                job.result()
+        for start, acts in iter_states(model, ids, states, **kwargs):
+            for name, v in acts.items():
+                hi, lo = float(v.max()), float(v.min())            # NaN if any value is NaN
+                if not (math.isfinite(hi) and math.isfinite(lo)):
+                    _refuse(name, start, v, ~np.isfinite(v), "")
+                max_abs[name] = max(max_abs[name], hi, -lo)
+                if plan.dtype == "float16" and max_abs[name] > FLOAT16_MAX:
+                    _refuse(name, start, v, np.abs(v) > FLOAT16_MAX, f"{max_abs[name]:,.3f}".rstrip("0").rstrip("."))
+                files[name].write_rows(start, v)
         for f in files.values():
             f.sync()
     finally:
-        for job in pending:
-            job.cancel()
         for f in files.values():
             f.close()
     return max_abs
-
-
-WRITE_AHEAD = 2          # chunks recorded but not yet written: memory is bounded by (this + 1) chunks
-
-
-def _write_chunk(files: dict, start: int, acts: dict[str, np.ndarray]) -> None:
-    for name, v in acts.items():
-        files[name].write_rows(start, v)
 
 
 class _NpyFile:

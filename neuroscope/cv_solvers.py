@@ -243,8 +243,7 @@ def best(scores: list[list[float]]) -> int:
 
 def auroc(y: np.ndarray, score: np.ndarray) -> float:
     """roc_auc_score(y, score) for 0/1 labels (ties count one half), without its checks; NaN with one class."""
-    auc, _ = stats.rank_stats(np.asarray(score)[None], binary=np.asarray(y).reshape(-1, 1), threads=1)
-    return float(auc[0, 0])
+    return stats.auroc(score, y)
 
 
 def r2(y: np.ndarray, predicted: np.ndarray) -> float:

@@ -43,7 +43,7 @@ from .excerpt import most_variable_units
 from .files import json_ready
 from .formulas import Formula, beam_search, chance_iou, iou, leaf_iou, simulation_r
 from .names import Unit, parse_unit, squashes
-from .record import auto_streams, iter_states
+from .record import AUTO_WARMUP, auto_streams, iter_states
 
 FIT_SHARE = 2 / 3
 QUANTILES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -225,7 +225,6 @@ def _explain_one(uid: str, st: dict, n_fit, n_ho, At, names: list[str], cfg: Exp
 # ---------------------------------------------------------------- a model's units
 
 MAX_MB = 4096          # the recorded values (float16, N x units) a call may hold
-VARIANCE_WARMUP = 256  # top_units: the variance pass reads record.auto_streams pieces after this many characters
 
 
 @dataclass
@@ -291,7 +290,7 @@ def explain(ckpt, text: str, units=None, top_units: int | None = None, config: E
     """Record units of a Checkpoint over text and explain them (explain_values), with their contexts.
 
     units: unit ids ("l2.c.328") or names.Unit; or top_units: the N most variable h and c units
-    (one more pass over the text, in record.auto_streams pieces after VARIANCE_WARMUP characters).
+    (one more pass over the text, in record.auto_streams pieces after record.AUTO_WARMUP characters).
     Values are h, tanh(c) for cell states (names.Unit.squash), held
     as float16 [N, units] (error < 5e-4 on values within [-1, 1]; at most MAX_MB); streams, warmup:
     as record.iter_states. offset: the source position of text[0] (meta and contexts use it).
@@ -309,7 +308,7 @@ def explain(ckpt, text: str, units=None, top_units: int | None = None, config: E
     if not picked:                        # which units vary most: read in pieces, like probe's ranking
         pieces = auto_streams(len(ids))
         picked = most_variable_units(ckpt.model, ids, top_units, progress=progress, streams=pieces,
-                                     warmup=VARIANCE_WARMUP if pieces > 1 else 0)
+                                     warmup=AUTO_WARMUP if pieces > 1 else 0)
     values = record_values(ckpt.model, ids, picked, streams, warmup, progress)
     t1 = time.perf_counter()
     table = explain_values(values, text, [u.id for u in picked], cfg, progress)

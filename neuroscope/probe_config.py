@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .errors import UserError
 from .names import parse_states
+from .record import AUTO_WARMUP
 from .stats import CORRECTIONS
 
 MIN_CHARS = 100          # below this no statistic of a probe means anything
@@ -27,7 +28,7 @@ class ProbeConfig:
     # How the text is recorded (neuroscope.record.iter_blocks).
     streams: int | str = "auto" # parallel pieces: "auto" = one exact stream up to 16,384 characters, else up
                                 # to 64 (record.auto_streams; 2-3x faster); 1 = exact at any length
-    warmup: int = 256           # with streams > 1: characters each piece reads first, then discards
+    warmup: int = AUTO_WARMUP   # with streams > 1: characters each piece reads first, then discards
     chunk: int = 4096           # characters per recorded block: memory is chunk x units x 4 bytes
     progress: bool = False      # progress bars on stderr
     # The sample: the text's first characters, contiguous, held in memory for ranks, null and probes.

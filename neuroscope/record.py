@@ -38,11 +38,12 @@ from .names import GATES, is_gate, parse_quantity, parse_states, state_names  # 
 
 OPS = ("zero", "clamp", "scale")
 # streams="auto" (neuroscope.probe's default): one exact stream up to AUTO_EXACT_CHARS characters; a
-# longer text in min(AUTO_STREAMS, n // AUTO_PIECE) pieces, so that a piece is at least 4x the 256
-# warm-up characters probe reads before it (the warm-up then adds at most a quarter to the steps).
+# longer text in min(AUTO_STREAMS, n // AUTO_PIECE) pieces, each read after AUTO_WARMUP characters, so
+# that a piece is at least 4x its warm-up (the warm-up then adds at most a quarter to the steps).
 AUTO_EXACT_CHARS = 16_384
 AUTO_STREAMS = 64
 AUTO_PIECE = 1_024
+AUTO_WARMUP = 256
 
 
 @dataclass(frozen=True)

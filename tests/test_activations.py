@@ -188,7 +188,7 @@ def test_cli_record_writes_a_store_and_reports_it(tmp_path, shared_models, share
 
 
 def test_cli_record_a_disk_that_fills_up_mid_way_is_one_line(tmp_path, shared_models, shared_data, monkeypatch):
-    """The store's writer thread hits ENOSPC: one line, exit 1, no --out and no temporary folder left."""
+    """Writing the store hits ENOSPC: one line, exit 1, no --out and no temporary folder left."""
     import errno
     calls = []
 

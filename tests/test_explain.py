@@ -148,17 +148,17 @@ def test_cli_json_and_csv(wp_small, shared_models, shared_data, tmp_path):
 
 def test_top_units_are_the_most_variable_read_in_pieces(shared_models, shared_data):
     """explain(top_units=N) explains the N units whose value varies most; over a long text the variance
-    pass reads record.auto_streams pieces after VARIANCE_WARMUP characters, and picks what one exact
+    pass reads record.auto_streams pieces after record.AUTO_WARMUP characters, and picks what one exact
     stream picks (the top 10 of wp_lstm3x512 and linux_lstm3x512 agree on 100,000 test characters)."""
     from neuroscope.checkpoint import load_checkpoint
     from neuroscope.excerpt import most_variable_units
-    from neuroscope.explain import VARIANCE_WARMUP, explain
-    from neuroscope.record import AUTO_EXACT_CHARS, auto_streams
+    from neuroscope.explain import explain
+    from neuroscope.record import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams
     ckpt = load_checkpoint(shared_models / "wp_lstm2x128.pt")
     text = read_text(shared_data / "warpeace.txt")[100_000:100_000 + 2 * AUTO_EXACT_CHARS]
     ids = ckpt.vocab.encode(text)
     assert auto_streams(len(ids)) == 32
     res = explain(ckpt, text, top_units=4, contexts=False)
     exact = [u.id for u in most_variable_units(ckpt.model, ids, 4)]
-    pieces = [u.id for u in most_variable_units(ckpt.model, ids, 4, streams=32, warmup=VARIANCE_WARMUP)]
+    pieces = [u.id for u in most_variable_units(ckpt.model, ids, 4, streams=32, warmup=AUTO_WARMUP)]
     assert list(res.table["unit"].unique()) == pieces == exact
