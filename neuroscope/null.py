@@ -10,10 +10,11 @@ ones counted as p = 1 (stats.circular_shift_null, stats.holm / stats.bh).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .errors import UserError
 from .probe_config import MIN_CHARS, ProbeConfig
-from .stats import CORRECTIONS, circular_shift_null, tanh_
+from .stats import CORRECTIONS, circular_shift_null
 
 
 def check_null_length(Ns: int, cfg: ProbeConfig) -> None:
@@ -38,15 +39,15 @@ def null_pvalues(r: np.ndarray, features: dict[str, np.ndarray], sample: np.ndar
     if not cfg.null:
         return out, meta, notes
     from tqdm.auto import tqdm
-    for i, (name, lab) in enumerate(tqdm(features.items(), desc="null: circular shifts", unit="feature",
-                                         disable=not cfg.progress)):
+    tops = {name: np.argsort(-np.abs(r[:, i]), kind="stable")[:cfg.null_units] for i, name in enumerate(features)}
+    rows, where = _gather(sample, squash, tops)
+    for name, lab in tqdm(features.items(), desc="null: circular shifts", unit="feature", disable=not cfg.progress):
         y = np.asarray(lab[:Ns], dtype=np.float32)
         if y.min() == y.max():
             notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")
             continue
-        top = np.argsort(-np.abs(r[:, i]), kind="stable")[:cfg.null_units]
-        x = sample[top]                                               # [null_units, Ns], a copy
-        x[squash[top]] = tanh_(x[squash[top]])
+        top = tops[name]
+        x = rows[where[top]]                                          # [null_units, Ns]
         sn = circular_shift_null(x, y, min_shift=cfg.min_shift)
         pv = np.full(U, np.nan)
         pv[top] = sn.p
@@ -60,3 +61,18 @@ def null_pvalues(r: np.ndarray, features: dict[str, np.ndarray], sample: np.ndar
                      f"pass {cfg.correction} over {U:,} units at alpha={cfg.alpha}: use a longer text (or a larger "
                      f"sample_chars / sample_mb)")
     return out, meta, notes
+
+
+def _gather(sample: np.ndarray, squash: np.ndarray, tops: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(values [V, Ns] float32 of the V units some feature tests, tanh(c) for cell states; the position
+    of each of the U units in it, -1 if none). One gather from the char-major sample for all features
+    (at most features x null_units rows): a unit's values lie one row of the sample apart, so a few
+    dozen units cost nearly a pass over the whole sample, and feature by feature that was one pass each."""
+    units = np.unique(np.concatenate(list(tops.values())))
+    rows = torch.from_numpy(sample.T).index_select(1, torch.from_numpy(units)).T.contiguous()   # [V, Ns]
+    values = rows.numpy()
+    cells = squash[units]
+    values[cells] = np.tanh(values[cells])
+    where = np.full(len(squash), -1)
+    where[units] = np.arange(len(units))
+    return values, where

@@ -137,13 +137,15 @@ def _design(sample: np.ndarray, squash: np.ndarray, n: int, n_fit: int) -> tuple
     """The units' values on the first n characters, standardised on the first n_fit: (fit [n_fit, U],
     score [n - n_fit, U]), float64."""
     import torch
-    v = torch.from_numpy(np.ascontiguousarray(sample[:, :n]))        # [U, n] float32, a copy
-    v[squash] = tanh_(v[squash])
-    X = v.T.double().contiguous().numpy()                            # [n, U]
-    mu, sd = X[:n_fit].mean(axis=0), X[:n_fit].std(axis=0)
+    v = torch.from_numpy(sample[:, :n].T)                           # [n, U]: a view of a char-major sample
+    X = v.to(torch.float64, memory_format=torch.contiguous_format)   # a C-contiguous copy
+    cols = torch.from_numpy(np.flatnonzero(squash))
+    if len(cols):
+        X[:, cols] = tanh_(v[:, cols]).double()                      # index_select copies: the sample is untouched
+    mu, sd = X[:n_fit].numpy().mean(axis=0), X[:n_fit].numpy().std(axis=0)
     sd[sd == 0] = 1.0                                                # constant units stay 0 after scaling
-    X -= mu
-    X /= sd
+    X.sub_(torch.from_numpy(mu)).div_(torch.from_numpy(sd))
+    X = X.numpy()
     return X[:n_fit], X[n_fit:]
 
 

@@ -291,6 +291,30 @@ def test_null_tests_the_top_units_and_corrects_over_all_units(small):
     assert (~rows["significant"] == rows["flag"].str.contains("n.s.")).all()
 
 
+def test_null_p_values_of_several_features_are_each_ones_own_test():
+    """The null gathers every feature's units from the sample at once; each feature's p-values are
+    still circular_shift_null's on its own best units (tanh(c) for cell states), the rest NaN."""
+    from neuroscope.null import null_pvalues
+    from neuroscope.stats import circular_shift_null
+    rng = np.random.default_rng(3)
+    U, N = 40, 3000
+    sample = torch.randn(N, U).numpy().T                     # char-major, as probe holds it
+    before = sample.copy()
+    squash = np.arange(U) % 2 == 1
+    feats = {"a": (rng.random(N) < 0.3).astype(float), "b": rng.integers(0, 5, N).astype(float)}
+    r = rng.standard_normal((U, 2))
+    out, meta, _ = null_pvalues(r, feats, sample, squash, ProbeConfig(null_units=8, min_shift=300))
+    assert meta["units_tested"] == 8 and meta["shifts"] == N - 600 + 1
+    for i, (name, y) in enumerate(feats.items()):
+        top = np.argsort(-np.abs(r[:, i]), kind="stable")[:8]
+        x = sample[top].copy()
+        x[squash[top]] = np.tanh(x[squash[top]])
+        want = circular_shift_null(x, y.astype(np.float32), min_shift=300).p
+        np.testing.assert_array_equal(out[name][0][top], want)
+        assert np.isnan(np.delete(out[name][0], top)).all()
+    np.testing.assert_array_equal(sample, before)             # the sample keeps raw c
+
+
 def test_baselines_are_ranked_beside_and_compared_per_unit(small):
     text = PROSE[:3000]
     res = probe(small, text, {"in_quote": label(text, "in_quote")}, control=False, null=False, sparse=False)
@@ -302,6 +326,30 @@ def test_baselines_are_ranked_beside_and_compared_per_unit(small):
     r = res.ranking
     assert r["baseline_best"].isin(set(b["feature"])).all()
     assert ((r["baseline_max_abs_r"] >= r["abs_r"]) == r["flag"].str.contains("char_class")).all()
+
+
+def test_sparse_probes_standardise_tanh_c_and_leave_the_sample_as_it_was():
+    from neuroscope.sparse import _design
+    rng = np.random.default_rng(1)
+    U, N = 12, 1500
+    y = np.repeat(rng.integers(0, 2, N // 50), 50)
+    S = (3 * rng.standard_normal((U, N))).astype(np.float32)
+    S[4] += 4 * y
+    squash = np.arange(U) % 2 == 0                                       # even units are cells: tanh(c)
+    Xf, Xs = _design(S, squash, N, 1000)
+    v = np.tanh(S[4].astype(np.float64))
+    want = (v - v[:1000].mean()) / v[:1000].std()
+    np.testing.assert_allclose(np.r_[Xf[:, 4], Xs[:, 4]], want, atol=1e-5)
+    np.testing.assert_allclose(Xf.mean(axis=0), 0, atol=1e-12)
+    before = S.copy()
+    ids = [f"l0.c.{u}" for u in range(U)]
+    cfg = ProbeConfig(sparse_chars=N)
+    tk, sp, _, _ = sparse_probes(S, squash, {"f": y}, {"f": "binary"}, ids, cfg)
+    np.testing.assert_array_equal(S, before)                             # raw c, for the stages after
+    assert sp["top_units"].iloc[0].split(",")[0] == "l0.c.4"
+    char_major = torch.from_numpy(S.T.copy()).numpy().T                  # the layout probe records into
+    tk2, sp2, _, _ = sparse_probes(char_major, squash, {"f": y}, {"f": "binary"}, ids, cfg)
+    assert tk2.equals(tk) and sp2.equals(sp)
 
 
 def test_sparse_probe_and_topk_curve_find_a_planted_unit():
