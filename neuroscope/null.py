@@ -16,6 +16,8 @@ from .errors import UserError
 from .probe_config import MIN_CHARS, ProbeConfig
 from .stats import CORRECTIONS, circular_shift_null
 
+GATHER_UNITS = 512        # units gathered from the sample at once (at 80,000 characters, 164 MB)
+
 
 def check_null_length(Ns: int, cfg: ProbeConfig) -> None:
     """UserError when the null is asked for and a sample of Ns characters leaves it too few shifts."""
@@ -40,14 +42,13 @@ def null_pvalues(r: np.ndarray, features: dict[str, np.ndarray], sample: np.ndar
         return out, meta, notes
     from tqdm.auto import tqdm
     tops = {name: np.argsort(-np.abs(r[:, i]), kind="stable")[:cfg.null_units] for i, name in enumerate(features)}
-    rows, where = _gather(sample, squash, tops)
-    for name, lab in tqdm(features.items(), desc="null: circular shifts", unit="feature", disable=not cfg.progress):
-        y = np.asarray(lab[:Ns], dtype=np.float32)
+    for name, x in tqdm(_values(sample, squash, tops), total=len(tops), desc="null: circular shifts", unit="feature",
+                        disable=not cfg.progress):
+        y = np.asarray(features[name][:Ns], dtype=np.float32)
         if y.min() == y.max():
             notes.append(f"{name} is constant on the sample (first {Ns:,} characters): no p-values")
             continue
         top = tops[name]
-        x = rows[where[top]]                                          # [null_units, Ns]
         sn = circular_shift_null(x, y, min_shift=cfg.min_shift)
         pv = np.full(U, np.nan)
         pv[top] = sn.p
@@ -63,16 +64,22 @@ def null_pvalues(r: np.ndarray, features: dict[str, np.ndarray], sample: np.ndar
     return out, meta, notes
 
 
-def _gather(sample: np.ndarray, squash: np.ndarray, tops: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(values [V, Ns] float32 of the V units some feature tests, tanh(c) for cell states; the position
-    of each of the U units in it, -1 if none). One gather from the char-major sample for all features
-    (at most features x null_units rows): a unit's values lie one row of the sample apart, so a few
-    dozen units cost nearly a pass over the whole sample, and feature by feature that was one pass each."""
-    units = np.unique(np.concatenate(list(tops.values())))
-    rows = torch.from_numpy(sample.T).index_select(1, torch.from_numpy(units)).T.contiguous()   # [V, Ns]
-    values = rows.numpy()
-    cells = squash[units]
-    values[cells] = np.tanh(values[cells])
-    where = np.full(len(squash), -1)
-    where[units] = np.arange(len(units))
-    return values, where
+def _values(sample: np.ndarray, squash: np.ndarray, tops: dict[str, np.ndarray]):
+    """(feature, values [units, Ns] of its units, tanh(c) for cell states) for each feature in tops.
+
+    A unit's values lie one row of the char-major sample apart, so gathering a few dozen units
+    reads nearly the whole sample; they are gathered for several features at once, at most
+    GATHER_UNITS units (GATHER_UNITS x Ns float32) at a time.
+    """
+    names = list(tops)
+    per = max(1, GATHER_UNITS // max(1, max((len(t) for t in tops.values()), default=1)))
+    for g in range(0, len(names), per):
+        group = names[g:g + per]
+        units = np.unique(np.concatenate([tops[n] for n in group]))
+        rows = torch.from_numpy(sample.T).index_select(1, torch.from_numpy(units)).T.contiguous().numpy()
+        cells = squash[units]
+        rows[cells] = np.tanh(rows[cells])
+        where = np.full(len(squash), -1)
+        where[units] = np.arange(len(units))
+        for n in group:
+            yield n, rows[where[tops[n]]]

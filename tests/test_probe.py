@@ -291,19 +291,23 @@ def test_null_tests_the_top_units_and_corrects_over_all_units(small):
     assert (~rows["significant"] == rows["flag"].str.contains("n.s.")).all()
 
 
-def test_null_p_values_of_several_features_are_each_ones_own_test():
-    """The null gathers every feature's units from the sample at once; each feature's p-values are
-    still circular_shift_null's on its own best units (tanh(c) for cell states), the rest NaN."""
-    from neuroscope.null import null_pvalues
+@pytest.mark.parametrize("gather", [512, 10])
+def test_null_p_values_of_several_features_are_each_ones_own_test(gather, monkeypatch):
+    """The null gathers several features' units from the sample at once (all three, or one at a
+    time with a cap of 10 units); each feature's p-values are still circular_shift_null's on its own
+    best units (tanh(c) for cell states), the rest NaN."""
+    import neuroscope.null
     from neuroscope.stats import circular_shift_null
+    monkeypatch.setattr(neuroscope.null, "GATHER_UNITS", gather)
     rng = np.random.default_rng(3)
     U, N = 40, 3000
     sample = torch.randn(N, U).numpy().T                     # char-major, as probe holds it
     before = sample.copy()
     squash = np.arange(U) % 2 == 1
-    feats = {"a": (rng.random(N) < 0.3).astype(float), "b": rng.integers(0, 5, N).astype(float)}
-    r = rng.standard_normal((U, 2))
-    out, meta, _ = null_pvalues(r, feats, sample, squash, ProbeConfig(null_units=8, min_shift=300))
+    feats = {"a": (rng.random(N) < 0.3).astype(float), "b": rng.integers(0, 5, N).astype(float),
+             "c": np.repeat(rng.integers(0, 2, N // 100), 100).astype(float)}
+    r = rng.standard_normal((U, 3))
+    out, meta, _ = neuroscope.null.null_pvalues(r, feats, sample, squash, ProbeConfig(null_units=8, min_shift=300))
     assert meta["units_tested"] == 8 and meta["shifts"] == N - 600 + 1
     for i, (name, y) in enumerate(feats.items()):
         top = np.argsort(-np.abs(r[:, i]), kind="stable")[:8]
