@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from .cli_options import (check_warmup, TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
-                          Streams, resolve_device, text_options, train_option)
+from .cli_options import (TRAIN_DEFAULTS, Group, Streams, check_warmup, device_option, echo_json, feature_options,
+                          parse_steps, resolve_device, text_options, train_option)
 from .cli_discover import explain_cmd, match_cmd
 from .config import CELLS, TrainConfig
 from .errors import UserError

@@ -14,7 +14,7 @@ import torch
 
 from .errors import UserError
 from .probe_config import MIN_CHARS, ProbeConfig
-from .stats import CORRECTIONS, circular_shift_null
+from .stats import CORRECTIONS, circular_shift_null, tanh_
 
 GATHER_UNITS = 512        # units gathered from the sample at once (at 80,000 characters, 164 MB)
 
@@ -78,7 +78,7 @@ def _values(sample: np.ndarray, squash: np.ndarray, tops: dict[str, np.ndarray])
         units = np.unique(np.concatenate([tops[n] for n in group]))
         rows = torch.from_numpy(sample.T).index_select(1, torch.from_numpy(units)).T.contiguous().numpy()
         cells = squash[units]
-        rows[cells] = np.tanh(rows[cells])
+        rows[cells] = tanh_(rows[cells])
         where = np.full(len(squash), -1)
         where[units] = np.arange(len(units))
         for n in group:

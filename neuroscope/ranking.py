@@ -189,18 +189,18 @@ def control_max_abs_r(net, ids: np.ndarray, units: Units, features: dict[str, np
     if not cfg.control:
         return {}, {}
     N = len(ids)
-    streams, m, _ = stream_layout(N, cfg.streams, cfg.warmup)
+    ccfg = replace(cfg, warmup=min(cfg.warmup, CONTROL_WARMUP))
+    streams, m, warmup = stream_layout(N, ccfg.streams, ccfg.warmup)
     steps = -(-cfg.control_chars // streams)
     read = np.concatenate([np.arange(s, min(s + steps, N)) for s in range(0, N, m)]) if steps < m else None
     if read is not None and any(lab[read].min() == lab[read].max() for lab in features.values()):
         read = None
     ctrl = control_model(net, cfg.seed)
-    ccfg = replace(cfg, warmup=min(cfg.warmup, CONTROL_WARMUP))
     r = stream_statistics(ctrl, ids, units, list(features.values()), ccfg, label="control: record",
                           steps=None if read is None else steps).r
     where = ({"chars": N, "windows": 1, "window_chars": N} if read is None else
              {"chars": int(len(read)), "windows": streams, "window_chars": steps})
-    where["warmup"] = stream_layout(N, cfg.streams, ccfg.warmup)[2]
+    where["warmup"] = warmup
     return dict(zip(features, np.abs(r).max(axis=0))), where
 
 

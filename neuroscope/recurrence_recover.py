@@ -53,6 +53,9 @@ def _gru_gates(x, w, h_prev, emb) -> dict[str, torch.Tensor]:
     return {gate_state(q): v for q, v in zip("rzn", X.split(H, -1))}
 
 
+BLOCK = 64          # steps per block of the blocked CPU scan
+
+
 def linear_scan(f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor, parallel: bool | None = None) -> torch.Tensor:
     """c_t = f_t * c_{t-1} + u_t for t = 0..T-1 from c_{-1} = c0. f, u [T, ...] -> c [T, ...].
 
@@ -71,8 +74,6 @@ def linear_scan(f: torch.Tensor, u: torch.Tensor, c0: torch.Tensor, parallel: bo
         return _sequential(f, u, c0)
     return _blocked(f, u, c0)
 
-
-BLOCK = 64
 
 
 def _sequential(f, u, c0):

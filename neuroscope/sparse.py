@@ -29,6 +29,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .cv_solvers import FoldGrams, auroc, l1_logistic_cv, lasso_cv, logistic_cv, r2, ridge_cv
 from .probe_config import ProbeConfig
@@ -136,7 +137,6 @@ def _feature_rows(name: str, probe: "_FeatureProbe", ks: list[int], unit_ids: li
 def _design(sample: np.ndarray, squash: np.ndarray, n: int, n_fit: int) -> tuple[np.ndarray, np.ndarray]:
     """The units' values on the first n characters, standardised on the first n_fit: (fit [n_fit, U],
     score [n - n_fit, U]), float64."""
-    import torch
     v = torch.from_numpy(sample[:, :n].T)                           # [n, U]: a view of a char-major sample
     X = v.to(torch.float64, memory_format=torch.contiguous_format)   # a C-contiguous copy
     cols = torch.from_numpy(np.flatnonzero(squash))
