@@ -1,6 +1,6 @@
 """How the random-weights control's bound converges with the characters it reads.
 
-probe's control (neuroscope.ranking.control_max_abs_r) reads about control_chars characters in
+probe's control (neuroscope.probe._ranking.control_max_abs_r) reads about control_chars characters in
 windows spread over the text (the first control_chars / streams of each of the ranking's pieces)
 and reports the largest |r| any control unit reaches with a feature. This computes that bound for
 the six reference findings' features on each model's whole test split, for control_chars from
@@ -20,13 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPORTS, SHARED, setup  # noqa: E402
+from reference_units import CASES  # noqa: E402 (the six reference findings)
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.features import label
 from neuroscope.files import write_json
-from neuroscope.probe_config import ProbeConfig
-from neuroscope.ranking import control_max_abs_r, unit_layout
-from reference_units import CASES  # noqa: E402 (the six reference findings)
+from neuroscope.probe._config import ProbeConfig
+from neuroscope.probe._ranking import control_max_abs_r, unit_layout
 
 SIZES = (4_096, 8_192, 16_384, 32_768, 65_536, 131_072)
 

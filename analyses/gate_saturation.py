@@ -19,9 +19,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import SHARED, Report, save, setup  # noqa: E402
 
-from neuroscope.charts import saturation_chart
 from neuroscope.checkpoint import choose_text, load_checkpoint
-from neuroscope.excerpt import record_units
+from neuroscope.report._charts import saturation_chart
+from neuroscope.report._excerpt import record_units
 
 MODELS = (("wp_lstm3x512.pt", "warpeace.txt"), ("linux_lstm3x512.pt", "linux.txt"),
           ("enwiki_lstm2x512.pt", "enwiki.xml"))

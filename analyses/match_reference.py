@@ -23,8 +23,8 @@ from _common import REPORTS, SHARED  # noqa: E402
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.files import json_ready, write_json, write_text
 from neuroscope.match import match
-from neuroscope.page import render_page
-from neuroscope.sections import match_section
+from neuroscope.report._page import render_page
+from neuroscope.report._sections import match_section
 
 # (model, corpus, pattern of the span: the first match after character 1,000 of the test split, feature, bar)
 CASES = [("enwiki_lstm2x512", "enwiki.xml", r"\[\[[^\]|\n]{8,30}\]\]", "in_wikilink", 0.8),

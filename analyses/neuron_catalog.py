@@ -20,12 +20,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import Report, load, parser, resolve, save, setup  # noqa: E402
 
-from neuroscope.contexts import top_contexts
-from neuroscope.features import FEATURES, baseline_names
 from neuroscope.explain import EXPLAINED_IOU, EXPLAINED_R, explain_values
+from neuroscope.explain._contexts import top_contexts
+from neuroscope.features import FEATURES, baseline_names
 from neuroscope.names import parse_unit
 from neuroscope.probe import probe
 from neuroscope.record import record
+
 
 def main(argv=None) -> dict:
     p = parser(__doc__, "wp_lstm2x128.pt", "warpeace.txt", chars=60_000)

@@ -16,13 +16,13 @@ file carrying pickled code is refused, never run. Float16 weights are converted 
 """
 from __future__ import annotations
 
+import math
 import os
 import pickle
-import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from numbers import Real
+from pathlib import Path
 from typing import Iterable
 
 import torch

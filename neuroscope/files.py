@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterable, BinaryIO
+from typing import BinaryIO, Callable, Iterable
 
 from .errors import UserError
 

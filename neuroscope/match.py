@@ -348,3 +348,8 @@ def _check(cfg: MatchConfig) -> None:
         v = getattr(cfg, name)
         if v < lo or (hi is not None and v > hi):
             raise UserError(f"{name} must be >= {lo}" + (f" and <= {hi}" if hi else "") + f", got {v}", param=name)
+
+
+from . import callable_module  # noqa: E402 (ns.match(...) is match())
+
+callable_module(__name__)

@@ -34,7 +34,9 @@ from tqdm.auto import tqdm
 from .errors import UserError
 from .evaluate import iter_logits
 from .hooks import HookError, Trace
-from .names import GATES, is_gate, parse_quantity, parse_states, state_names  # noqa: F401 (parse_states: importable from here too)
+from .names import (GATES, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
+                    squashes, state_names)
+from .stats import tanh_
 
 OPS = ("zero", "clamp", "scale")
 # streams="auto" (neuroscope.probe's default): one exact stream up to AUTO_EXACT_CHARS characters; a
@@ -305,3 +307,31 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
     except HookError as exc:
         raise UserError(str(exc)) from None
     return out
+
+
+@torch.no_grad()
+def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024, progress: bool = False,
+                        streams: int = 1, warmup: int = 0) -> list[Unit]:
+    """The n units (h and c of every layer) whose shown value (tanh(c), h) varies most over ids.
+    streams, warmup: as record.iter_states (a variance over many characters barely feels the
+    approximate states at the start of each piece)."""
+    s1: dict[str, np.ndarray] = {}
+    s2: dict[str, np.ndarray] = {}
+    for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress, streams=streams,
+                               warmup=warmup):
+        for name, v in acts.items():
+            v = tanh_(np.array(v, np.float32)) if squashes(name) else v
+            s1[name] = s1.get(name, 0) + v.sum(0, dtype=np.float64)
+            s2[name] = s2.get(name, 0) + (v.astype(np.float64) ** 2).sum(0)
+    scored = []
+    for name in s1:
+        var = s2[name] / len(ids) - (s1[name] / len(ids)) ** 2
+        q = parse_quantity(name)
+        scored += [(float(var[i]), q.unit(i)) for i in range(len(var))]
+    scored.sort(key=lambda t: -t[0])
+    return [u for _, u in scored[:n]]
+
+
+from . import callable_module  # noqa: E402 (ns.record(...) is record())
+
+callable_module(__name__)

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_report import EVIL, FakeProbe, line_position, quote_labels
 
 from neuroscope.checkpoint import Checkpoint, TextSpan
 from neuroscope.model import CharRNN, ModelConfig
-from neuroscope.page import BLUE, GREEN, WHITE
 from neuroscope.report import build_report
+from neuroscope.report._page import BLUE, GREEN, WHITE
 from neuroscope.text import Vocab
-from test_report import EVIL, FakeProbe, line_position, quote_labels
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

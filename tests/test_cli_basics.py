@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from neuroscope.cli import cli
-from neuroscope.cli_options import flag_message
+from neuroscope.cli._options import flag_message
 from neuroscope.errors import UserError
 from neuroscope.train import TrainConfig, stdlib_corpus
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from neuroscope.cli import cli
-from neuroscope.demo import DEMO_FEATURES, run_demo
 from neuroscope.features import label
+from neuroscope.report._demo import DEMO_FEATURES, run_demo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SECTIONS = ["model", "samples", "ranking", "units", "explanations", "predictions", "live", "distribution", "gates"]
@@ -60,7 +60,7 @@ def test_demo_report_shows_the_excerpt_labels_and_top_units(demo):
 
 
 def test_demo_report_is_live_and_the_model_adds_under_a_megabyte(demo):
-    from neuroscope.live import LIVE_JS
+    from neuroscope.report._live import LIVE_JS
     result, _ = demo
     html = open(result.report, encoding="utf-8").read()
     live = json.loads(re.search(r'<script type="application/json" id="ns-data">(.*?)</script>', html, re.S).group(1))["live"]

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from neuroscope.atoms import atoms
 from neuroscope.cli import cli
-from neuroscope.contexts import unit_contexts
 from neuroscope.errors import UserError
 from neuroscope.explain import EXPLAINED_R, explain_values
+from neuroscope.explain._atoms import atoms
+from neuroscope.explain._contexts import unit_contexts
 from neuroscope.features import label
 from neuroscope.text import read_text
 
@@ -151,9 +151,8 @@ def test_top_units_are_the_most_variable_read_in_pieces(shared_models, shared_da
     pass reads record.auto_streams pieces after record.AUTO_WARMUP characters, and picks what one exact
     stream picks (the top 10 of wp_lstm3x512 and linux_lstm3x512 agree on 100,000 test characters)."""
     from neuroscope.checkpoint import load_checkpoint
-    from neuroscope.excerpt import most_variable_units
     from neuroscope.explain import explain
-    from neuroscope.record import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams
+    from neuroscope.record import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams, most_variable_units
     ckpt = load_checkpoint(shared_models / "wp_lstm2x128.pt")
     text = read_text(shared_data / "warpeace.txt")[100_000:100_000 + 2 * AUTO_EXACT_CHARS]
     ids = ckpt.vocab.encode(text)

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from neuroscope.hooks import HookError, Trace, quantity_names
-from neuroscope.recurrence_recover import linear_scan
+from neuroscope.hooks._recover import linear_scan
 
 CELLS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
@@ -33,7 +33,7 @@ def inputs(batch_first: bool, B: int = 3, T: int = 60, seed: int = 1):
 @pytest.fixture(params=[True, False], ids=["packed", "addmm"])
 def packed(request, monkeypatch):
     """Both ways the loop multiplies: oneDNN with packed weights (where PyTorch has it) and addmm."""
-    from neuroscope import fastops
+    from neuroscope.hooks import _fastops as fastops
     if request.param and not fastops.PACKED:
         pytest.fail("this PyTorch build has no oneDNN linear op: the packed path is untested here")
     monkeypatch.setattr(fastops, "PACKED", request.param)
@@ -247,7 +247,7 @@ def test_parallel_scan_equals_sequential_scan():
 def test_blocked_scan_equals_sequential_scan_within_float32_rounding():
     """The CPU's default scan works in blocks (recurrence_recover.BLOCK steps); lengths that are and
     are not a multiple of it, forget gates near 1 (cells that integrate to large values) and near 0."""
-    from neuroscope.recurrence_recover import BLOCK
+    from neuroscope.hooks._recover import BLOCK
     g = torch.Generator().manual_seed(1)
     for T, lo in [(8 * BLOCK, 0.0), (8 * BLOCK + 37, 0.0), (20 * BLOCK + 5, 0.999)]:
         f = lo + (1 - lo) * torch.rand(T, 3, 50, generator=g)
@@ -262,7 +262,7 @@ def test_blocked_scan_equals_sequential_scan_within_float32_rounding():
 def test_the_packed_product_is_the_matrix_product(packed):
     """Product(W, b)(x, other) = x @ W^T + b + other whichever way it multiplies, for the batch it
     was packed for and for others."""
-    from neuroscope.fastops import Product
+    from neuroscope.hooks._fastops import Product
     g = torch.Generator().manual_seed(5)
     W, b = torch.randn(2048, 512, generator=g), torch.randn(2048, generator=g)
     prod = Product(W, b, batch=64)
@@ -382,7 +382,7 @@ class EmbeddedRNN(nn.Module):
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
 def test_an_embedding_fed_rnn_projects_its_table_once_with_the_same_states(cell, batch_first, strategy, monkeypatch):
-    from neuroscope import fastops
+    from neuroscope.hooks import _fastops as fastops
     used = []
     real = fastops.input_projection
     monkeypatch.setattr(fastops, "input_projection", lambda *a, **k: used.append(k.get("emb") is not None) or real(*a, **k))

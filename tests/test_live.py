@@ -1,4 +1,4 @@
-"""The live report: the model runs inside the page (neuroscope.live, neuroscope/live.js).
+"""The live report: the model runs inside the page (neuroscope.report._live, neuroscope/live.js).
 
 In headless Chromium, networking off, the page's float32 forward is checked against neuroscope's
 torch numbers on 2,000 characters of War and Peace's test split with wp_lstm2x128 (h and tanh(c)
@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from test_browser import browser, expected_colour  # noqa: F401 (browser: the module's Chromium fixture)
 
-from neuroscope import live as live_module
 from neuroscope.checkpoint import Checkpoint, TextSpan, choose_text, save_checkpoint
 from neuroscope.cli import cli
 from neuroscope.errors import UserError
-from neuroscope.live import LIVE_JS, live_payload, rounded_model
 from neuroscope.model import CharRNN, ModelConfig
 from neuroscope.record import Intervention, char_losses, record
+from neuroscope.report import _live as live_module
 from neuroscope.report import build_report
+from neuroscope.report._live import LIVE_JS, live_payload, rounded_model
 from neuroscope.text import Vocab
-from test_browser import browser, expected_colour  # noqa: F401 (browser: the module's Chromium fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")       # batch-1 recording, as test_report
 N = 2000

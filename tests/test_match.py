@@ -121,7 +121,7 @@ def test_cli_match_bad_threshold_names_the_flag(shared_models, shared_data):
 
 
 def test_match_section_marks_the_hits_escaped(enwiki_match):
-    from neuroscope.sections import match_section
+    from neuroscope.report._sections import match_section
     text, _, result = enwiki_match
     section, charts = match_section(result, number_of_hits=5)
     first = result.hits.iloc[0]

@@ -17,8 +17,8 @@ from neuroscope.features import label
 from neuroscope.model import CharRNN, ModelConfig
 from neuroscope.names import parse_quantity, quantity_name
 from neuroscope.probe import ProbeConfig, probe
+from neuroscope.probe._sparse import sparse_probes
 from neuroscope.record import Intervention, char_losses, iter_states
-from neuroscope.sparse import sparse_probes
 from neuroscope.text import Vocab, split_span
 
 PROSE = ('He said, "Come here at once." She did not move.\n'
@@ -162,7 +162,7 @@ def test_control_reads_windows_spread_over_the_text_in_pieces(small):
     """With streams, the control reads the first control_chars / streams characters of every piece:
     windows over the whole text, states as the full recording has them there. Its pieces warm up on
     CONTROL_WARMUP characters, which give a random-weights model the exact states."""
-    from neuroscope.ranking import CONTROL_WARMUP
+    from neuroscope.probe._ranking import CONTROL_WARMUP
     text = PROSE[:6000]
     y = label(text, "in_quote")
     res = probe(small, text, {"in_quote": y}, null=False, sparse=False, baselines=False, control_chars=1200,
@@ -201,15 +201,16 @@ def test_streams_auto_reads_short_texts_exactly_and_long_ones_in_pieces(small):
 
 
 def test_probe_solvers_solve_what_scikit_learn_estimators_solve():
-    """The sparse stage's solvers (neuroscope.cv_solvers) pick the same strength as the scikit-learn
+    """The sparse stage's solvers (neuroscope.probe._solvers) pick the same strength as the scikit-learn
     estimators they stand for, over the same folds, and give the same weights within their tolerances:
     L2 logistic (Newton, warm-started along C) and ridge (closed form from the shared fold Grams) as
     GridSearchCV / RidgeCV; the Lasso on the shared Grams as LassoCV; the L1 logistic as GridSearchCV."""
     from sklearn.linear_model import LassoCV, LogisticRegression, RidgeCV
-    from sklearn.model_selection import GridSearchCV, KFold
     from sklearn.metrics import roc_auc_score
-    from neuroscope.cv_solvers import FoldGrams, l1_logistic_cv, lasso_cv, logistic_cv, ridge_cv
-    from neuroscope.sparse import LASSO_ALPHAS, RIDGE_ALPHAS, SPARSE_CS, TOPK_CS
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from neuroscope.probe._solvers import FoldGrams, l1_logistic_cv, lasso_cv, logistic_cv, ridge_cv
+    from neuroscope.probe._sparse import LASSO_ALPHAS, RIDGE_ALPHAS, SPARSE_CS, TOPK_CS
     rng = np.random.default_rng(3)
     n, k = 1500, 12
     X = rng.standard_normal((n, k))
@@ -261,7 +262,8 @@ def test_probe_solvers_solve_what_scikit_learn_estimators_solve():
 
 def test_probe_solvers_score_as_scikit_learn_metrics():
     from sklearn.metrics import r2_score, roc_auc_score
-    from neuroscope.cv_solvers import auroc, r2
+
+    from neuroscope.probe._solvers import auroc, r2
     rng = np.random.default_rng(5)
     y = rng.integers(0, 2, 2000)
     s = np.round(rng.standard_normal(2000) + y, 1)                       # ties, which count one half
@@ -296,9 +298,9 @@ def test_null_p_values_of_several_features_are_each_ones_own_test(gather, monkey
     """The null gathers several features' units from the sample at once (all three, or one at a
     time with a cap of 10 units); each feature's p-values are still circular_shift_null's on its own
     best units (tanh(c) for cell states), the rest NaN."""
-    import neuroscope.null
+    import neuroscope.probe._null
     from neuroscope.stats import circular_shift_null
-    monkeypatch.setattr(neuroscope.null, "GATHER_UNITS", gather)
+    monkeypatch.setattr(neuroscope.probe._null, "GATHER_UNITS", gather)
     rng = np.random.default_rng(3)
     U, N = 40, 3000
     sample = torch.randn(N, U).numpy().T                     # char-major, as probe holds it
@@ -307,7 +309,7 @@ def test_null_p_values_of_several_features_are_each_ones_own_test(gather, monkey
     feats = {"a": (rng.random(N) < 0.3).astype(float), "b": rng.integers(0, 5, N).astype(float),
              "c": np.repeat(rng.integers(0, 2, N // 100), 100).astype(float)}
     r = rng.standard_normal((U, 3))
-    out, meta, _ = neuroscope.null.null_pvalues(r, feats, sample, squash, ProbeConfig(null_units=8, min_shift=300))
+    out, meta, _ = neuroscope.probe._null.null_pvalues(r, feats, sample, squash, ProbeConfig(null_units=8, min_shift=300))
     assert meta["units_tested"] == 8 and meta["shifts"] == N - 600 + 1
     for i, (name, y) in enumerate(feats.items()):
         top = np.argsort(-np.abs(r[:, i]), kind="stable")[:8]
@@ -333,7 +335,7 @@ def test_baselines_are_ranked_beside_and_compared_per_unit(small):
 
 
 def test_sparse_probes_standardise_tanh_c_and_leave_the_sample_as_it_was():
-    from neuroscope.sparse import _design
+    from neuroscope.probe._sparse import _design
     rng = np.random.default_rng(1)
     U, N = 12, 1500
     y = np.repeat(rng.integers(0, 2, N // 50), 50)

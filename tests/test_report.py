@@ -18,13 +18,13 @@ from neuroscope.checkpoint import Checkpoint, TextSpan, save_checkpoint
 from neuroscope.cli import cli
 from neuroscope.errors import UserError
 from neuroscope.model import CharRNN, ModelConfig, count_parameters
-from neuroscope.record import iter_states
-from neuroscope.charts import distribution_chart, topk_chart
-from neuroscope.excerpt import most_variable_units, predict, record_units
 from neuroscope.names import Unit, parse_unit
-from neuroscope.page import render_page
+from neuroscope.record import iter_states, most_variable_units
 from neuroscope.report import Report, build_report
-from neuroscope.sections import shown_path
+from neuroscope.report._charts import distribution_chart, topk_chart
+from neuroscope.report._excerpt import predict, record_units
+from neuroscope.report._page import render_page
+from neuroscope.report._sections import shown_path
 from neuroscope.text import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -433,8 +433,8 @@ def test_report_command_bad_input_is_one_line_and_keeps_old_output(tiny_files):
 
 def test_explanations_section_gives_each_shown_unit_its_best_formula(tiny):
     """The section's rows are explain_values on the shown units' values (tanh(c) for cell states)."""
-    from neuroscope.excerpt import record_units
     from neuroscope.explain import explain_values
+    from neuroscope.report._excerpt import record_units
     ckpt, span, features, result = tiny
     n = min(len(span.text), 3000)
     rep = build_report(ckpt, span, result, features, max_chars=n)

@@ -13,8 +13,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import fastops
-from .names import gate_state
+from ..names import gate_state
+from . import _fastops as fastops
 
 EditFn = Callable[[torch.Tensor, int], "torch.Tensor | None"]
 

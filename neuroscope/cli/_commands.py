@@ -15,11 +15,12 @@ import sys
 
 import click
 
-from .cli_options import (TRAIN_DEFAULTS, Group, Streams, check_warmup, device_option, echo_json, feature_options,
-                          parse_steps, resolve_device, text_options, train_option)
-from .cli_discover import explain_cmd, match_cmd
-from .config import CELLS, TrainConfig
-from .errors import UserError
+from ..config import CELLS, TrainConfig
+from ..errors import UserError
+from ._discover import explain_cmd, match_cmd
+from ._options import (TRAIN_DEFAULTS, Group, Streams, check_warmup, device_option, echo_json, feature_options,
+                       parse_steps, resolve_device, text_options, train_option)
+
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="neuroscope")
@@ -41,8 +42,8 @@ def eval_cmd(ckpt, text_path, split, start, chars, streams, warmup, device, as_j
 
     Example: neuroscope eval --ckpt wp.pt --text warpeace.txt --split test
     """
-    from .checkpoint import choose_text, load_checkpoint
-    from .evaluate import evaluate
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..evaluate import evaluate
     check_warmup(streams, warmup)
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, text_path, split, start, chars)
@@ -66,7 +67,7 @@ def eval_cmd(ckpt, text_path, split, start, chars, streams, warmup, device, as_j
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_cmd(ckpt, as_json):
     """Config, vocabulary size, parameter count and stored losses of a checkpoint."""
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
     c = load_checkpoint(ckpt)
     if as_json:
         echo_json(c.summary())
@@ -103,8 +104,8 @@ def train_cmd(text_path, out, resume, force, as_json, **options):
 
     Example: neuroscope train warpeace.txt --out wp.pt --layers 3 --hidden 512 --minutes 5
     """
-    from .text import read_text
-    from .train import train
+    from ..text import read_text
+    from ..train import train
     if options["steps"] is None and options["minutes"] is None:
         del options["steps"]                          # the config's default number of steps
     config = TrainConfig(**{**options, "device": resolve_device(options["device"])})
@@ -144,7 +145,7 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
     """
     import torch
 
-    from .checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
     c = load_checkpoint(ckpt, device=resolve_device(device))
     unknown = c.vocab.count_unknown(prime)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -181,10 +182,10 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
     """
     from pathlib import Path
 
-    from .activations import check_disk, plan_store, write_store
-    from .checkpoint import choose_text, load_checkpoint
-    from .files import check_output
-    from .names import parse_states
+    from ..activations import check_disk, plan_store, write_store
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..files import check_output
+    from ..names import parse_states
     states = parse_states(states)
     check_warmup(streams, warmup)
     check_output(out, "store", force, inputs=[ckpt, text_path])
@@ -229,7 +230,7 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
       neuroscope features --text warpeace.txt --feature in_quote --start 3000 --show 300
       neuroscope features --text linux.txt --feature brace_depth --feature-regex num='[0-9]+' --show 500
     """
-    from . import features as F
+    from .. import features as F
     asked = [v for k, v in feature_request.items() if k != "lang"]
     if text_path is None:
         if any(asked) or show:
@@ -247,7 +248,7 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
     if not any(asked):
         raise UserError("name what to label: --feature NAME (see `neuroscope features`), --feature-regex, "
                         "--feature-file, --feature-span or --all-features")
-    from .text import read_text, select_span
+    from ..text import read_text, select_span
     full = read_text(text_path)
     s, e = select_span(full, split=split, start=start, chars=chars)
     text = full[s:e]
@@ -305,11 +306,11 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
       neuroscope probe --ckpt wp.pt --text warpeace.txt --split test --feature in_quote
       neuroscope probe --ckpt wp.pt --feature in_quote --feature line_position --ablate 4 --json
     """
-    from .checkpoint import choose_text, load_checkpoint
-    from .features import resolve
-    from .files import check_output, write_text
-    from .names import parse_states
-    from .probe import probe
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..features import resolve
+    from ..files import check_output, write_text
+    from ..names import parse_states
+    from ..probe import probe
     states = parse_states(states)
     if not any(v for k, v in feature_request.items() if k != "lang"):
         raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
@@ -329,7 +330,7 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
     if csv_path:
         write_text(csv_path, result.ranking.to_csv(index=False), "csv", force, inputs)
     if report_path:
-        from .report import build_report
+        from ..report import build_report
         build_report(c, span, result, labels, progress=not as_json).save(report_path, force=force, inputs=inputs)
     if as_json:
         out = result.to_json(top)
@@ -384,11 +385,11 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
 
     Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
     """
-    from .checkpoint import choose_text, load_checkpoint
-    from .features import resolve
-    from .files import check_output
-    from .names import parse_unit
-    from .report import build_report
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..features import resolve
+    from ..files import check_output
+    from ..names import parse_unit
+    from ..report import build_report
     if max_chars < 1:                     # fail before the slow part
         raise UserError(f"max_chars must be >= 1, got {max_chars}", param="max_chars")
     if os.path.isdir(out):
@@ -397,18 +398,18 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
     for u in units:
         parse_unit(u, c.config)
     if live:
-        from .live import check_live
+        from ..report._live import check_live
         check_live(c.model, live_force)
     check_output(out, "html", force, inputs=[ckpt, text_path])
     span = choose_text(c, text_path, split, start, chars)
     labels = resolve(span.text, offset=span.start, **feature_request)
     matched = None
     if match_span:
-        from .match import match
+        from ..match import match
         matched = match(c, span.text, match_span, progress=True)
     result = None
     if labels:
-        from .probe import probe
+        from ..probe import probe
         result = probe(c, span.text, labels, null=null, progress=True)
     report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
                           n_units=top, progress=True, live=live, live_force=live_force, match=matched)
@@ -432,7 +433,7 @@ def demo_cmd(out, minutes, seed, force, live):
 
     Example: neuroscope demo --out neuroscope-demo
     """
-    from .demo import run_demo
+    from ..report import run_demo
     result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True, live=live,
                       log=lambda m: click.echo(m, err=True))
     for feature, (unit, r) in result.top.items():

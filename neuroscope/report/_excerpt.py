@@ -3,7 +3,6 @@
     >>> values, saturation = record_units(model, ids, [Unit(2, "c", 323)])
     >>> values["l2.c.323"]                          # float32 [len(ids)]
     >>> pred = predict(model, ids)                  # top_ids, top_p [N, k], p_actual [N]
-    >>> most_variable_units(model, ids, n=5)        # [Unit, ...] when no ranking picks them
 
 Each reads the excerpt once, as one stream from a zero state, chunk by chunk, and keeps only what
 the report shows (selected columns, per-unit counts), so memory stays bounded by the excerpt.
@@ -14,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .evaluate import iter_logits
-from .names import Unit, gate_state, parse_quantity, quantity_name, squashes
-from .record import iter_states
-from .stats import tanh_
+from ..evaluate import iter_logits
+from ..names import Unit, gate_state, parse_quantity, quantity_name, squashes
+from ..record import iter_states
+from ..stats import tanh_
 
 TOP_K = 5                  # guesses kept per character
 SATURATED = (0.1, 0.9)     # a gate is left-/right-saturated below / above these (Karpathy et al. 2015)
@@ -58,29 +57,6 @@ def record_units(model, ids: np.ndarray, units: list[Unit], gates: bool = True, 
     saturation = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["layer", "gate", "unit", "left", "right"])
     return values, saturation
-
-
-@torch.no_grad()
-def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024, progress: bool = False,
-                        streams: int = 1, warmup: int = 0) -> list[Unit]:
-    """The n units (h and c of every layer) whose shown value (tanh(c), h) varies most over ids.
-    streams, warmup: as record.iter_states (a variance over many characters barely feels the
-    approximate states at the start of each piece)."""
-    s1: dict[str, np.ndarray] = {}
-    s2: dict[str, np.ndarray] = {}
-    for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress, streams=streams,
-                               warmup=warmup):
-        for name, v in acts.items():
-            v = tanh_(np.array(v, np.float32)) if squashes(name) else v
-            s1[name] = s1.get(name, 0) + v.sum(0, dtype=np.float64)
-            s2[name] = s2.get(name, 0) + (v.astype(np.float64) ** 2).sum(0)
-    scored = []
-    for name in s1:
-        var = s2[name] / len(ids) - (s1[name] / len(ids)) ** 2
-        q = parse_quantity(name)
-        scored += [(float(var[i]), q.unit(i)) for i in range(len(var))]
-    scored.sort(key=lambda t: -t[0])
-    return [u for _, u in scored[:n]]
 
 
 @torch.no_grad()

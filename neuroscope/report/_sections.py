@@ -16,10 +16,10 @@ import os
 import numpy as np
 import pandas as pd
 
-from .charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, topk_chart
-from .excerpt import SATURATED
-from .features import FEATURES
-from .model import count_parameters
+from ..features import FEATURES
+from ..model import count_parameters
+from ._charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, topk_chart
+from ._excerpt import SATURATED
 
 N_ROWS = 10        # rows of each ranking table
 
@@ -233,8 +233,8 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
     (None, {}) when the text is too short for the two parts. Constant units are listed as such."""
     import html as h
 
-    from .errors import UserError
-    from .explain import ExplainConfig, explain_values
+    from ..errors import UserError
+    from ..explain import ExplainConfig, explain_values
     cfg = ExplainConfig()
     try:
         cfg.check(len(text))
@@ -269,7 +269,7 @@ def _contexts_html(uid: str, v: np.ndarray, text: str, sign: int) -> str:
     character after which the unit was read marked and coloured by its value (blue -1, green +1)."""
     import html as h
 
-    from .contexts import one_line, unit_contexts
+    from ..explain import one_line, unit_contexts
     ctx = unit_contexts(text, v, sign=sign, n_top=3, n_random=2)
     show = lambda t: h.escape(one_line(t))      # noqa: E731
     lines = "".join(

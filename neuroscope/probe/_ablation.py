@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .names import quantity_name
-from .probe_config import ProbeConfig
-from .record import Intervention, char_losses
+from ..names import quantity_name
+from ..record import Intervention, char_losses
+from ._config import ProbeConfig
 
 COLUMNS = ["feature", "k", "units", "chars", "on_chars", "off_chars", "base_loss", "delta_on", "delta_off",
            "random_on_mean", "random_on_std", "random_off_mean", "random_off_std", "draws"]

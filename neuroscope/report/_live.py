@@ -3,7 +3,7 @@
     >>> check_live(model)                        # UserError (one line) if the page cannot run it
     >>> payload = live_payload(ckpt)             # what the page's script reads: weights, sizes, vocabulary
     >>> payload["tensors"][0]                    # {"name": "encoder.weight", "shape": [84, 128], "offset": 0}
-    >>> LIVE_JS                                  # the page's forward pass and live section (neuroscope/live.js)
+    >>> LIVE_JS                                  # the page's forward pass and live section (neuroscope/report/live.js)
 
 Every weight travels as float16: the raw little-endian bytes of all state_dict tensors, one after
 the other, base64-encoded (4 characters per 3 bytes); the page decodes them to float32 once. The
@@ -24,8 +24,8 @@ from importlib import resources
 import torch
 from torch import nn
 
-from .errors import UserError
-from .model import count_parameters
+from ..errors import UserError
+from ..model import count_parameters
 
 # A 3 x 512 LSTM has 6.4M weights (13 MB as float16, 17 MB in base64) and steps in a few ms per
 # character in Chromium; past about 8M a page gets slow to open and to scroll, so bigger needs force.

@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import UserError
-from .names import parse_quantity, squashes, state_names, unit_id
-from .probe_config import ProbeConfig
-from .record import iter_blocks, stream_layout, window_chars
-from .stats import CorrAccumulator, fast_length, rank_stats, tanh_
+from ..errors import UserError
+from ..names import parse_quantity, squashes, state_names, unit_id
+from ..record import iter_blocks, stream_layout, window_chars
+from ..stats import CorrAccumulator, fast_length, rank_stats, tanh_
+from ._config import ProbeConfig
 
 # The ranking's columns; the baselines table keeps the first BASELINE_COLUMNS of them.
 COLUMNS = ["feature", "kind", "rank", "layer", "state", "unit", "unit_id", "r", "abs_r", "auroc", "mean_on",

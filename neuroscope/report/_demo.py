@@ -15,13 +15,13 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from .checkpoint import choose_text
-from .errors import UserError
-from .features import resolve
-from .files import check_output, write_text
-from .probe import probe
-from .report import build_report
-from .train import TrainConfig, stdlib_corpus, train
+from ..checkpoint import choose_text
+from ..errors import UserError
+from ..features import resolve
+from ..files import check_output, write_text
+from ..probe import probe
+from ..train import TrainConfig, stdlib_corpus, train
+from ._build import build_report
 
 DEMO_FEATURES = ("in_string", "line_position")
 CORPUS_CHARS = 2_000_000      # characters of stdlib source: more than a few minutes of CPU can read

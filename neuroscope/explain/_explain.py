@@ -1,31 +1,4 @@
-"""Compositional explanations of units (Mu & Andreas 2020), scored by how well they predict the unit.
-
-    >>> table = explain_values(values, text, ["l2.c.328"])        # values float [N, U]: h, tanh(c)
-    >>> table[table["rank"] == 1][["unit", "formula", "iou_heldout", "simulation_r", "explained"]]
-
-What is computed, per unit, on text of N characters (row k = the unit after reading text[k]):
-1. split: the first FIT_SHARE (2/3) of the characters is the fitting part, the rest the held-out
-   part; everything chosen (threshold, formula, cell means) is chosen on the fitting part alone.
-2. masks: the unit is "on" where sign * value > the q-quantile of sign * value on the fitting part,
-   for each sign (+1, -1) and each q in QUANTILES (0.5 ... 0.99, so a unit on for 30% of the text
-   can be matched as well as a sparse one).
-3. search: formulas over the atoms of neuroscope.atoms with AND, OR and AND NOT, up to MAX_LENGTH
-   atoms, by beam search (BEAM formulas kept per step), scored by IoU with the mask on the fitting
-   part: |formula and on| / |formula or on|. The mask whose best formula has the highest fitting
-   IoU is the unit's (sign, quantile); its best TOP formulas are reported.
-4. held-out: each formula's IoU on the held-out part, with the same threshold value, beside the
-   best single atom's.
-5. simulation: the formula's atoms (at most 3) cut the characters into at most 8 cells; the unit's
-   mean in each cell on the fitting part predicts its value, and simulation_r is the Pearson r of
-   that prediction with the real values on the held-out part (0 where the prediction is constant).
-   A unit is explained when simulation_r >= EXPLAINED_R and the best formula's held-out IoU >=
-   EXPLAINED_IOU.
-
-Speed: every formula over atoms is constant within a group of characters that share their row of
-atoms (atoms.signatures: a few thousand groups on 300k characters), so the search counts per group,
-never per character: one bincount per batch of units makes the mask counts, and a step of the beam
-search is one [masks x beam, groups] @ [groups, atoms] product per unit.
-"""
+"""explain and explain_values: the search of the package docstring, over recorded values or a checkpoint."""
 from __future__ import annotations
 
 import time
@@ -36,14 +9,14 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .atoms import atoms, signatures
-from .contexts import COLUMNS as CONTEXT_COLUMNS, unit_contexts
-from .errors import UserError
-from .excerpt import most_variable_units
-from .files import json_ready
-from .formulas import Formula, beam_search, chance_iou, iou, leaf_iou, simulation_r
-from .names import Unit, parse_unit, squashes
-from .record import AUTO_WARMUP, auto_streams, iter_states
+from ..errors import UserError
+from ..files import json_ready
+from ..names import Unit, parse_unit, squashes
+from ..record import AUTO_WARMUP, auto_streams, iter_states, most_variable_units
+from ._atoms import atoms, signatures
+from ._contexts import COLUMNS as CONTEXT_COLUMNS
+from ._contexts import unit_contexts
+from ._formulas import Formula, beam_search, chance_iou, iou, leaf_iou, simulation_r
 
 FIT_SHARE = 2 / 3
 QUANTILES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)

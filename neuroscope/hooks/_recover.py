@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import fastops
-from .names import gate_state
+from ..names import gate_state
+from . import _fastops as fastops
 
 
 def recover_layer(kind: str, mod: nn.Module, x: torch.Tensor, w: list[torch.Tensor], h0: torch.Tensor,

@@ -12,9 +12,9 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .excerpt import SATURATED
-from .names import Unit
-from .stats import tanh_
+from ..names import Unit
+from ..stats import tanh_
+from ._excerpt import SATURATED
 
 GATE_NAMES = {"f": "forget gate", "i": "input gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
 SHOWN = "tanh c / h"          # the axis title of a unit's shown value

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import click
 
-from .cli_options import check_warmup, device_option, echo_json, resolve_device, text_options
+from ._options import check_warmup, device_option, echo_json, resolve_device, text_options
 
 
 @click.command("match")
@@ -33,9 +33,9 @@ def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut,
 
     Example: neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
     """
-    from .checkpoint import choose_text, load_checkpoint
-    from .files import check_output, write_text
-    from .match import match
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..files import check_output, write_text
+    from ..match import match
     if csv_path:
         check_output(csv_path, "csv", force, [ckpt, text_path])
     c = load_checkpoint(ckpt, device=resolve_device(device))
@@ -80,9 +80,9 @@ def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, st
       neuroscope explain --ckpt wp.pt --text warpeace.txt --chars 60000 --unit l2.c.328
       neuroscope explain --ckpt wp.pt --text warpeace.txt --top-units 10 --json
     """
-    from .checkpoint import choose_text, load_checkpoint
-    from .explain import ExplainConfig, check_units, explain
-    from .files import check_output, write_text
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..explain import ExplainConfig, check_units, explain
+    from ..files import check_output, write_text
     check_warmup(streams, warmup)
     if csv_path:
         check_output(csv_path, "csv", force, [ckpt, text_path])

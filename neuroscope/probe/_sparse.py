@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .cv_solvers import FoldGrams, auroc, l1_logistic_cv, lasso_cv, logistic_cv, r2, ridge_cv
-from .probe_config import ProbeConfig
-from .stats import tanh_
+from ..stats import tanh_
+from ._config import ProbeConfig
+from ._solvers import FoldGrams, auroc, l1_logistic_cv, lasso_cv, logistic_cv, r2, ridge_cv
 
 CV_FOLDS = 3                          # contiguous folds (KFold without shuffling) inside the fitting part
 SPARSE_CS = (0.01, 0.03, 0.1)         # inverse L1 strength for the sparse logistic probe (liblinear)

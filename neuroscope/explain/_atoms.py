@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .features import baseline_names, builtin_names, kind_of, resolve
+from ..features import baseline_names, builtin_names, kind_of, resolve
 
 FIXED_CUTS = (1, 2, 3)                     # depths: "inside one / two / three levels"
 CUT_QUANTILES = (0.25, 0.5, 0.75, 0.9)     # of a count's positive values, for the long scales

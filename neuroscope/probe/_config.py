@@ -9,10 +9,10 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
-from .errors import UserError
-from .names import parse_states
-from .record import AUTO_WARMUP
-from .stats import CORRECTIONS
+from ..errors import UserError
+from ..names import parse_states
+from ..record import AUTO_WARMUP
+from ..stats import CORRECTIONS
 
 MIN_CHARS = 100          # below this no statistic of a probe means anything
 

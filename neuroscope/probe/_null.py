@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import UserError
-from .probe_config import MIN_CHARS, ProbeConfig
-from .stats import CORRECTIONS, circular_shift_null, tanh_
+from ..errors import UserError
+from ..stats import CORRECTIONS, circular_shift_null, tanh_
+from ._config import MIN_CHARS, ProbeConfig
 
 GATHER_UNITS = 512        # units gathered from the sample at once (at 80,000 characters, 164 MB)
 

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from . import stats
+from .. import stats
 
 _LIBLINEAR = threading.Lock()
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .errors import UserError
-from .files import json_ready
+from ..errors import UserError
+from ..files import json_ready
 
 
 @dataclass

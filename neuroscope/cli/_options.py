@@ -12,8 +12,8 @@ import re
 
 import click
 
-from .config import DEVICES, TrainConfig
-from .errors import UserError
+from ..config import DEVICES, TrainConfig
+from ..errors import UserError
 
 # Library parameters whose command-line option has another Python name.
 PARAM_OPTIONS = {"text": "text_path", "csv": "csv_path", "report": "report_path", "names": "feature_names",
@@ -109,7 +109,7 @@ def check_warmup(streams: int, warmup: int) -> None:
 
 def resolve_device(name: str) -> str:
     """auto|cpu|cuda -> a torch device string (one rule, neuroscope.train.pick_device)."""
-    from .train import pick_device
+    from ..train import pick_device
     return str(pick_device(name))
 
 
