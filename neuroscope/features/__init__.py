@@ -30,12 +30,13 @@ neuroscope's but its error type and, for `python -m neuroscope.features.docs`, t
 """
 from __future__ import annotations
 
+from .registry import (FEATURES, KINDS, NAME_RE, Feature, baseline_names, builtin_names, kind_of, label,
+                       register, resolve)
+from .scan import LANGS, sniff_language
+
 # Importing the labellers registers the built-ins; the order here is the order they are listed
 # (`neuroscope features`) and labelled (all_features=True) in.
-from . import baselines, code, layout, prose, wiki
-from .registry import (FEATURES, KINDS, NAME_RE, Feature, baseline_names, builtin_names, kind_of, label, register,
-                       resolve)
-from .scan import LANGS, sniff_language
+from . import prose, wiki, layout, code, baselines
 from .show import render, summarize
 
 __all__ = ["FEATURES", "KINDS", "LANGS", "NAME_RE", "Feature", "baseline_names", "builtin_names", "kind_of",

@@ -10,6 +10,7 @@ from typing import Callable
 
 from .registry import builtin
 
+
 _QUOTE_CHARS = "\"'\u2018\u2019\u201c\u201d\u00ab\u00bb\u201e\u201a"
 
 

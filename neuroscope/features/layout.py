@@ -13,6 +13,7 @@ import numpy as np
 from .registry import builtin
 from .scan import Scan
 
+
 # ---------------------------------------------------------------- brackets
 
 @builtin("bracket_depth", "count", "nesting depth of ( [ { together; code-aware", code_aware=True)

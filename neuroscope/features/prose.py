@@ -11,6 +11,7 @@ import numpy as np
 from .registry import builtin
 from .scan import Scan, fill
 
+
 _BLANK_LINE = re.compile(r"\n[ \t\r\x0b\x0c]*(?=\n)")
 _FIRST_BLANK_LINE = re.compile(r"[ \t\r\x0b\x0c]*\n")
 

@@ -13,6 +13,7 @@ import numpy as np
 from .registry import builtin
 from .scan import Scan, fill, inside, pairs, ranges_to_mask, reflected_depth
 
+
 _SCHEME = re.compile(r"(?:https?|ftp)\Z")
 _URL_BODY = re.compile(r"""(?:[^\s<>"'\[\]{}|\\^`&]|&(?!(?:quot|lt|gt|nbsp|apos|\#34|\#39);))*""")
 _URL_TRAILING = ".,;:!?*"
