@@ -295,6 +295,17 @@ def atomic_save(obj, path: str | os.PathLike, force: bool = False,
     return write_with(path, lambda fh: torch.save(obj, fh), "checkpoint", force, inputs)
 
 
+def model_and_vocab(model, vocab=None, param: str = "vocab"):
+    """(model, vocab) from what an analysis was given: a Checkpoint (its model and vocabulary; vocab, if
+    given, wins) or a bare model with its vocab. A UserError when a bare model comes without one."""
+    if isinstance(model, Checkpoint):
+        return model.model, vocab or model.vocab
+    if vocab is None:
+        raise UserError(f"a bare {type(model).__name__} needs its vocabulary: pass a Checkpoint, or vocab",
+                        param=param)
+    return model, vocab
+
+
 @dataclass
 class TextSpan:
     """The characters a command works on, and where they came from."""

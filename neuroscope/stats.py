@@ -187,6 +187,33 @@ def tanh_(x):
     return np.tanh(x, out=x)
 
 
+SHOWN = "h as is, tanh(c) for cell states"      # how every table, page and note names a unit's value
+
+
+def shown(x, squash, inplace: bool = False):
+    """A unit's shown value, the one every statistic, colour, threshold and formula reads: tanh(x) for a
+    cell state (unbounded: |c| reaches thousands; h = o * tanh(c) is what the cell passes on), x as is
+    for h and gates.
+
+    x: a float numpy array or torch tensor; squash: True for a cell state (names.squashes(name),
+    names.Unit.squash), or a bool array over x's last axis marking its cell-state columns; inplace:
+    overwrite x (a view writes through), else x is left as it is. Returns the shown values.
+    """
+    if np.ndim(squash) == 0:
+        if not squash:
+            return x
+        return tanh_(x if inplace else (x.clone() if isinstance(x, torch.Tensor) else np.array(x, copy=True)))
+    cols = np.flatnonzero(np.asarray(squash))
+    out = x if inplace else (x.clone() if isinstance(x, torch.Tensor) else np.array(x, copy=True))
+    if len(cols):
+        if isinstance(out, torch.Tensor):
+            idx = torch.as_tensor(cols, device=out.device)
+            out.index_copy_(-1, idx, tanh_(out.index_select(-1, idx)))
+        else:
+            out[..., cols] = np.tanh(out[..., cols])
+    return out
+
+
 def average_ranks(block: np.ndarray) -> np.ndarray:
     """Ranks 1..N along the last axis, ties sharing their average rank, float64 [..., N]."""
     block = np.asarray(block)
