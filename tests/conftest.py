@@ -66,3 +66,40 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class RecurrenceSteps:
+    """Counts how the recurrence is run, by a forward pre-hook on the model's `rnn`: calls, time steps
+    (the sum of every call's T) and rows (the sum of T x B). One pass over N characters in one stream
+    is N steps; a batched pass that reads the same N characters in 21 rows is still N steps (21 N rows)."""
+
+    def __init__(self, model):
+        self.calls = self.steps = self.rows = 0
+        self._handle = model.rnn.register_forward_pre_hook(self._count)
+
+    def _count(self, module, args):
+        x = args[0]
+        B, T = (x.shape[0], x.shape[1]) if x.dim() == 3 else (1, x.shape[0])      # batch_first CharRNN
+        self.calls += 1
+        self.steps += T
+        self.rows += T * B
+
+    def passes(self, n: int) -> float:
+        """Sequential passes over n characters: steps / n."""
+        return self.steps / n
+
+    def close(self):
+        self._handle.remove()
+
+
+@pytest.fixture
+def recurrence_steps():
+    """recurrence_steps(model) -> a RecurrenceSteps counting model.rnn's runs until the test ends."""
+    made = []
+
+    def start(model):
+        made.append(RecurrenceSteps(model))
+        return made[-1]
+    yield start
+    for counter in made:
+        counter.close()
