@@ -301,7 +301,7 @@ def model_and_vocab(model, vocab=None, param: str = "vocab"):
     if isinstance(model, Checkpoint):
         return model.model, vocab or model.vocab
     if vocab is None:
-        raise UserError(f"a bare {type(model).__name__} needs its vocabulary: pass a Checkpoint, or vocab",
+        raise UserError(f"a bare {type(model).__name__} needs the model's vocabulary: pass a Checkpoint, or vocab",
                         param=param)
     return model, vocab
 

@@ -19,6 +19,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .config import auto_streams
 from .errors import UserError
 
 
@@ -57,11 +58,11 @@ def iter_logits(model, x: torch.Tensor, chunk: int = 2048, progress: bool = Fals
 
 
 @torch.no_grad()
-def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, streams: int = 1,
+def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, streams: int | str = 1,
              warmup: int = 0) -> EvalResult:
     """Mean next-character cross-entropy over ids[1:], given ids[:-1], one stream from a zero state.
 
-    streams > 1 (a quick estimate, used for validation during training): ids is cut into that many
+    streams > 1 (a quick estimate, used for validation during training; "auto": config.auto_streams): ids is cut into that many
     equal contiguous pieces (a tail of fewer than `streams` characters is dropped), read side by
     side as one batch, each from a zero state; slightly above the one-stream loss, since every
     piece starts cold.
@@ -75,6 +76,8 @@ def evaluate(model, ids: np.ndarray, chunk: int = 2048, progress: bool = False, 
     """
     if len(ids) < 2:
         raise UserError("evaluation needs at least 2 characters (chars >= 2)", param="chars")
+    if streams == "auto":
+        streams = auto_streams(len(ids))
     if warmup < 0:
         raise UserError(f"warmup must be >= 0, got {warmup}", param="warmup")
     if warmup and streams > 1:

@@ -25,17 +25,20 @@ by how close their length is to the span's.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .checkpoint import model_and_vocab
+from .config import configured
 from .errors import UserError
 from .features import FEATURES, builtin_names, resolve
 from .files import json_ready
 from .names import Unit, parse_quantity, parse_unit, squashes
-from .record import iter_blocks, record, recorded_names
+from .record import AUTO_WARMUP, iter_blocks, record, recorded_names
+from .stats import SHOWN, shown
 
 BINS = 2000                 # histogram bins over [-1, 1]: thresholds to 0.001
 MAX_UNITS = 32              # the query's bits fit one uint32 per character
@@ -61,8 +64,9 @@ class MatchConfig:
     threshold_chars: int = 100_000  # the quantiles come from the text's first min(N, this) characters
     lead: int = 256                 # characters read before the span's margin when recording the span
     max_span: int = 2000            # longest span accepted
-    streams: int = 1                # recording (record.iter_blocks): parallel pieces of the text...
-    warmup: int = 0                 # ...and the characters each reads first
+    streams: int | str = "auto"     # recording (record.iter_blocks): parallel pieces of the text ("auto":
+                                    # record.auto_streams; 1: one exact stream)...
+    warmup: int = AUTO_WARMUP       # ...and the characters each piece after the first reads first
     chunk: int = 4096               # characters per recorded block
     progress: bool = False          # a progress bar over the streaming pass (stderr)
 
@@ -137,10 +141,6 @@ def parse_units(units, config) -> list[tuple[Unit, int]]:
     return out
 
 
-def _shown(name: str, v: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(v) if squashes(name) else v
-
-
 def quantile_thresholds(net, ids: np.ndarray, names: list[str], q: float, cfg: MatchConfig) -> dict:
     """{quantity name: (low [H], high [H])}: every unit's (1-q)- and q-quantile of its shown value on
     ids, from a BINS-bin histogram over [-1, 1] (shown values never leave it): memory O(units x BINS)."""
@@ -151,7 +151,7 @@ def quantile_thresholds(net, ids: np.ndarray, names: list[str], q: float, cfg: M
     for pos, values in iter_blocks(net, ids, states, cfg.chunk, False, cfg.streams, cfg.warmup):
         keep = torch.from_numpy(np.flatnonzero(pos.reshape(-1) >= 0))
         for name in names:
-            v = _shown(name, values[name].view(-1, H)[keep])
+            v = shown(values[name].view(-1, H)[keep], squashes(name), inplace=True)   # [keep] made a copy
             b = ((v + 1) * (BINS / 2)).long().clamp_(0, BINS - 1) + offset
             counts[name] += torch.bincount(b.view(-1), minlength=H * BINS).numpy()
     out = {}
@@ -180,9 +180,9 @@ def select_units(net, ids: np.ndarray, span: tuple[int, int], thresholds: dict, 
     around = np.r_[max(0, a - cfg.margin):a, b:hi] - lo
     rows = []
     for name in names:
-        shown = np.tanh(values[name]) if squashes(name) else values[name]
+        values_shown = shown(values[name], squashes(name))
         q = parse_quantity(name)
-        for sign, on in zip((1, -1), _on(shown, *thresholds[name])):
+        for sign, on in zip((1, -1), _on(values_shown, *thresholds[name])):
             f_in = on[inside].mean(0)
             f_out = on[around].mean(0) if len(around) else np.zeros_like(f_in)
             thr = thresholds[name][1 if sign == 1 else 0]
@@ -303,11 +303,8 @@ def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=No
     an unknown unit, a threshold or cut outside (0, 1); and when no unit is on inside the span.
     """
     t0 = time.perf_counter()
-    cfg = replace(config if config is not None else MatchConfig(), **overrides)
-    net, vocab = (model.model, vocab or model.vocab) if hasattr(model, "vocab") and hasattr(model, "model") \
-        else (model, vocab)
-    if vocab is None:
-        raise UserError("match() needs the model's vocabulary: pass a Checkpoint, or vocab", param="vocab")
+    cfg = configured(MatchConfig, config, overrides)
+    net, vocab = model_and_vocab(model, vocab)
     _check(cfg)
     a, b = parse_span(span, len(text), cfg.max_span)
     given = None if cfg.units == "auto" else parse_units(cfg.units, net.config)
@@ -329,7 +326,7 @@ def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=No
     seconds["total"] = time.perf_counter() - t0
     meta = {"chars": len(text), "span": [a, b], "span_text": text[a:b], "units": "auto" if given is None else "given",
             "threshold": cfg.threshold, "thresholds_from": f"the first {n_thr:,} characters (2,000-bin histogram)",
-            "value": "h as is, tanh(c) for cell states", "cut": cfg.cut, "min_length": min_length,
+            "value": SHOWN, "cut": cfg.cut, "min_length": min_length,
             "hits": len(hits), "hit_chars": int(hits["length"].sum()), "top": cfg.top,
             "on_chars": int(np.count_nonzero(count)), "bits_dtype": str(bits.dtype),
             "jaccard": "share of the query units on (the on-set is taken over the query units only)",

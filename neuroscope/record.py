@@ -31,21 +31,15 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from .config import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams  # noqa: F401 (importable from here too)
 from .errors import UserError
 from .evaluate import iter_logits
 from .hooks import HookError, Trace
-from .names import (GATES, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
+from .names import (GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
                     squashes, state_names)
-from .stats import tanh_
+from .stats import shown
 
 OPS = ("zero", "clamp", "scale")
-# streams="auto" (neuroscope.probe's default): one exact stream up to AUTO_EXACT_CHARS characters; a
-# longer text in min(AUTO_STREAMS, n // AUTO_PIECE) pieces, each read after AUTO_WARMUP characters, so
-# that a piece is at least 4x its warm-up (the warm-up then adds at most a quarter to the steps).
-AUTO_EXACT_CHARS = 16_384
-AUTO_STREAMS = 64
-AUTO_PIECE = 1_024
-AUTO_WARMUP = 256
 
 
 @dataclass(frozen=True)
@@ -153,13 +147,6 @@ def _rnn_of(model):
         raise UserError(f"{type(model).__name__} is not a CharRNN (it needs encoder, rnn and config): "
                         "use neuroscope.hooks.Trace for other modules")
     return rnn
-
-
-def auto_streams(n: int) -> int:
-    """The streams "auto" picks for n characters: 1 (exact) up to AUTO_EXACT_CHARS, else
-    min(AUTO_STREAMS, n // AUTO_PIECE). Reading 64 pieces side by side is 2-3x faster per character
-    on a CPU than one stream; each piece but the first starts from an approximate state."""
-    return 1 if n <= AUTO_EXACT_CHARS else min(AUTO_STREAMS, n // AUTO_PIECE)
 
 
 def stream_layout(n: int, streams: int, warmup: int) -> tuple[int, int, int]:
@@ -310,26 +297,98 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
 
 
 @torch.no_grad()
+def zeroed_losses(model, ids: np.ndarray, unit_sets: Sequence[dict[str, Sequence[int]]], chunk: int = 4096,
+                  progress: bool = False) -> np.ndarray:
+    """char_losses with units held at zero, for many unit sets in ONE batched pass: float32
+    [len(unit_sets), len(ids)-1], row b with the units of unit_sets[b] ({quantity name: unit indices},
+    h or c) zeroed at every step inside the recurrence. Each row reads ids alone from a zero state, so
+    row b equals char_losses(model, ids, [Intervention(q, us) for q, us in unit_sets[b].items()]) up to
+    float32 rounding; the text is read once instead of once per set."""
+    _rnn_of(model)
+    ids = np.asarray(ids, dtype=np.int64)
+    if len(ids) < 2:
+        raise UserError("losses need at least 2 characters (chars >= 2)", param="chars")
+    B, H = len(unit_sets), model.config.hidden_size
+    device = next(model.parameters()).device
+    zero: dict[str, torch.Tensor] = {}                               # quantity -> bool [B, H], True: held at 0
+    for b, units in enumerate(unit_sets):
+        _edits([Intervention(q, tuple(us)) for q, us in units.items()], np.zeros(1, np.int64), model.config)
+        for q, us in units.items():
+            zero.setdefault(q, torch.zeros(B, H, dtype=torch.bool, device=device))[b, list(us)] = True
+    edit = {q: (lambda value, t, m=m: value.masked_fill_(m, 0.0)) for q, m in zero.items()}
+    x = torch.as_tensor(ids, device=device)[None].expand(B, -1)        # [B, N]: the same text in every row
+    out = np.empty((B, len(ids) - 1), dtype=np.float32)
+    try:
+        for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "losses",
+                                    context=lambda s: Trace(model, names=[], edit=edit)):
+            T = logits.shape[1]
+            target = x[:, s + 1:s + 1 + T]
+            out[:, s:s + T] = F.cross_entropy(logits.transpose(1, 2), target, reduction="none").cpu().numpy()
+    except HookError as exc:
+        raise UserError(str(exc)) from None
+    return out
+
+
+class _Moments:
+    """Running float64 sums of shown values [n, H] per column, for each column's variance over a stream."""
+
+    def __init__(self):
+        self.n, self.s1, self.s2 = 0, 0.0, 0.0
+
+    def add(self, v: np.ndarray) -> None:
+        self.n += len(v)
+        self.s1 = self.s1 + v.sum(0, dtype=np.float64)
+        self.s2 = self.s2 + (v.astype(np.float64) ** 2).sum(0)
+
+    def variance(self) -> np.ndarray:
+        return self.s2 / self.n - (self.s1 / self.n) ** 2
+
+
+def every_unit(config, states: Iterable[str] | str = ("h", "c")) -> list[Unit]:
+    """Every unit of the recorded quantities, in recording order (layer by layer, h before c)."""
+    return [parse_quantity(name).unit(i) for name in recorded_names(config, states) for i in range(config.hidden_size)]
+
+
+@torch.no_grad()
 def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024, progress: bool = False,
                         streams: int = 1, warmup: int = 0) -> list[Unit]:
-    """The n units (h and c of every layer) whose shown value (tanh(c), h) varies most over ids.
-    streams, warmup: as record.iter_states (a variance over many characters barely feels the
-    approximate states at the start of each piece)."""
-    s1: dict[str, np.ndarray] = {}
-    s2: dict[str, np.ndarray] = {}
+    """The n units (h and c of every layer) whose shown value (stats.shown) varies most over ids, ties
+    in recording order. streams, warmup: as iter_states (a variance over many characters barely feels
+    the approximate states at the start of each piece)."""
+    moments: dict[str, _Moments] = {}
     for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress, streams=streams,
                                warmup=warmup):
         for name, v in acts.items():
-            v = tanh_(np.array(v, np.float32)) if squashes(name) else v
-            s1[name] = s1.get(name, 0) + v.sum(0, dtype=np.float64)
-            s2[name] = s2.get(name, 0) + (v.astype(np.float64) ** 2).sum(0)
-    scored = []
-    for name in s1:
-        var = s2[name] / len(ids) - (s1[name] / len(ids)) ** 2
-        q = parse_quantity(name)
-        scored += [(float(var[i]), q.unit(i)) for i in range(len(var))]
-    scored.sort(key=lambda t: -t[0])
-    return [u for _, u in scored[:n]]
+            moments.setdefault(name, _Moments()).add(shown(np.array(v, np.float32), squashes(name), inplace=True))
+    variance = np.concatenate([m.variance() for m in moments.values()])
+    return [every_unit(model.config)[i] for i in np.argsort(-variance, kind="stable")[:n]]
+
+
+@torch.no_grad()
+def shown_values(model, ids: np.ndarray, units: list[Unit], streams: int | str = 1, warmup: int = 0,
+                 progress: bool = False, variance: bool = False):
+    """float16 [len(ids), len(units)]: each unit's shown value (stats.shown) after each character, one
+    pass (error < 5e-4 on values within [-1, 1]). With variance=True, (values, variance float64 [units]),
+    the variance taken from the float32 values before rounding. streams, warmup: as iter_states."""
+    out = np.empty((len(ids), len(units)), np.float16)
+    cols: dict[str, tuple[list[int], list[int]]] = {}
+    for j, u in enumerate(units):
+        cols.setdefault(u.quantity, ([], []))[0].append(j)
+        cols[u.quantity][1].append(u.index)
+    moments = {name: _Moments() for name in cols} if variance else {}
+    states = tuple(sorted({u.state for u in units}))
+    for start, acts in iter_states(model, ids, states, streams=streams, warmup=warmup, progress=progress):
+        for name, (js, idx) in cols.items():
+            v = shown(acts[name][:, idx], squashes(name), inplace=True)      # fancy indexing made a copy
+            out[start:start + len(v), js] = v
+            if variance:
+                moments[name].add(v)
+    if not variance:
+        return out
+    var = np.empty(len(units))
+    for name, (js, _) in cols.items():
+        var[js] = moments[name].variance()
+    return out, var
 
 
 from . import callable_module  # noqa: E402 (ns.record(...) is record())

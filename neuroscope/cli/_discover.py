@@ -1,12 +1,12 @@
 """The discovery commands: `neuroscope match` (where else a span's units switch on together) and
 `neuroscope explain` (the formula over features that best matches a unit). Registered on the group
-in neuroscope.cli; like every command, they parse options and call the library.
+in neuroscope.cli._commands; like every command, they parse options and call the library.
 """
 from __future__ import annotations
 
 import click
 
-from ._options import check_warmup, device_option, echo_json, resolve_device, text_options
+from ._options import device_option, echo_json, resolve_device, stream_options, text_options
 
 
 @click.command("match")
@@ -19,10 +19,7 @@ from ._options import check_warmup, device_option, echo_json, resolve_device, te
 @click.option("--threshold", type=float, default=0.9, show_default=True, help="Quantile q above which a unit is on.")
 @click.option("--cut", type=float, default=0.6, show_default=True, help="Share of the units on, for a hit.")
 @click.option("--top", type=click.IntRange(min=1), default=50, show_default=True, help="Hits listed.")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Read the text as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, then discards.")
+@stream_options()
 @device_option
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the listed hits as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
@@ -64,10 +61,7 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
 @click.option("--top-units", type=int, default=None, metavar="N", help="Explain the N most variable h and c units.")
 @click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto", show_default=True,
               help="Language for code-aware atoms (auto: sniffed).")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Record the span as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, then discards.")
+@stream_options()
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table (unit x rank) as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
@@ -83,14 +77,13 @@ def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, st
     from ..checkpoint import choose_text, load_checkpoint
     from ..explain import ExplainConfig, check_units, explain
     from ..files import check_output, write_text
-    check_warmup(streams, warmup)
     if csv_path:
         check_output(csv_path, "csv", force, [ckpt, text_path])
     c = load_checkpoint(ckpt)
     check_units(c.config, units, top_units)
     span = choose_text(c, text_path, split, start, chars)
-    result = explain(c, span.text, list(units), top_units, ExplainConfig(lang=lang), offset=span.start,
-                     streams=streams, warmup=warmup, progress=not as_json)
+    config = ExplainConfig(lang=lang, top_units=top_units, streams=streams, warmup=warmup, progress=not as_json)
+    result = explain(c, span.text, list(units), config, offset=span.start)
     if csv_path:
         write_text(csv_path, result.table.to_csv(index=False), "csv", force, [ckpt, text_path])
     _echo_span_result(span, result, as_json, result.format)

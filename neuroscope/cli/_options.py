@@ -1,7 +1,7 @@
 """What every `neuroscope` command shares: the error mapping from library parameters to flags, and
 the option groups (text span, features, device, training defaults from TrainConfig).
 
-Only neuroscope.cli imports this module; it imports nothing heavy, so `neuroscope --help` stays fast.
+The cli package's commands use it; it imports nothing heavy, so `neuroscope --help` stays fast.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import re
 
 import click
 
-from ..config import DEVICES, TrainConfig
+from ..config import AUTO_EXACT_CHARS, AUTO_STREAMS, AUTO_WARMUP, DEVICES, TrainConfig
 from ..errors import UserError
 
 # Library parameters whose command-line option has another Python name.
@@ -101,10 +101,28 @@ def device_option(f):
                         show_default=True, help="Where to compute.")(f)
 
 
-def check_warmup(streams: int, warmup: int) -> None:
-    """--warmup only means something with --streams N > 1: refuse it with one stream (read exactly)."""
+def check_warmup(streams: int | str, warmup: int) -> None:
+    """--warmup only means something with --streams N > 1 or auto: refuse it with one stream (read exactly)."""
     if warmup and streams == 1:
-        raise UserError("--warmup applies to --streams N > 1 (one stream is read exactly from its start)")
+        raise UserError("--warmup applies to --streams N > 1 or auto (one stream is read exactly from its start)")
+
+
+def stream_options(streams: int | str = "auto", warmup: int = AUTO_WARMUP):
+    """--streams/--warmup for every command that reads a text through the model, declared once and
+    checked once (check_warmup, before any work). Defaults: auto (the analyses); eval and record pass
+    1 and 0, since their output is the exact loss or the exact states unless asked otherwise."""
+    def decorate(f):
+        @click.option("--streams", type=Streams(), default=streams, show_default=True,
+                      help=f"Parallel pieces (faster, not exact); auto: one exact stream up to {AUTO_EXACT_CHARS:,} "
+                           f"chars, else up to {AUTO_STREAMS}; 1: exact.")
+        @click.option("--warmup", type=click.IntRange(min=0), default=warmup, show_default=True,
+                      help="With several streams: characters each piece reads first, then discards.")
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            check_warmup(kwargs["streams"], kwargs["warmup"])
+            return f(*args, **kwargs)
+        return wrapper
+    return decorate
 
 
 def resolve_device(name: str) -> str:

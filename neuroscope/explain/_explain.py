@@ -9,10 +9,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from ..checkpoint import model_and_vocab
+from ..config import configured
 from ..errors import UserError
 from ..files import json_ready
-from ..names import Unit, parse_unit, squashes
-from ..record import AUTO_WARMUP, auto_streams, iter_states, most_variable_units
+from ..names import Unit, parse_unit
+from ..record import AUTO_WARMUP, every_unit, most_variable_units, shown_values, stream_layout
+from ..stats import SHOWN
 from ._atoms import atoms, signatures
 from ._contexts import COLUMNS as CONTEXT_COLUMNS
 from ._contexts import unit_contexts
@@ -44,6 +47,12 @@ class ExplainConfig:
     min_iou: float = EXPLAINED_IOU               # the bar on the best formula's held-out IoU
     batch: int = 64                              # units whose mask counts are made in one pass
     lang: str = "auto"                           # for code-aware atoms (features.resolve)
+    # explain() on a model: which units, and how the text is recorded (neuroscope.record.iter_states).
+    top_units: int | None = None                 # explain the N most variable h and c units (no units named)
+    streams: int | str = "auto"                  # parallel pieces: "auto" = record.auto_streams; 1 = exact
+    warmup: int = AUTO_WARMUP                    # with streams > 1: characters each piece reads first
+    contexts: bool = True                        # each unit's top, typical and random contexts
+    progress: bool = False                       # progress bars on stderr
 
     def check(self, n_chars: int) -> int:
         """Validate; return the number of fitting characters."""
@@ -244,7 +253,7 @@ class ExplainResult:
 
 def check_units(config, units=None, top_units: int | None = None) -> list[Unit]:
     """The units asked for, checked against the model (before any work); top_units is checked here
-    and picked later (most_variable_units)."""
+    and picked later (from the variance of every unit)."""
     if bool(units) == (top_units is not None):
         raise UserError("name the units to explain, or ask for the top_units most variable ones (not both)",
                         param="units")
@@ -257,60 +266,60 @@ def check_units(config, units=None, top_units: int | None = None) -> list[Unit]:
     return []
 
 
-def explain(ckpt, text: str, units=None, top_units: int | None = None, config: ExplainConfig | None = None, *,
-            offset: int = 0, streams: int = 1, warmup: int = 0, contexts: bool = True,
-            progress: bool = False) -> ExplainResult:
-    """Record units of a Checkpoint over text and explain them (explain_values), with their contexts.
+def explain(model, text: str, units=None, config: ExplainConfig | None = None, *, vocab=None, offset: int = 0,
+            **overrides) -> ExplainResult:
+    """Record units of a model over text and explain them (explain_values), with their contexts.
 
-    units: unit ids ("l2.c.328") or names.Unit; or top_units: the N most variable h and c units
-    (one more pass over the text, in record.auto_streams pieces after record.AUTO_WARMUP characters).
-    Values are h, tanh(c) for cell states (names.Unit.squash), held
-    as float16 [N, units] (error < 5e-4 on values within [-1, 1]; at most MAX_MB); streams, warmup:
-    as record.iter_states. offset: the source position of text[0] (meta and contexts use it).
+    model: a Checkpoint, or a CharRNN with `vocab`. units: unit ids ("l2.c.328") or names.Unit; or
+    config.top_units: the N most variable h and c units. config / overrides: ExplainConfig fields
+    (e.g. top_units=10, streams=1, contexts=False). Values are the shown values (stats.shown) held as
+    float16 [N, units] (error < 5e-4 on values within [-1, 1]; at most MAX_MB). offset: the source
+    position of text[0] (meta and contexts use it).
     """
-    cfg = config or ExplainConfig()
+    cfg = configured(ExplainConfig, config, overrides)
+    net, vocab = model_and_vocab(model, vocab)
     n_fit = cfg.check(len(text))
-    picked = check_units(ckpt.config, units, top_units)
-    n_units = len(picked) or top_units
-    if len(text) * n_units * 2 > MAX_MB * 2 ** 20:
-        raise UserError(f"holding {n_units:,} units over {len(text):,} characters needs "
-                        f"{len(text) * n_units * 2 / 2 ** 20:,.0f} MB (limit {MAX_MB:,}); explain fewer units or "
-                        "characters", param="units")
+    picked = check_units(net.config, units, cfg.top_units)
+    _check_memory(len(text), len(picked) or cfg.top_units)
+    stream_layout(len(text), cfg.streams, cfg.warmup)                  # refuses bad streams before the pass
     t0 = time.perf_counter()
-    ids = ckpt.vocab.encode(text)
-    if not picked:                        # which units vary most: read in pieces, like probe's ranking
-        pieces = auto_streams(len(ids))
-        picked = most_variable_units(ckpt.model, ids, top_units, progress=progress, streams=pieces,
-                                     warmup=AUTO_WARMUP if pieces > 1 else 0)
-    values = record_values(ckpt.model, ids, picked, streams, warmup, progress)
+    picked, values = _recorded(net, vocab.encode(text), picked, cfg)
     t1 = time.perf_counter()
-    table = explain_values(values, text, [u.id for u in picked], cfg, progress)
+    table = explain_values(values, text, [u.id for u in picked], cfg, cfg.progress)
     t2 = time.perf_counter()
-    ctx = []
-    if contexts:
-        signs = table.groupby("unit", sort=False)["sign"].first()
-        for j, u in enumerate(picked):
-            c = unit_contexts(text, values[:, j].astype(np.float32), offset, sign=int(signs[u.id]))
-            ctx.append(c.assign(unit=u.id))
+    ctx = _contexts(text, values, picked, table, offset) if cfg.contexts else []
     ctx_df = pd.concat(ctx, ignore_index=True) if ctx else pd.DataFrame(columns=["unit", *CONTEXT_COLUMNS])
+    streams, _, warmup = stream_layout(len(text), cfg.streams, cfg.warmup)
     meta = {**table.attrs["meta"], "fit": [offset, offset + n_fit], "heldout": [offset + n_fit, offset + len(text)],
-            "units": len(picked), "streams": streams, "warmup": warmup,
-            "value": "h as is, tanh(c) for cell states",
+            "units": len(picked), "streams": streams, "warmup": warmup, "value": SHOWN,
             "seconds": {"record": t1 - t0, "search": t2 - t1, "per_unit_search": (t2 - t1) / len(picked)}}
     return ExplainResult(table, ctx_df, meta)
 
 
-def record_values(model, ids: np.ndarray, units: list[Unit], streams: int = 1, warmup: int = 0,
-                  progress: bool = False) -> np.ndarray:
-    """float16 [len(ids), len(units)]: each unit's value (h; tanh(c)) after each character, one pass."""
-    out = np.empty((len(ids), len(units)), np.float16)
-    cols: dict[str, tuple[list[int], list[int]]] = {}
-    for j, u in enumerate(units):
-        cols.setdefault(u.quantity, ([], []))[0].append(j)
-        cols[u.quantity][1].append(u.index)
-    states = tuple(sorted({u.state for u in units}))
-    for start, acts in iter_states(model, ids, states, streams=streams, warmup=warmup, progress=progress):
-        for name, (js, idx) in cols.items():
-            v = acts[name][:, idx]
-            out[start:start + len(v), js] = np.tanh(v) if squashes(name) else v
-    return out
+def _check_memory(n_chars: int, n_units: int) -> None:
+    if n_chars * n_units * 2 > MAX_MB * 2 ** 20:
+        raise UserError(f"holding {n_units:,} units over {n_chars:,} characters needs "
+                        f"{n_chars * n_units * 2 / 2 ** 20:,.0f} MB (limit {MAX_MB:,}); explain fewer units or "
+                        "characters", param="units")
+
+
+def _recorded(net, ids: np.ndarray, picked: list[Unit], cfg: ExplainConfig) -> tuple[list[Unit], np.ndarray]:
+    """(units, their shown values float16 [N, units]): the units named, or the cfg.top_units most variable
+    ones. Those are picked in the same pass that records them while every h and c unit fits MAX_MB as
+    float16; past that, a variance pass picks them and a second pass records them."""
+    read = {"streams": cfg.streams, "warmup": cfg.warmup, "progress": cfg.progress}
+    if picked:
+        return picked, shown_values(net, ids, picked, **read)
+    every = every_unit(net.config)
+    if len(ids) * len(every) * 2 <= MAX_MB * 2 ** 20:
+        values, variance = shown_values(net, ids, every, variance=True, **read)
+        top = np.argsort(-variance, kind="stable")[:cfg.top_units]
+        return [every[i] for i in top], values[:, top]
+    picked = most_variable_units(net, ids, cfg.top_units, **read)
+    return picked, shown_values(net, ids, picked, **read)
+
+
+def _contexts(text: str, values: np.ndarray, units: list[Unit], table: pd.DataFrame, offset: int) -> list:
+    signs = table.groupby("unit", sort=False)["sign"].first()
+    return [unit_contexts(text, values[:, j].astype(np.float32), offset, sign=int(signs[u.id])).assign(unit=u.id)
+            for j, u in enumerate(units)]

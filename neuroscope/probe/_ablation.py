@@ -4,7 +4,8 @@
 
 The top cfg.ablate units of each feature (by |r|) are zeroed inside the recurrence, and the change
 of the per-character loss is compared with cfg.ablate_draws random sets of as many units from the
-same layers and states. Loss k predicts ids[k+1] from the state after ids[k], so it counts as "on"
+same layers and states, the top set and every random set read side by side in one batched pass
+(record.zeroed_losses). Loss k predicts ids[k+1] from the state after ids[k], so it counts as "on"
 where the label of character k is nonzero.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..names import quantity_name
-from ..record import Intervention, char_losses
+from ..record import char_losses, zeroed_losses
 from ._config import ProbeConfig
 
 COLUMNS = ["feature", "k", "units", "chars", "on_chars", "off_chars", "base_loss", "delta_on", "delta_off",
@@ -29,7 +30,7 @@ def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.
     if not cfg.ablate or n < 2:
         return pd.DataFrame(columns=COLUMNS), []
     ids = ids[:n]
-    base = char_losses(net, ids, chunk=cfg.chunk)                       # [n-1]
+    base = char_losses(net, ids, chunk=cfg.chunk)                       # [n-1], the model's own forward
     rng = np.random.default_rng(cfg.seed)
     H = net.config.hidden_size
     rows, notes = [], []
@@ -39,26 +40,22 @@ def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.
         groups: dict[str, list[int]] = {}                               # {quantity: units zeroed}
         for layer, state, u in zip(top["layer"], top["state"], top["unit"]):
             groups.setdefault(quantity_name(layer, state), []).append(int(u))
-        d_on, d_off = _deltas(net, ids, base, on, groups, cfg.chunk)
-        rand = []
-        for _ in range(cfg.ablate_draws):
-            g = {q: rng.choice(np.setdiff1d(np.arange(H), us), size=len(us), replace=False).tolist()
-                 for q, us in groups.items()}
-            rand.append(_deltas(net, ids, base, on, g, cfg.chunk))
-        rand = np.array(rand)
+        draws = [{q: rng.choice(np.setdiff1d(np.arange(H), us), size=len(us), replace=False).tolist()
+                  for q, us in groups.items()} for _ in range(cfg.ablate_draws)]
+        delta = zeroed_losses(net, ids, [groups, *draws], cfg.chunk) - base       # [1 + draws, n-1]: one pass
+        d_on, d_off = _on_off(delta, on)                                # each [1 + draws]
         if not on.any():
             notes.append(f"{name} is never on in the ablation span (first {n:,} characters)")
         rows.append([name, cfg.ablate, ",".join(top["unit_id"]), n, int(on.sum()), int((~on).sum()),
-                     float(base.mean()), d_on, d_off, *_mean_std(rand[:, 0]), *_mean_std(rand[:, 1]),
+                     float(base.mean()), d_on[0], d_off[0], *_mean_std(d_on[1:]), *_mean_std(d_off[1:]),
                      cfg.ablate_draws])
     return pd.DataFrame(rows, columns=COLUMNS), notes
 
 
-def _deltas(net, ids, base: np.ndarray, on: np.ndarray, groups: dict[str, list[int]], chunk: int):
-    """(mean loss change where on, where off) with the units of `groups` zeroed."""
-    edits = [Intervention(q, tuple(us), "zero") for q, us in groups.items()]
-    d = char_losses(net, ids, interventions=edits, chunk=chunk) - base
-    return (float(d[on].mean()) if on.any() else np.nan, float(d[~on].mean()) if (~on).any() else np.nan)
+def _on_off(delta: np.ndarray, on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's mean loss change where the feature is on, and where it is off (NaN where none are)."""
+    nan = np.full(len(delta), np.nan)
+    return (delta[:, on].mean(1) if on.any() else nan, delta[:, ~on].mean(1) if (~on).any() else nan)
 
 
 def _mean_std(v: np.ndarray) -> tuple[float, float]:

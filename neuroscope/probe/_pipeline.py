@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from dataclasses import replace
 
 import numpy as np
 
+from ..checkpoint import model_and_vocab
+from ..config import configured
 from ..errors import UserError
 from ..features import baseline_names, kind_of, label
 from ..record import stream_layout
@@ -34,8 +35,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     no features, or only constant features.
     """
     t_start = time.perf_counter()
-    cfg = replace(config if config is not None else ProbeConfig(), **overrides)
-    net, vocab = _unwrap(model, vocab)
+    cfg = configured(ProbeConfig, config, overrides)
+    net, vocab = model_and_vocab(model, vocab)
     N = len(text)
     if N < MIN_CHARS:
         raise UserError(f"the text has {N} characters; probing needs at least {MIN_CHARS}")
@@ -118,14 +119,6 @@ def _ablation_meta(cfg: ProbeConfig, N: int) -> dict:
         return {"computed": False}
     return {"k": cfg.ablate, "chars": min(N, cfg.ablate_chars), "draws": cfg.ablate_draws, "seed": cfg.seed,
             "on": "the label of the character just read (the state that makes the prediction)"}
-
-
-def _unwrap(model, vocab):
-    if hasattr(model, "model") and hasattr(model, "vocab"):        # a Checkpoint
-        return model.model, vocab or model.vocab
-    if vocab is None:
-        raise UserError("probe() needs the model's vocabulary: pass a Checkpoint, or vocab", param="vocab")
-    return model, vocab
 
 
 def _check_features(features: dict, n: int) -> tuple[dict, dict, list[str]]:
