@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..stats import CORRECTIONS, circular_shift_null, tanh_
+from ..stats import CORRECTIONS, circular_shift_null, shown
 from ._config import MIN_CHARS, ProbeConfig
 
 GATHER_UNITS = 512        # units gathered from the sample at once (at 80,000 characters, 164 MB)
@@ -77,8 +77,7 @@ def _values(sample: np.ndarray, squash: np.ndarray, tops: dict[str, np.ndarray])
         group = names[g:g + per]
         units = np.unique(np.concatenate([tops[n] for n in group]))
         rows = torch.from_numpy(sample.T).index_select(1, torch.from_numpy(units)).T.contiguous().numpy()
-        cells = squash[units]
-        rows[cells] = tanh_(rows[cells])
+        shown(rows.T, squash[units], inplace=True)                   # rows.T: units on the last axis
         where = np.full(len(squash), -1)
         where[units] = np.arange(len(units))
         for n in group:

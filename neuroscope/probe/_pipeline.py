@@ -11,6 +11,7 @@ from ..config import configured
 from ..errors import UserError
 from ..features import baseline_names, kind_of, label
 from ..record import stream_layout
+from ..stats import SHOWN
 from ._ablation import ablation
 from ._config import MIN_CHARS, ProbeConfig
 from ._null import check_null_length, null_pvalues
@@ -69,7 +70,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
         abl, ablation_notes = ablation(net, ids, feats, ranking, cfg)
     seconds["total"] = time.perf_counter() - t_start
 
-    value = "h as is, tanh(c) for cell states" if cfg.squash_c else "h and c as they are"
+    value = SHOWN if cfg.squash_c else "h and c as they are"
     meta = {"chars": N, "units": len(units), "quantities": units.names, "states": list(cfg.states),
             "features": list(feats), "value": value, "kinds": {k: kinds[k] for k in feats}, "baselines": list(base),
             "streams": streams, "warmup": warmup, "recording": _recording(streams, warmup, cfg),

@@ -23,7 +23,7 @@ import torch
 from ..errors import UserError
 from ..names import parse_quantity, squashes, state_names, unit_id
 from ..record import iter_blocks, stream_layout, window_chars
-from ..stats import CorrAccumulator, fast_length, rank_stats, tanh_
+from ..stats import CorrAccumulator, fast_length, rank_stats, shown
 from ._config import ProbeConfig
 
 # The ranking's columns; the baselines table keeps the first BASELINE_COLUMNS of them.
@@ -135,7 +135,7 @@ def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample, label:
             for b, p0, n in runs:
                 rows_of_sample[p0:p0 + n, i * H:(i + 1) * H].copy_(V[:n, b])
             X = V.view(-1, H) if keep is None else V.view(-1, H)[keep]      # [T x B, H]
-            blocks.append(tanh_(X) if squash else X)
+            blocks.append(shown(X, squash, inplace=True))
         acc.update(blocks, np.stack([lab[flat] for lab in labels], axis=1), overwrite=True)
     want = len(ids) if steps is None else window_chars(len(ids), streams, m, steps)
     if acc.n != want:

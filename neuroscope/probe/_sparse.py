@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..stats import tanh_
+from ..stats import shown
 from ._config import ProbeConfig
 from ._solvers import FoldGrams, auroc, l1_logistic_cv, lasso_cv, logistic_cv, r2, ridge_cv
 
@@ -141,7 +141,7 @@ def _design(sample: np.ndarray, squash: np.ndarray, n: int, n_fit: int) -> tuple
     X = v.to(torch.float64, memory_format=torch.contiguous_format)   # a C-contiguous copy
     cols = torch.from_numpy(np.flatnonzero(squash))
     if len(cols):
-        X[:, cols] = tanh_(v[:, cols]).double()                      # index_select copies: the sample is untouched
+        X[:, cols] = shown(v[:, cols], True, inplace=True).double()  # v[:, cols] is a copy: the sample is untouched
     mu, sd = X[:n_fit].numpy().mean(axis=0), X[:n_fit].numpy().std(axis=0)
     sd[sd == 0] = 1.0                                                # constant units stay 0 after scaling
     X.sub_(torch.from_numpy(mu)).div_(torch.from_numpy(sd))
