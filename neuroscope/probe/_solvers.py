@@ -1,5 +1,5 @@
 """Regularised linear probes chosen by cross-validation, solved faster than scikit-learn's per-fit estimators
-and to the same answers: the solvers of neuroscope.sparse.
+and to the same answers: the solvers of the sparse stage (_sparse).
 
     >>> grams = FoldGrams(X, folds)                       # once per design matrix, shared by every count feature
     >>> w, b = ridge_cv(grams, y, cols, alphas)           # RidgeCV(alphas, cv=folds) on X[:, cols]

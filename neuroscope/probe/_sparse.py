@@ -16,7 +16,7 @@ L1 probes keep 7-107 units, and their held-out AUROC on 256 screened units is th
 feature keeps hundreds of units (547 for line_position; screened to 512 it lost 0.016 of held-out
 R^2), so it sees all units. The curve's last point, k = all units, is the sparse probe.
 
-The solvers (neuroscope.cv_solvers) give the answers of the scikit-learn estimators they stand for
+The solvers (_solvers) give the answers of the scikit-learn estimators they stand for
 (tests/test_probe.py compares them) in less time: ridge in closed form and the Lasso by scikit-learn's
 coordinate descent, both from the fold Gram matrices every count feature shares; the L2 logistic by
 Newton's method, warm-started along C and k. Features are fitted two at a time in threads, each on
