@@ -19,10 +19,11 @@ from neuroscope.cli import cli
 from neuroscope.errors import UserError
 from neuroscope.model import CharRNN, ModelConfig, count_parameters
 from neuroscope.names import Unit, parse_unit
-from neuroscope.record import iter_states, most_variable_units
-from neuroscope.report import Report, build_report
+from neuroscope.record import iter_states, most_variable_units, record
+from neuroscope.report import Report, ReportConfig, build_report
+from neuroscope.report import _excerpt as excerpt_module
 from neuroscope.report._charts import distribution_chart, topk_chart
-from neuroscope.report._excerpt import predict, record_units
+from neuroscope.report._excerpt import read_excerpt
 from neuroscope.report._page import render_page
 from neuroscope.report._sections import shown_path
 from neuroscope.text import Vocab
@@ -110,7 +111,7 @@ def test_recorded_unit_values_match_nn_lstm(tiny):
     ckpt, span, _, _ = tiny
     model, ids = ckpt.model, ckpt.vocab.encode(span.text[:300])
     units = [Unit(1, "h", 3), Unit(1, "h", 15), Unit(0, "c", 5), Unit(1, "c", 0)]
-    values, _ = record_units(model, ids, units, chunk=64)
+    values = read_excerpt(model, ids, units, chunk=64).values
     with torch.no_grad():
         out, (h_n, c_n) = model.rnn(model.encoder(torch.as_tensor(ids)[None]))
     np.testing.assert_allclose(values["l1.h.3"], out[0, :, 3].numpy(), atol=1e-5)
@@ -123,17 +124,17 @@ def test_page_carries_unit_values_and_colours_c_by_tanh(tiny, report):
     ckpt, span, _, result = tiny
     data = page_data(report.html)
     ids = ckpt.vocab.encode(span.text[:1000])
-    best = result.top_units("in_quote", 1)[0]
-    values, _ = record_units(ckpt.model, ids, [parse_unit(best, ckpt.config)])
-    np.testing.assert_allclose(data["units"][best]["values"], values[best], rtol=1e-3, atol=1e-7)
-    assert data["units"][best]["tanh"] == best.split(".")[1].startswith("c")
-    assert len(data["units"][best]["values"]) == 1000
+    best = parse_unit(result.top_units("in_quote", 1)[0], ckpt.config)
+    want = record(ckpt.model, ids, (best.state,))[best.quantity][:, best.index]
+    np.testing.assert_allclose(data["units"][best.id]["values"], want, rtol=1e-3, atol=1e-7)
+    assert data["units"][best.id]["tanh"] == (best.state == "c")
+    assert len(data["units"][best.id]["values"]) == 1000
 
 
 def test_predictions_match_one_softmax_over_the_whole_span(tiny):
     ckpt, span, _, _ = tiny
     ids = ckpt.vocab.encode(span.text[:500])
-    pred = predict(ckpt.model, ids, k=5, chunk=64)              # chunked, state carried
+    pred = read_excerpt(ckpt.model, ids, [], k=5, chunk=64).pred   # chunked, state carried
     with torch.no_grad():
         probs = torch.softmax(ckpt.model(torch.as_tensor(ids)[None])[0][0], -1).numpy()   # [T, V]
     np.testing.assert_allclose(pred["top_p"], -np.sort(-probs, axis=1)[:, :5], atol=1e-5)
@@ -145,7 +146,7 @@ def test_predictions_match_one_softmax_over_the_whole_span(tiny):
 def test_gate_saturation_counts_gates_below_01_and_above_09(tiny):
     ckpt, span, _, _ = tiny
     ids = ckpt.vocab.encode(span.text[:400])
-    _, sat = record_units(ckpt.model, ids, [], chunk=100)
+    sat = read_excerpt(ckpt.model, ids, [], chunk=100).saturation
     gates = {}
     for _, acts in iter_states(ckpt.model, ids, states=("gates",)):
         for k, v in acts.items():
@@ -184,8 +185,9 @@ def test_model_card_numbers(tiny, report):
     assert card["parameters"] == f"{count_parameters(ckpt.model):,}"
     assert card["layers x units"] == "2 x 16"
     assert card["test loss"] == f"1.5000 nats/char, {1.5 / math.log(2):.4f} bits/char"
-    pred = predict(ckpt.model, ckpt.vocab.encode(tiny[1].text[:1000]))
-    loss = float(-np.log(pred["p_actual"][1:]).mean())
+    ids = torch.as_tensor(ckpt.vocab.encode(tiny[1].text[:1000]))
+    with torch.no_grad():
+        loss = float(torch.nn.functional.cross_entropy(ckpt.model(ids[None, :-1])[0][0], ids[1:]))
     assert card["loss on the shown excerpt"].startswith(f"{loss:.4f} nats/char")
     assert report.charts["loss"].to_dict()["mark"]["type"] == "line"
 
@@ -259,11 +261,77 @@ def test_without_features_or_units_shows_the_most_variable_units(tiny):
     assert rep.sections[5]["charts"] == []                       # nothing to compare without labels
 
 
+def test_one_pass_gives_what_separate_passes_give(wp_small, warpeace):
+    """Values, saturation, guesses and the most variable units from one traced pass over 2,500
+    characters (3 chunks) equal those of record(), the gates, one softmax and most_variable_units."""
+    model, ids = wp_small.model, wp_small.vocab.encode(warpeace[10_000:12_500])
+    units = [Unit(1, "c", 7), Unit(0, "h", 3), Unit(1, "gate_f", 9)]
+    ex = read_excerpt(model, ids, units, n_variable=4)
+    rec = record(model, ids, ("h", "c", "gates"))
+    for u in units + ex.variable:
+        want = rec[u.quantity][:, u.index]
+        np.testing.assert_allclose(ex.values[u.id], want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert ex.variable == most_variable_units(model, ids, n=4)
+    row = ex.saturation[(ex.saturation.layer == 0) & (ex.saturation.gate == "i")].sort_values("unit")
+    np.testing.assert_allclose(row["left"], (rec["rnn.l0.gate_i"] < 0.1).mean(0))
+    np.testing.assert_allclose(row["right"], (rec["rnn.l0.gate_i"] > 0.9).mean(0))
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.as_tensor(ids)[None])[0][0], -1).numpy()     # [N, V]
+    np.testing.assert_allclose(ex.pred["top_p"], -np.sort(-probs, axis=1)[:, :5], atol=1e-5)
+    np.testing.assert_allclose(ex.pred["p_actual"][1:], probs[np.arange(len(ids) - 1), ids[1:]], atol=1e-5)
+
+
+@pytest.mark.parametrize("ranked", [True, False], ids=["ranking", "most-variable"])
+@pytest.mark.parametrize("live", [False, True], ids=["static", "live"])
+def test_a_report_reads_its_excerpt_once(tiny, recurrence_steps, ranked, live):
+    ckpt, span, features, result = tiny
+    n = 2400                                                     # three chunks of read_excerpt
+    steps = recurrence_steps(ckpt.model)
+    rep = build_report(ckpt, span, result if ranked else None, features if ranked else None, max_chars=n, live=live)
+    assert steps.steps == n and steps.calls == 3
+    assert len(page_data(rep.html)["units"]) == (10 if ranked else 5)
+
+
+def test_the_most_variable_units_are_refused_past_the_memory_cap(tiny, recurrence_steps, monkeypatch):
+    ckpt, span, _, _ = tiny
+    per_char = 4 * 16 * 4                                        # h and c of 2 layers of 16 units, float32
+    monkeypatch.setattr(excerpt_module, "MAX_KEPT_BYTES", 499 * per_char)
+    steps = recurrence_steps(ckpt.model)
+    with pytest.raises(UserError, match=r"^finding the most variable units .* at most 499 characters .* \(got 500\)"
+                       r"; lower max_chars or name units$") as e:
+        build_report(ckpt, span, max_chars=500)
+    assert e.value.param == "max_chars" and steps.steps == 0
+    build_report(ckpt, span, max_chars=499)
+    build_report(ckpt, span, units=["l0.c.1"], max_chars=500)    # units given: nothing to keep
+
+
+def test_settings_come_from_a_config_or_overrides(tiny):
+    ckpt, span, features, result = tiny
+    cfg = ReportConfig(units=["l0.c.3", "l1.h.0"], max_chars=300)
+    assert cfg.units == ("l0.c.3", "l1.h.0")
+    a = build_report(ckpt, span, None, None, cfg)
+    b = build_report(ckpt, span, None, None, units=["l0.c.3", "l1.h.0"], max_chars=300)
+    assert page_data(a.html)["units"] == page_data(b.html)["units"] and len(page_data(a.html)["text"]) == 300
+    assert len(page_data(build_report(ckpt, span, None, None, cfg, max_chars=200).html)["text"]) == 200
+    with pytest.raises(UserError, match=r"^'max_char' is not a setting of ReportConfig; its settings: units, "):
+        build_report(ckpt, span, max_char=200)
+    for bad, msg in [({"max_chars": 0}, "max_chars must be >= 1, got 0"), ({"n_units": 0}, "n_units must be >= 1"),
+                     ({"units": "l0.c.3"}, "a list of unit ids")]:
+        with pytest.raises(UserError, match=msg):
+            ReportConfig(**bad)
+
+
+def test_a_plain_string_is_reported_from_character_0(tiny):
+    ckpt, span, _, _ = tiny
+    rep = build_report(ckpt, span.text, units=["l0.h.1"], max_chars=100)
+    assert rep.subtitle[0] == "<text>, characters 0 to 100" and page_data(rep.html)["start"] == 0
+
+
 def test_distribution_fractions_sum_to_one_per_group(tiny):
     ckpt, span, features, _ = tiny
     lab = features["in_quote"][:600]
     u = Unit(1, "c", 2)
-    values, _ = record_units(ckpt.model, ckpt.vocab.encode(span.text[:600]), [u])
+    values = read_excerpt(ckpt.model, ckpt.vocab.encode(span.text[:600]), [u]).values
     spec = distribution_chart("in_quote", "binary", lab, values, [u]).to_dict()
     df = pd.DataFrame(next(iter(spec["datasets"].values())))
     sums = df.groupby("group")["fraction"].sum()
@@ -434,13 +502,12 @@ def test_report_command_bad_input_is_one_line_and_keeps_old_output(tiny_files):
 def test_explanations_section_gives_each_shown_unit_its_best_formula(tiny):
     """The section's rows are explain_values on the shown units' values (tanh(c) for cell states)."""
     from neuroscope.explain import explain_values
-    from neuroscope.report._excerpt import record_units
     ckpt, span, features, result = tiny
     n = min(len(span.text), 3000)
     rep = build_report(ckpt, span, result, features, max_chars=n)
     section = next(s for s in rep.sections if s["id"] == "explanations")
     units = [parse_unit(u, ckpt.config) for u in page_data(rep.html)["units"]]
-    values, _ = record_units(ckpt.model, ckpt.vocab.encode(span.text[:n]), units, gates=False)
+    values = read_excerpt(ckpt.model, ckpt.vocab.encode(span.text[:n]), units).values
     live = [u for u in units if np.ptp(values[u.id]) > 0]
     V = np.stack([np.tanh(values[u.id]) if u.squash else values[u.id] for u in live], 1)
     best = explain_values(V, span.text[:n], [u.id for u in live]).query("rank == 1")

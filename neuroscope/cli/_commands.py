@@ -363,7 +363,7 @@ cli.add_command(explain_cmd)
 @feature_options
 @click.option("--unit", "units", multiple=True, metavar="UNIT",
               help="Unit to colour the text by, e.g. l2.c.323 (repeatable; default: each feature's top units).")
-@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--top", "n_units", type=click.IntRange(min=1), default=5, show_default=True,
               help="Top units per feature in the unit picker.")
 @click.option("--max-chars", type=int, default=5000, show_default=True,
               help="Characters shown; a longer span is truncated, with a note.")
@@ -375,8 +375,7 @@ cli.add_command(explain_cmd)
 @click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top, max_chars, null, match_span, live,
-               live_force, out, force):
+def report_cmd(ckpt, text_path, split, start, chars, feature_request, out, force, **settings):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -385,36 +384,12 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, units, top
 
     Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
     """
-    from ..checkpoint import choose_text, load_checkpoint
-    from ..features import resolve
-    from ..files import check_output
-    from ..names import parse_unit
-    from ..report import build_report
-    if max_chars < 1:                     # fail before the slow part
-        raise UserError(f"max_chars must be >= 1, got {max_chars}", param="max_chars")
-    if os.path.isdir(out):
-        raise UserError(f"{out} is a directory; give a file name such as report.html")
-    c = load_checkpoint(ckpt)
-    for u in units:
-        parse_unit(u, c.config)
-    if live:
-        from ..report._live import check_live
-        check_live(c.model, live_force)
-    check_output(out, "html", force, inputs=[ckpt, text_path])
-    span = choose_text(c, text_path, split, start, chars)
-    labels = resolve(span.text, offset=span.start, **feature_request)
-    matched = None
-    if match_span:
-        from ..match import match
-        matched = match(c, span.text, match_span, progress=True)
-    result = None
-    if labels:
-        from ..probe import probe
-        result = probe(c, span.text, labels, null=null, progress=True)
-    report = build_report(c, span, result, labels, units=list(units) or None, max_chars=max_chars,
-                          n_units=top, progress=True, live=live, live_force=live_force, match=matched)
-    click.echo(report.save(out, force=force, inputs=[ckpt, text_path]))
-    if live:
+    from ..report import write_report
+    # settings: units, n_units, max_chars, live, live_force (ReportConfig's names), null, match_span
+    report = write_report(ckpt, out, {"text_path": text_path, "split": split, "start": start, "chars": chars},
+                          feature_request, force=force, progress=True, **settings)
+    click.echo(out)
+    if settings["live"]:
         click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "
                    f"{len(report.data['live']['weights']) / 1e6:.2f} MB", err=True)
 

@@ -8,17 +8,18 @@ import altair as alt
 import numpy as np
 
 from .. import files
+from ..checkpoint import TextSpan
+from ..config import configured
 from ..errors import UserError
 from ..features import kind_of
 from ..names import Unit, parse_unit
-from ..record import most_variable_units
-from ._excerpt import predict, record_units
+from ._config import ReportConfig
+from ._excerpt import Excerpt, read_excerpt
 from ._live import LIVE_JS, check_live, live_payload, live_section
 from ._page import iframe, render_page
 from ._sections import (distribution_section, explain_section, gates_section, match_section, model_section,
                         predictions_section, ranking_section, samples_section, subtitle, units_section)
 
-N_UNITS = 5        # units per feature in the unit picker
 PAGE = 400         # characters per page of the guesses grid
 
 
@@ -26,10 +27,11 @@ PAGE = 400         # characters per page of the guesses grid
 class Report:
     """A report as plain data (sections, script data, altair charts); `html` renders it.
 
-    sections: dicts that neuroscope.page renders by their "kind" (see neuroscope.sections);
+    sections: dicts that _page renders by their "kind" (see _sections): plain data, except kind "html",
+        whose fragment its section function wrote (explanations, match);
     data: what the page's script reads (the excerpt, unit values, labels, predictions);
     charts: chart id -> altair chart, for the sections that name them;
-    scripts: more inline scripts the page runs after its own (the live section's, see neuroscope.live).
+    scripts: more inline scripts the page runs after its own (the live section's, see _live).
     """
 
     title: str
@@ -75,32 +77,36 @@ def _chart_ids(section: dict) -> list[str]:
 
 
 def _check(span, features: dict, max_chars: int) -> None:
-    if max_chars < 1:
-        raise UserError(f"max_chars must be >= 1, got {max_chars}", param="max_chars")
     for name, lab in features.items():
         if len(lab) != len(span.text):
             raise UserError(f"labels of feature {name!r} cover {len(lab)} characters, the text {len(span.text)}",
                             param="features")
     if min(len(span.text), max_chars) < 2:
-        raise UserError("the text to report on needs at least 2 characters", param="span")
+        raise UserError("the text to report on needs at least 2 characters")
 
 
-def _panels(model, ids, result, ranked: list[str], features: list[str], kinds: dict, units: list[Unit] | None,
-            n_units: int, progress: bool) -> list[dict]:
-    """One unit picker per feature (ranked ones first), or one without a feature: its units and why."""
-    fallback = None
+def _panels(model_config, result, ranked: list[str], features: list[str], kinds: dict,
+            cfg: ReportConfig) -> list[dict]:
+    """One unit picker per feature (ranked ones first), or one without a feature: its units and why.
+    A panel with neither units asked for nor a ranking gets units None, for the excerpt's most
+    variable units: read_excerpt finds them, and build_report puts them in."""
+    n = cfg.n_units
     panels = []
     for i, f in enumerate(list(dict.fromkeys(ranked + features)) or [None]):
-        if units:
-            us, why = units, "the units asked for"
+        if cfg.units:
+            us, why = [parse_unit(u, model_config) for u in cfg.units], "the units asked for"
         elif f in ranked:
-            us = [parse_unit(u, model.config) for u in result.top_units(f, n_units)]
-            why = f"the top {n_units} units for {f} by |r|"
+            us = [parse_unit(u, model_config) for u in result.top_units(f, n)]
+            why = f"the top {n} units for {f} by |r|"
         else:
-            fallback = fallback or most_variable_units(model, ids, n_units, progress=progress)
-            us, why = fallback, f"the {n_units} most variable units on this excerpt (no ranking given)"
+            us, why = None, f"the {n} most variable units on this excerpt (no ranking given)"
         panels.append({"id": f"p{i}", "feature": f, "kind": kinds.get(f), "units": us, "why": why})
     return panels
+
+
+def _shown_units(panels: list[dict]) -> list[Unit]:
+    """Every unit some panel shows, once, in panel order."""
+    return list(dict.fromkeys(u for p in panels for u in p["units"] or ()))
 
 
 def _compact(v: np.ndarray, digits: int) -> list[float]:
@@ -127,53 +133,61 @@ def _page_data(text: str, start: int, vocab, units: list[Unit], values: dict, la
     }
 
 
-def build_report(ckpt, span, result=None, features: dict[str, np.ndarray] | None = None,
-                 units: list[str] | None = None, max_chars: int = 5000, n_units: int = N_UNITS,
-                 progress: bool = False, live: bool = False, live_force: bool = False, match=None) -> Report:
-    """Everything the report shows, as plain data, for the first max_chars characters of span.
-
-    ckpt: a Checkpoint; span: a TextSpan (span.text, span.start, span.source); result: a
-    ProbeResult (its ranking, top-k curve and top units) or None; features: {name: labels
-    [len(span.text)]} (uint8 0/1 or int counts); units: unit ids to show ("l2.c.323"), by
-    default each feature's top n_units of the ranking, or the most variable units without one.
-    live: carry the model's weights and run it in the page (neuroscope.live; UserError for a model
-    the page cannot run, or a bigger one than neuroscope.live.MAX_LIVE_WEIGHTS without live_force).
-    match: a neuroscope.match result to show as a section (its hits marked in their context), or None.
-    """
-    features = dict(features or {})
-    _check(span, features, max_chars)
-    model, vocab, cfg = ckpt.model, ckpt.vocab, ckpt.config
-    if live:
-        check_live(model, live_force)                    # before the slow part
-    text = span.text[:max_chars]
-    n = len(text)
-    ids = vocab.encode(text)
-    labels = {k: np.asarray(v)[:n] for k, v in features.items()}
-    kinds = {k: kind_of(v) for k, v in features.items()}
-    ranking = getattr(result, "ranking", None)
-    ranked = list(dict.fromkeys(ranking["feature"])) if ranking is not None and len(ranking) else []
-    chosen = [parse_unit(u, cfg) for u in units] if units else None
-    panels = _panels(model, ids, result, ranked, list(labels), kinds, chosen, n_units, progress)
-    all_units = list(dict.fromkeys(u for p in panels for u in p["units"]))
-    values, saturation = record_units(model, ids, all_units, progress=progress)
-    pred = predict(model, ids)
-
-    payload = live_payload(ckpt, live_force) if live else None
+def _sections(ckpt, text: str, result, ranked: list[str], panels: list[dict], labels: dict, excerpt: Excerpt,
+              payload: dict | None, match) -> tuple[list[dict], dict]:
+    """Every section in page order, numbered, and the charts they name (payload: the live page's, or None)."""
+    cfg, n, units = ckpt.config, len(text), _shown_units(panels)
     sections, charts = [], {}
-    for section, its_charts in (model_section(ckpt, pred, n), samples_section(ckpt),
+    for section, its_charts in (model_section(ckpt, excerpt.pred, n), samples_section(ckpt),
                                 ranking_section(result, ranked, panels, cfg.num_layers),
-                                units_section(panels, result, ranked), explain_section(all_units, values, text),
-                                predictions_section(pred),
-                                live_section(payload, panels, text) if live else (None, {}),
-                                distribution_section(panels, labels, values), gates_section(cfg, saturation, n),
+                                units_section(panels, result, ranked), explain_section(units, excerpt.values, text),
+                                predictions_section(excerpt.pred),
+                                live_section(payload, panels, text) if payload is not None else (None, {}),
+                                distribution_section(panels, labels, excerpt.values),
+                                gates_section(cfg, excerpt.saturation, n),
                                 match_section(match) if match is not None else (None, {})):
         if section is None:
             continue
         section["number"] = len(sections) + 1
         sections.append(section)
         charts.update(its_charts)
-    data = _page_data(text, span.start, vocab, all_units, values, labels, panels, pred)
-    if live:
+    return sections, charts
+
+
+def build_report(ckpt, text, result=None, features: dict[str, np.ndarray] | None = None,
+                 config: ReportConfig | None = None, **overrides) -> Report:
+    """Everything the report shows, as plain data, for the first config.max_chars characters of text.
+
+    ckpt: a Checkpoint; text: a TextSpan (text, start, source) or a str (start 0, source "<text>");
+    result: a ProbeResult (its ranking, top-k curve and top units) or None; features: {name: labels
+    [len(text)]} (uint8 0/1 or int counts); config: a ReportConfig, overrides: any of its fields by
+    name, e.g. build_report(ckpt, span, result, features, max_chars=2000, live=True); ReportConfig
+    documents each. The shown characters are read by the model once (read_excerpt). Raises UserError,
+    before that pass, for an unknown setting, labels of the wrong length, a unit that does not exist,
+    a text under 2 characters and (with live) a model the page cannot run.
+    """
+    cfg = configured(ReportConfig, config, overrides)
+    span = text if isinstance(text, TextSpan) else TextSpan(text, 0, "<text>")
+    features = dict(features or {})
+    _check(span, features, cfg.max_chars)
+    model, vocab = ckpt.model, ckpt.vocab
+    if cfg.live:
+        check_live(model, cfg.live_force)
+    shown_text = span.text[:cfg.max_chars]
+    labels = {k: np.asarray(v)[:len(shown_text)] for k, v in features.items()}
+    ranking = getattr(result, "ranking", None)
+    ranked = list(dict.fromkeys(ranking["feature"])) if ranking is not None and len(ranking) else []
+    panels = _panels(ckpt.config, result, ranked, list(labels), {k: kind_of(v) for k, v in labels.items()}, cfg)
+    n_variable = cfg.n_units if any(p["units"] is None for p in panels) else 0
+    excerpt = read_excerpt(model, vocab.encode(shown_text), _shown_units(panels), n_variable, progress=cfg.progress)
+    for p in panels:
+        p["units"] = excerpt.variable if p["units"] is None else p["units"]
+    payload = live_payload(ckpt, cfg.live_force) if cfg.live else None
+    sections, charts = _sections(ckpt, shown_text, result, ranked, panels, labels, excerpt, payload, cfg.match)
+    data = _page_data(shown_text, span.start, vocab, _shown_units(panels), excerpt.values, labels, panels,
+                      excerpt.pred)
+    if payload is not None:
         data["live"] = payload
-    return Report(title=f"neuroscope report: {ckpt.name}", subtitle=subtitle(span, n, vocab, result is not None),
-                  sections=sections, data=data, charts=charts, scripts=[LIVE_JS] if live else [])
+    return Report(title=f"neuroscope report: {ckpt.name}",
+                  subtitle=subtitle(span, len(shown_text), vocab, result is not None),
+                  sections=sections, data=data, charts=charts, scripts=[LIVE_JS] if payload is not None else [])

@@ -13,20 +13,21 @@ import numpy as np
 import pandas as pd
 
 from ..names import Unit
-from ..stats import tanh_
+from ..stats import shown
 from ._excerpt import SATURATED
 
 GATE_NAMES = {"f": "forget gate", "i": "input gate", "o": "output gate", "r": "reset gate", "z": "update gate"}
-SHOWN = "tanh c / h"          # the axis title of a unit's shown value
+SHOWN_AXIS = "shown value"    # axis title of a unit's shown value (stats.SHOWN, spelled out in each chart's caption)
+SHOWN_RANGE = (-1.0, 1.0)     # the scale of a shown value: the page's colours (blue to green) and these axes
 
 
 def _layer_colour(num_layers: int) -> alt.Color:
     return alt.Color("layer:N", title="layer", scale=alt.Scale(domain=[str(i) for i in range(num_layers)]))
 
 
-def _shown(unit: Unit, values: np.ndarray) -> np.ndarray:
-    """What the colours show, in [-1, 1]: tanh(c) for cell states, the value itself otherwise."""
-    return tanh_(np.array(values, dtype=np.float32)) if unit.squash else np.clip(values, -1.0, 1.0)
+def clip_to_scale(v: np.ndarray) -> np.ndarray:
+    """Shown values clipped to SHOWN_RANGE: one outside it (h of a ReLU RNN) counts as the scale's end."""
+    return np.clip(v, *SHOWN_RANGE)
 
 
 def loss_chart(curve: list[dict]) -> alt.Chart | None:
@@ -71,7 +72,7 @@ def topk_chart(topk: pd.DataFrame | None) -> alt.Chart | None:
 
 def _binary_frame(feature: str, labels: np.ndarray, v: np.ndarray, unit_id: str) -> list[pd.DataFrame]:
     """Histogram (fractions) of v inside and outside a binary feature."""
-    edges = np.linspace(-1, 1, 41)
+    edges = np.linspace(*SHOWN_RANGE, 41)
     out = []
     for name, mask in ((f"inside {feature}", labels == 1), (f"outside {feature}", labels == 0)):
         if mask.sum() == 0:
@@ -101,20 +102,21 @@ def distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict
     count: median and quartiles of the shown value against the count."""
     frames = []
     for u in units:
-        v = _shown(u, values[u.id])
+        v = clip_to_scale(shown(np.asarray(values[u.id], dtype=np.float32), u.squash))
         frames += _binary_frame(feature, labels, v, u.id) if kind == "binary" else [_count_frame(labels, v, u.id)]
     if not frames:
         return None
     data = pd.concat(frames, ignore_index=True)
     if kind == "binary":
         base = alt.Chart(data).mark_area(interpolate="step-after", opacity=0.55).encode(
-            x=alt.X("value:Q", title=SHOWN, scale=alt.Scale(domain=[-1, 1])),
+            x=alt.X("value:Q", title=SHOWN_AXIS, scale=alt.Scale(domain=list(SHOWN_RANGE))),
             y=alt.Y("fraction:Q", title="fraction", stack=None),
             color=alt.Color("group:N", title=None, scale=alt.Scale(range=["#e6550d", "#6b7a8f"])),
             tooltip=["group", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("fraction:Q", format=".3f")])
     else:
         band = alt.Chart().mark_area(opacity=0.3, color="#1a9850").encode(
-            x=alt.X("count:Q", title=feature), y=alt.Y("q25:Q", title=SHOWN, scale=alt.Scale(domain=[-1, 1])),
+            x=alt.X("count:Q", title=feature),
+            y=alt.Y("q25:Q", title=SHOWN_AXIS, scale=alt.Scale(domain=list(SHOWN_RANGE))),
             y2="q75:Q")
         line = alt.Chart().mark_line(point=True, color="#1a9850").encode(
             x="count:Q", y="median:Q", tooltip=["count", "n", alt.Tooltip("median:Q", format=".3f")])

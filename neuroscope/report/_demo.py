@@ -55,7 +55,7 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, s
     2 CPU cores). corpus_chars, probe_chars and max_chars (characters shown in the report) are
     there to make a quick check quicker; the defaults are the demo. The files of an earlier demo in
     `out` are replaced only with force (checked before training). live: the report runs the model
-    in its page (neuroscope.live; the 2 x 128 model adds under 1 MB).
+    in its page (docs/live.md; the 2 x 128 model adds under 1 MB).
     """
     t0 = time.monotonic()
     out = os.fspath(out)

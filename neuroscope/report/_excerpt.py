@@ -1,25 +1,40 @@
-"""The numbers a report reads off its excerpt: unit values, gate saturation, the model's guesses.
+"""The numbers a report reads off its excerpt, all from one pass: unit values, gate saturation, guesses.
 
-    >>> values, saturation = record_units(model, ids, [Unit(2, "c", 323)])
-    >>> values["l2.c.323"]                          # float32 [len(ids)]
-    >>> pred = predict(model, ids)                  # top_ids, top_p [N, k], p_actual [N]
+    >>> ex = read_excerpt(model, ids, [Unit(2, "c", 323)])
+    >>> ex.values["l2.c.323"]                  # float32 [len(ids)]: c itself (the page shows tanh(c))
+    >>> ex.saturation                          # one row per (layer, gate, unit): columns left, right
+    >>> ex.pred["top_ids"], ex.pred["p_actual"]                     # [N, k] guesses, [N] p of the actual character
+    >>> read_excerpt(model, ids, [], n_variable=5).variable         # the 5 most variable units, values kept too
 
-Each reads the excerpt once, as one stream from a zero state, chunk by chunk, and keeps only what
-the report shows (selected columns, per-unit counts), so memory stays bounded by the excerpt.
+The excerpt is read once, as one exact stream from a zero state, chunk by chunk with the state
+carried (neuroscope.evaluate.iter_logits): the model's own forward runs inside a neuroscope.hooks.Trace,
+so the states the report shows are recorded while the model computes the logits of its guesses.
+
+Memory: after each chunk only what the report shows is kept (the asked units' columns, per-unit
+gate counts, k guesses per character). Finding the most variable units is the exception, since the
+winners are known only when the pass ends: it keeps per-unit float64 sums of the shown value
+(stats.shown) for the variance, as neuroscope.record.most_variable_units does, and every h and c of
+the excerpt as float32 (float16 would move the values the page prints at 4 significant digits, and
+c reaches thousands), at most MAX_KEPT_BYTES; check_kept refuses a longer excerpt before the pass.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import UserError
 from ..evaluate import iter_logits
-from ..names import Unit, gate_state, parse_quantity, quantity_name, squashes
-from ..record import iter_states
-from ..stats import tanh_
+from ..hooks import HookError, Trace
+from ..names import Unit, gate_state, parse_quantity, quantity_name, squashes, state_names
+from ..stats import shown
 
 TOP_K = 5                  # guesses kept per character
 SATURATED = (0.1, 0.9)     # a gate is left-/right-saturated below / above these (Karpathy et al. 2015)
+CHUNK = 1024               # characters per forward: the recording of one chunk is what memory holds at once
+MAX_KEPT_BYTES = 512 << 20 # every h and c of the excerpt, kept to find the most variable units (float32)
 
 
 def saturation_gates(cell: str) -> tuple[str, ...]:
@@ -27,54 +42,145 @@ def saturation_gates(cell: str) -> tuple[str, ...]:
     return {"lstm": ("f", "i", "o"), "gru": ("r", "z")}.get(cell, ())
 
 
-@torch.no_grad()
-def record_units(model, ids: np.ndarray, units: list[Unit], gates: bool = True, chunk: int = 1024,
-                 progress: bool = False) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """One pass over ids: the selected units' values and the gates' saturation.
+def kept_chars(config) -> int:
+    """How many characters of every h and c of this model fit in MAX_KEPT_BYTES as float32."""
+    return MAX_KEPT_BYTES // (4 * config.hidden_size * len(state_names(config, ("h", "c"))))
 
-    Returns ({unit id: float32 [len(ids)]}, DataFrame with one row per (layer, gate, unit) and
-    columns left, right: the fraction of characters where the gate was < 0.1, > 0.9).
-    Only the selected columns and per-unit counts are kept, never [len(ids), H] per chunk.
-    """
-    cfg = model.config
-    sat = saturation_gates(cfg.cell) if gates else ()
-    gate_keys = [(layer, g, quantity_name(layer, gate_state(g))) for layer in range(cfg.num_layers) for g in sat]
-    states = sorted({u.state for u in units} | {gate_state(g) for g in sat})
-    cols: dict[str, list[np.ndarray]] = {u.id: [] for u in units}
-    left = {name: np.zeros(cfg.hidden_size) for _, _, name in gate_keys}
-    right = {name: np.zeros(cfg.hidden_size) for _, _, name in gate_keys}
-    for _, acts in iter_states(model, ids, states=tuple(states), chunk=chunk, progress=progress):
-        for u in units:
-            cols[u.id].append(np.asarray(acts[u.quantity][:, u.index], dtype=np.float32))
-        for _, _, name in gate_keys:
+
+def check_kept(n: int, config) -> None:
+    """Refuse, before the pass, an excerpt too long to keep every h and c of (see the module docstring)."""
+    limit = kept_chars(config)
+    if n > limit:
+        raise UserError(f"finding the most variable units keeps every h and c of the excerpt: at most {limit:,} "
+                        f"characters of this model (got {n:,}); lower max_chars or name units", param="max_chars")
+
+
+@dataclass
+class Excerpt:
+    """What one pass over an excerpt of N characters gives (read_excerpt)."""
+
+    values: dict[str, np.ndarray]   # unit id -> float32 [N], the raw value: the units asked for, then `variable`
+    saturation: pd.DataFrame        # one row per (layer, gate, unit); left, right: fraction of characters < 0.1, > 0.9
+    pred: dict[str, np.ndarray]     # top_ids int [N, k], top_p [N, k]: guesses for character t+1 after
+                                    # reading ids[:t+1]; p_actual [N]: the probability given to ids[t]
+                                    # before reading it (NaN at t = 0)
+    variable: list[Unit]            # the n_variable most variable units, most variable first
+
+
+class _Columns:
+    """The asked units' values, column by column."""
+
+    def __init__(self, units: list[Unit]):
+        self.units, self.parts = units, {u.id: [] for u in units}
+
+    def add(self, acts: dict[str, np.ndarray]) -> None:
+        for u in self.units:
+            self.parts[u.id].append(np.array(acts[u.quantity][:, u.index], dtype=np.float32))
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v) for k, v in self.parts.items()}
+
+
+class _Saturation:
+    """Per gate unit, how many characters it was below / above SATURATED."""
+
+    def __init__(self, config):
+        self.H = config.hidden_size
+        self.keys = [(layer, g, quantity_name(layer, gate_state(g)))
+                     for layer in range(config.num_layers) for g in saturation_gates(config.cell)]
+        self.left = {name: np.zeros(self.H) for *_, name in self.keys}
+        self.right = {name: np.zeros(self.H) for *_, name in self.keys}
+
+    def add(self, acts: dict[str, np.ndarray]) -> None:
+        for *_, name in self.keys:
             g = acts[name]
-            left[name] += (g < SATURATED[0]).sum(0)
-            right[name] += (g > SATURATED[1]).sum(0)
-    values = {k: np.concatenate(v) for k, v in cols.items()}
-    rows = [pd.DataFrame({"layer": layer, "gate": g, "unit": np.arange(cfg.hidden_size),
-                          "left": left[name] / len(ids), "right": right[name] / len(ids)})
-            for layer, g, name in gate_keys]
-    saturation = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
-        columns=["layer", "gate", "unit", "left", "right"])
-    return values, saturation
+            self.left[name] += (g < SATURATED[0]).sum(0)
+            self.right[name] += (g > SATURATED[1]).sum(0)
+
+    def frame(self, n: int) -> pd.DataFrame:
+        """The fractions over the n characters read."""
+        rows = [pd.DataFrame({"layer": layer, "gate": g, "unit": np.arange(self.H),
+                              "left": self.left[name] / n, "right": self.right[name] / n})
+                for layer, g, name in self.keys]
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+            columns=["layer", "gate", "unit", "left", "right"])
+
+
+class _Variable:
+    """Every h and c of the excerpt (float32) and float64 sums of their shown values, for the variance."""
+
+    def __init__(self, config):
+        self.names = state_names(config, ("h", "c"))       # recording order: the order that breaks ties
+        self.H = config.hidden_size
+        self.blocks = {name: [] for name in self.names}
+        self.s1 = {name: 0.0 for name in self.names}
+        self.s2 = {name: 0.0 for name in self.names}
+
+    def add(self, acts: dict[str, np.ndarray]) -> None:
+        for name in self.names:
+            raw = np.array(acts[name], dtype=np.float32)   # a copy: not a view into the chunk's buffers
+            self.blocks[name].append(raw)
+            v = shown(raw, squashes(name))
+            self.s1[name] = self.s1[name] + v.sum(0, dtype=np.float64)
+            self.s2[name] = self.s2[name] + (v.astype(np.float64) ** 2).sum(0)
+
+    def top(self, n: int, chars: int) -> tuple[list[Unit], dict[str, np.ndarray]]:
+        """The n units whose shown value varies most over the `chars` characters read (ties in recording
+        order), and their raw values."""
+        variance = np.concatenate([self.s2[k] / chars - (self.s1[k] / chars) ** 2 for k in self.names])
+        units = [parse_quantity(self.names[i // self.H]).unit(i % self.H)
+                 for i in np.argsort(-variance, kind="stable")[:n]]
+        return units, {u.id: np.concatenate([b[:, u.index] for b in self.blocks[u.quantity]]) for u in units}
+
+
+class _Guesses:
+    """The model's top k guesses after each character, and the probability it gave each actual one."""
+
+    def __init__(self, x: torch.Tensor, k: int):
+        self.x, self.k = x, k                                  # x: the excerpt's ids [N]
+        self.top_ids, self.top_p, self.p_actual = [], [], [np.array([np.nan])]
+
+    def add(self, s: int, logits: torch.Tensor) -> None:
+        probs = torch.softmax(logits[0], dim=-1)                                # [T, V]
+        p, i = probs.topk(min(self.k, probs.shape[1]), dim=-1)
+        self.top_ids.append(i.cpu().numpy())
+        self.top_p.append(p.cpu().numpy())
+        nxt = self.x[s + 1:s + 1 + probs.shape[0]]                              # the characters that came next
+        self.p_actual.append(probs[torch.arange(len(nxt), device=probs.device), nxt].cpu().numpy())
+
+    def pred(self) -> dict[str, np.ndarray]:
+        return {"top_ids": np.concatenate(self.top_ids), "top_p": np.concatenate(self.top_p),
+                "p_actual": np.concatenate(self.p_actual)[:len(self.x)]}
 
 
 @torch.no_grad()
-def predict(model, ids: np.ndarray, k: int = TOP_K, chunk: int = 2048) -> dict[str, np.ndarray]:
-    """The model's guesses over a span read as one stream from a zero state.
+def read_excerpt(model, ids: np.ndarray, units: list[Unit], n_variable: int = 0, k: int = TOP_K,
+                 chunk: int = CHUNK, progress: bool = False) -> Excerpt:
+    """One pass over ids (int64 [N], one stream from a zero state): the values of `units`, the gates'
+    saturation, the model's top k guesses and, with n_variable > 0, the n_variable units (h and c of
+    every layer) whose shown value varies most, with their values (UserError past check_kept)."""
+    cfg = model.config
+    if n_variable:
+        check_kept(len(ids), cfg)
+    columns, saturation, variable = _Columns(units), _Saturation(cfg), _Variable(cfg) if n_variable else None
+    parts = [columns, saturation] + ([variable] if variable else [])
+    names = list(dict.fromkeys([u.quantity for u in units] + [name for *_, name in saturation.keys]
+                               + (variable.names if variable else [])))
+    x = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=next(model.parameters()).device)   # [N]
+    guesses, traces, prepared = _Guesses(x, k), [], {}
 
-    Returns top_ids int [N, k] and top_p float [N, k] (guesses for character t+1 after reading
-    ids[:t+1]), and p_actual float [N] (the probability given to ids[t] before reading it; NaN at t=0).
-    """
-    device = next(model.parameters()).device
-    x = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=device)       # [N]
-    top_ids, top_p, p_actual = [], [], [np.array([np.nan])]
-    for s, logits in iter_logits(model, x[None], chunk):
-        probs = torch.softmax(logits[0], dim=-1)                                # [T, V]
-        p, i = probs.topk(min(k, probs.shape[1]), dim=-1)
-        top_ids.append(i.cpu().numpy())
-        top_p.append(p.cpu().numpy())
-        nxt = x[s + 1:s + 1 + probs.shape[0]]                                  # the characters that came next
-        p_actual.append(probs[torch.arange(len(nxt), device=device), nxt].cpu().numpy())
-    return {"top_ids": np.concatenate(top_ids), "top_p": np.concatenate(top_p),
-            "p_actual": np.concatenate(p_actual)[:len(ids)]}
+    def traced(s: int) -> Trace:                   # iter_logits runs each chunk's forward inside this
+        traces.append(Trace(model, names=names, prepared=prepared))
+        return traces[-1]
+    try:
+        for s, logits in iter_logits(model, x[None], chunk, progress, "report", context=traced):
+            trace = traces.pop()
+            acts = {name: trace[name][0].float().cpu().numpy() for name in names}     # [T, H] each
+            for part in parts:
+                part.add(acts)
+            guesses.add(s, logits)
+    except HookError as exc:
+        raise UserError(str(exc)) from None
+    chosen, chosen_values = variable.top(n_variable, len(ids)) if variable else ([], {})
+    return Excerpt(values={**columns.values(), **chosen_values}, saturation=saturation.frame(len(ids)),
+                   pred=guesses.pred(), variable=chosen)

@@ -1,12 +1,15 @@
-"""The report's sections as plain data: one function per section, each returning (section, charts).
+"""The report's sections: one function per section, each returning (section, charts).
 
     >>> section, charts = gates_section(config, saturation, n)
     >>> section["kind"], [c for c, _ in section["charts"]], list(charts)
     ('charts', ['gates'], ['gates'])
 
-A section is a dict with "id", "title", "kind" (the neuroscope.page macro that renders it), "notes"
-and the fields its kind needs; charts maps the chart ids a section names to altair charts.
-A panel (see neuroscope.report) is one unit picker: its feature, the feature's kind, its units and why.
+A section is a dict with "id", "title", "kind" (the _page macro that renders it), "notes" and the
+fields its kind needs; charts maps the chart ids a section names to altair charts. Most sections
+are plain data that their macro lays out. Two are of kind "html" and carry a ready fragment
+instead: explain_section and match_section write their tables and marked contexts here, escaping
+every piece of text they put in.
+A panel (see _build) is one unit picker: its feature, the feature's kind, its units and why.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pandas as pd
 
 from ..features import FEATURES
 from ..model import count_parameters
+from ..stats import SHOWN, shown
 from ._charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, topk_chart
 from ._excerpt import SATURATED
 
@@ -128,7 +132,7 @@ def ranking_section(result, ranked: list[str], panels: list[dict], num_layers: i
     meta = getattr(result, "meta", {}) or {}
     if meta.get("chars"):
         s["notes"].append(f"Ranked over {int(meta['chars']):,} characters; r is Pearson's correlation of each "
-                          "unit's shown value (h as is, tanh(c) for cell states) with the labels. Click a row "
+                          f"unit's shown value ({SHOWN}) with the labels. Click a row "
                           "to colour the text by that unit.")
     s["notes"] += [f"Probe note: {n}" for n in meta.get("notes", [])]
     topk = getattr(result, "topk", None)
@@ -160,7 +164,7 @@ def units_section(panels: list[dict], result, ranked: list[str]) -> tuple[dict, 
                    for u in p["units"]]
         title = f"Units for {p['feature']}" if p["feature"] is not None else "Selected units"
         out.append({"id": p["id"], "title": title, "feature": p["feature"], "kind": p["kind"], "options": options})
-    notes = ["Each character is coloured by the unit's value after reading it: tanh(c) for cell states, h as is. "
+    notes = [f"Each character is coloured by the unit's shown value after reading it ({SHOWN}). "
              "Hover for the value." + (" Picker: " + panels[0]["why"] + "." if panels else "")]
     return {"id": "units", "title": "Text coloured by unit", "kind": "units", "panels": out, "notes": notes}, {}
 
@@ -184,7 +188,7 @@ def distribution_section(panels: list[dict], labels: dict, values: dict) -> tupl
             continue
         charts[f"dist{i}"] = chart
         what = "inside vs outside" if p["kind"] == "binary" else "median and quartiles against"
-        s["charts"].append((f"dist{i}", f"Shown value (tanh c, h) {what} {f}, on the shown excerpt"))
+        s["charts"].append((f"dist{i}", f"Shown value ({SHOWN}) {what} {f}, on the shown excerpt"))
     if not s["charts"]:
         s["notes"].append("No feature labels given, so nothing to compare the activations with.")
     return s, charts
@@ -229,8 +233,9 @@ def match_section(result, number_of_hits: int = 20, title: str = "Match") -> tup
 def explain_section(units: list, values: dict[str, np.ndarray], text: str, title: str = "Explanations"
                     ) -> tuple[dict | None, dict]:
     """Per shown unit, the formula over features that best matches where it is on (neuroscope.explain:
-    chosen on the first 2/3 of the shown text, scored on the last 1/3), its simulation r and verdict;
-    (None, {}) when the text is too short for the two parts. Constant units are listed as such."""
+    chosen on the first 2/3 of the shown text, scored on the last 1/3), its simulation r and verdict,
+    and its contexts, as one HTML fragment (kind "html": escaped here); (None, {}) when the text is
+    too short for the two parts. Constant units are listed as such."""
     import html as h
 
     from ..errors import UserError
@@ -240,9 +245,9 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
         cfg.check(len(text))
     except UserError:
         return None, {}
-    shown = [u for u in units if np.ptp(values[u.id]) > 0]
-    V = np.stack([np.tanh(values[u.id]) if u.squash else values[u.id] for u in shown], 1) if shown else None
-    table = explain_values(V, text, [u.id for u in shown], cfg) if shown else pd.DataFrame(columns=["rank"])
+    varying = [u for u in units if np.ptp(values[u.id]) > 0]
+    V = np.stack([shown(values[u.id], u.squash) for u in varying], 1) if varying else None
+    table = explain_values(V, text, [u.id for u in varying], cfg) if varying else pd.DataFrame(columns=["rank"])
     best = table[table["rank"] == 1]
     rows = "".join(f"<tr><td>{h.escape(r.unit)}</td><td>{'high' if r.sign > 0 else 'low'} (q {r.quantile})</td>"
                    f"<td><code>{h.escape(r.formula)}</code></td><td>{_fmt(r.iou_heldout, '.3f')}</td>"
@@ -250,9 +255,9 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
                    f"<td><code>{h.escape(r.best_atom)}</code> ({_fmt(r.best_atom_iou_heldout, '.3f')})</td></tr>"
                    for r in best.itertuples())
     rows += "".join(f"<tr><td>{h.escape(u.id)}</td><td colspan=\"6\">constant on this text</td></tr>"
-                    for u in units if u not in shown)
+                    for u in units if u not in varying)
     signs = dict(zip(best["unit"], best["sign"]))
-    body_ctx = "".join(_contexts_html(u.id, V[:, j], text, int(signs[u.id])) for j, u in enumerate(shown))
+    body_ctx = "".join(_contexts_html(u.id, V[:, j], text, int(signs[u.id])) for j, u in enumerate(varying))
     body = ("<table><tr><th>unit</th><th>on where</th><th>best formula</th><th>held-out IoU</th>"
             "<th>simulation r</th><th>verdict</th><th>best single atom (held-out IoU)</th></tr>"
             f"{rows}</table>{body_ctx}")
@@ -265,7 +270,7 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
 
 
 def _contexts_html(uid: str, v: np.ndarray, text: str, sign: int) -> str:
-    """A unit's top, typical (10/50/90% quantiles) and random contexts (neuroscope.contexts), each
+    """A unit's top, typical (10/50/90% quantiles) and random contexts (neuroscope.explain.unit_contexts), each
     character after which the unit was read marked and coloured by its value (blue -1, green +1)."""
     import html as h
 
