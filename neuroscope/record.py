@@ -37,7 +37,7 @@ from .evaluate import iter_logits
 from .hooks import HookError, Trace
 from .names import (GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
                     squashes, state_names)
-from .stats import shown
+from .stats import Moments, shown
 
 OPS = ("zero", "clamp", "scale")
 
@@ -329,21 +329,6 @@ def zeroed_losses(model, ids: np.ndarray, unit_sets: Sequence[dict[str, Sequence
     return out
 
 
-class _Moments:
-    """Running float64 sums of shown values [n, H] per column, for each column's variance over a stream."""
-
-    def __init__(self):
-        self.n, self.s1, self.s2 = 0, 0.0, 0.0
-
-    def add(self, v: np.ndarray) -> None:
-        self.n += len(v)
-        self.s1 = self.s1 + v.sum(0, dtype=np.float64)
-        self.s2 = self.s2 + (v.astype(np.float64) ** 2).sum(0)
-
-    def variance(self) -> np.ndarray:
-        return self.s2 / self.n - (self.s1 / self.n) ** 2
-
-
 def every_unit(config, states: Iterable[str] | str = ("h", "c")) -> list[Unit]:
     """Every unit of the recorded quantities, in recording order (layer by layer, h before c)."""
     return [parse_quantity(name).unit(i) for name in recorded_names(config, states) for i in range(config.hidden_size)]
@@ -355,11 +340,11 @@ def most_variable_units(model, ids: np.ndarray, n: int = 5, chunk: int = 1024, p
     """The n units (h and c of every layer) whose shown value (stats.shown) varies most over ids, ties
     in recording order. streams, warmup: as iter_states (a variance over many characters barely feels
     the approximate states at the start of each piece)."""
-    moments: dict[str, _Moments] = {}
+    moments: dict[str, Moments] = {}
     for _, acts in iter_states(model, ids, states=("h", "c"), chunk=chunk, progress=progress, streams=streams,
                                warmup=warmup):
         for name, v in acts.items():
-            moments.setdefault(name, _Moments()).add(shown(np.array(v, np.float32), squashes(name), inplace=True))
+            moments.setdefault(name, Moments()).add(shown(np.array(v, np.float32), squashes(name), inplace=True))
     variance = np.concatenate([m.variance() for m in moments.values()])
     return [every_unit(model.config)[i] for i in np.argsort(-variance, kind="stable")[:n]]
 
@@ -375,7 +360,7 @@ def shown_values(model, ids: np.ndarray, units: list[Unit], streams: int | str =
     for j, u in enumerate(units):
         cols.setdefault(u.quantity, ([], []))[0].append(j)
         cols[u.quantity][1].append(u.index)
-    moments = {name: _Moments() for name in cols} if variance else {}
+    moments = {name: Moments() for name in cols} if variance else {}
     states = tuple(sorted({u.state for u in units}))
     for start, acts in iter_states(model, ids, states, streams=streams, warmup=warmup, progress=progress):
         for name, (js, idx) in cols.items():

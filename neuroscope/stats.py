@@ -187,6 +187,22 @@ def tanh_(x):
     return np.tanh(x, out=x)
 
 
+class Moments:
+    """Running float64 sums of values [n, H] per column, for each column's variance over a stream of blocks."""
+
+    def __init__(self):
+        self.n, self.s1, self.s2 = 0, 0.0, 0.0
+
+    def add(self, v: np.ndarray) -> None:
+        self.n += len(v)
+        self.s1 = self.s1 + v.sum(0, dtype=np.float64)
+        self.s2 = self.s2 + (v.astype(np.float64) ** 2).sum(0)
+
+    def variance(self) -> np.ndarray:
+        """float64 [H]: the population variance of each column."""
+        return self.s2 / self.n - (self.s1 / self.n) ** 2
+
+
 SHOWN = "h as is, tanh(c) for cell states"      # how every table, page and note names a unit's value
 
 

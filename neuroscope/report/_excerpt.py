@@ -15,11 +15,12 @@ gate counts, k guesses per character). Finding the most variable units is the ex
 winners are known only when the pass ends: it keeps per-unit float64 sums of the shown value
 (stats.shown) for the variance, as neuroscope.record.most_variable_units does, and every h and c of
 the excerpt as float32 (float16 would move the values the page prints at 4 significant digits, and
-c reaches thousands), at most MAX_KEPT_BYTES; check_kept refuses a longer excerpt before the pass.
+c reaches thousands), at most MAX_KEPT_BYTES. A longer excerpt takes a pass more: the variance pass
+of neuroscope.record.most_variable_units picks the units, then the one pass records them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ from ..errors import UserError
 from ..evaluate import iter_logits
 from ..hooks import HookError, Trace
 from ..names import Unit, gate_state, parse_quantity, quantity_name, squashes, state_names
-from ..stats import shown
+from ..record import most_variable_units
+from ..stats import Moments, shown
 
 TOP_K = 5                  # guesses kept per character
 SATURATED = (0.1, 0.9)     # a gate is left-/right-saturated below / above these (Karpathy et al. 2015)
@@ -45,14 +47,6 @@ def saturation_gates(cell: str) -> tuple[str, ...]:
 def kept_chars(config) -> int:
     """How many characters of every h and c of this model fit in MAX_KEPT_BYTES as float32."""
     return MAX_KEPT_BYTES // (4 * config.hidden_size * len(state_names(config, ("h", "c"))))
-
-
-def check_kept(n: int, config) -> None:
-    """Refuse, before the pass, an excerpt too long to keep every h and c of (see the module docstring)."""
-    limit = kept_chars(config)
-    if n > limit:
-        raise UserError(f"finding the most variable units keeps every h and c of the excerpt: at most {limit:,} "
-                        f"characters of this model (got {n:,}); lower max_chars or name units", param="max_chars")
 
 
 @dataclass
@@ -107,27 +101,24 @@ class _Saturation:
 
 
 class _Variable:
-    """Every h and c of the excerpt (float32) and float64 sums of their shown values, for the variance."""
+    """Every h and c of the excerpt (float32) and the moments of their shown values, for the variance."""
 
     def __init__(self, config):
         self.names = state_names(config, ("h", "c"))       # recording order: the order that breaks ties
         self.H = config.hidden_size
         self.blocks = {name: [] for name in self.names}
-        self.s1 = {name: 0.0 for name in self.names}
-        self.s2 = {name: 0.0 for name in self.names}
+        self.moments = {name: Moments() for name in self.names}
 
     def add(self, acts: dict[str, np.ndarray]) -> None:
         for name in self.names:
             raw = np.array(acts[name], dtype=np.float32)   # a copy: not a view into the chunk's buffers
             self.blocks[name].append(raw)
-            v = shown(raw, squashes(name))
-            self.s1[name] = self.s1[name] + v.sum(0, dtype=np.float64)
-            self.s2[name] = self.s2[name] + (v.astype(np.float64) ** 2).sum(0)
+            self.moments[name].add(shown(raw, squashes(name)))
 
-    def top(self, n: int, chars: int) -> tuple[list[Unit], dict[str, np.ndarray]]:
-        """The n units whose shown value varies most over the `chars` characters read (ties in recording
-        order), and their raw values."""
-        variance = np.concatenate([self.s2[k] / chars - (self.s1[k] / chars) ** 2 for k in self.names])
+    def top(self, n: int) -> tuple[list[Unit], dict[str, np.ndarray]]:
+        """The n units whose shown value varies most over the characters read (ties in recording order),
+        and their raw values."""
+        variance = np.concatenate([self.moments[k].variance() for k in self.names])
         units = [parse_quantity(self.names[i // self.H]).unit(i % self.H)
                  for i in np.argsort(-variance, kind="stable")[:n]]
         return units, {u.id: np.concatenate([b[:, u.index] for b in self.blocks[u.quantity]]) for u in units}
@@ -158,10 +149,12 @@ def read_excerpt(model, ids: np.ndarray, units: list[Unit], n_variable: int = 0,
                  chunk: int = CHUNK, progress: bool = False) -> Excerpt:
     """One pass over ids (int64 [N], one stream from a zero state): the values of `units`, the gates'
     saturation, the model's top k guesses and, with n_variable > 0, the n_variable units (h and c of
-    every layer) whose shown value varies most, with their values (UserError past check_kept)."""
+    every layer) whose shown value varies most, with their values (a variance pass first past kept_chars)."""
     cfg = model.config
-    if n_variable:
-        check_kept(len(ids), cfg)
+    if n_variable and len(ids) > kept_chars(cfg):          # too long to keep every h and c: pick them first
+        picked = most_variable_units(model, ids, n_variable, chunk=chunk, progress=progress)
+        return replace(read_excerpt(model, ids, list(dict.fromkeys(units + picked)), 0, k, chunk, progress),
+                       variable=picked)
     columns, saturation, variable = _Columns(units), _Saturation(cfg), _Variable(cfg) if n_variable else None
     parts = [columns, saturation] + ([variable] if variable else [])
     names = list(dict.fromkeys([u.quantity for u in units] + [name for *_, name in saturation.keys]
@@ -181,6 +174,6 @@ def read_excerpt(model, ids: np.ndarray, units: list[Unit], n_variable: int = 0,
             guesses.add(s, logits)
     except HookError as exc:
         raise UserError(str(exc)) from None
-    chosen, chosen_values = variable.top(n_variable, len(ids)) if variable else ([], {})
+    chosen, chosen_values = variable.top(n_variable) if variable else ([], {})
     return Excerpt(values={**columns.values(), **chosen_values}, saturation=saturation.frame(len(ids)),
                    pred=guesses.pred(), variable=chosen)
