@@ -18,8 +18,8 @@ import click
 from ..config import CELLS, TrainConfig
 from ..errors import UserError
 from ._discover import explain_cmd, match_cmd
-from ._options import (TRAIN_DEFAULTS, Group, Streams, check_warmup, device_option, echo_json, feature_options,
-                       parse_steps, resolve_device, text_options, train_option)
+from ._options import (TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
+                       probe_options, resolve_device, stream_options, text_options, train_option)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,23 +31,23 @@ def cli():
 @cli.command("eval")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Read the span as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, uncounted.")
+@stream_options(streams=1, warmup=0)
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def eval_cmd(ckpt, text_path, split, start, chars, streams, warmup, device, as_json):
+def eval_cmd(ckpt, text_request, reading, device, as_json):
     """Mean cross-entropy (nats and bits per char) of a model on a text span.
 
     Example: neuroscope eval --ckpt wp.pt --text warpeace.txt --split test
     """
     from ..checkpoint import choose_text, load_checkpoint
+    from ..config import auto_streams
     from ..evaluate import evaluate
-    check_warmup(streams, warmup)
     model = load_checkpoint(ckpt, device=resolve_device(device))
-    span = choose_text(model, text_path, split, start, chars)
+    span = choose_text(model, **text_request)
     unknown = model.vocab.count_unknown(span.text)
+    streams, warmup = reading["streams"], reading["warmup"]
+    if streams == "auto":                 # the count printed is the one used
+        streams = auto_streams(len(span.text))
     result = evaluate(model.model, model.vocab.encode(span.text), progress=not as_json, streams=streams,
                       warmup=warmup)
     if as_json:
@@ -167,15 +167,12 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
               help="Comma list of h, c, gates, or single gates (i,f,g,o / r,z,n).")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Stored precision (float16 halves the disk; docs/recording.md measures its error on c).")
-@click.option("--streams", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Read the span as N parallel pieces (faster, not exact).")
-@click.option("--warmup", type=click.IntRange(min=0), default=0, show_default=True,
-              help="With --streams: characters each piece reads first, then discards.")
+@stream_options(streams=1, warmup=0)
 @click.option("--out", required=True, help="Folder to write (meta.json + one .npy per quantity).")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, warmup, out, force, device, as_json):
+def record_cmd(ckpt, text_request, states, dtype, reading, out, force, device, as_json):
     """Record every state of every layer over a text span into an activation store.
 
     Example: neuroscope record --ckpt wp.pt --text warpeace.txt --chars 100000 --out acts/
@@ -187,17 +184,16 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
     from ..files import check_output
     from ..names import parse_states
     states = parse_states(states)
-    check_warmup(streams, warmup)
-    check_output(out, "store", force, inputs=[ckpt, text_path])
+    check_output(out, "store", force, inputs=[ckpt, text_request["text_path"]])
     model = load_checkpoint(ckpt, device=resolve_device(device))
-    span = choose_text(model, text_path, split, start, chars)
+    span = choose_text(model, **text_request)
     plan = plan_store(model.config, len(span.text), states, dtype)
     check_disk(plan, Path(out))
     if not as_json:
         click.echo(f"recording {len(span.text):,} characters of {span.source} [{span.start}, "
                    f"{span.start + len(span.text)}): {plan.describe()} -> {out}")
-    acts = write_store(out, model, span, states=states, dtype=dtype, streams=streams, warmup=warmup,
-                       force=force, progress=not as_json)
+    acts = write_store(out, model, span, states=states, dtype=dtype, force=force, progress=not as_json,
+                       **reading)
     meta = acts.meta
     unknown = meta["text"]["unknown_chars"]
     if as_json:
@@ -218,7 +214,7 @@ def record_cmd(ckpt, text_path, split, start, chars, states, dtype, streams, war
 @click.option("--width", type=click.IntRange(min=20), default=100, show_default=True,
               help="Characters per printed row.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def features_cmd(text_path, split, start, chars, feature_request, show, width, as_json):
+def features_cmd(text_request, feature_request, show, width, as_json):
     """List the features, or label a text span with some to check their definitions by eye.
 
     Here the span defaults to the whole file (not the test split); labels start fresh at its
@@ -231,6 +227,7 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
       neuroscope features --text linux.txt --feature brace_depth --feature-regex num='[0-9]+' --show 500
     """
     from .. import features as F
+    text_path, split, start, chars = (text_request[k] for k in ("text_path", "split", "start", "chars"))
     asked = [v for k, v in feature_request.items() if k != "lang"]
     if text_path is None:
         if any(asked) or show:
@@ -278,27 +275,14 @@ def features_cmd(text_path, split, start, chars, feature_request, show, width, a
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
 @feature_options
-@click.option("--states", default="h,c", show_default=True, help="Comma list of h, c, gates to rank.")
+@probe_options
+@stream_options()
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True, help="Units shown per feature.")
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the whole ranking (every unit) as CSV.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/probing.md describes it).")
-@click.option("--ablate", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
-              help="Zero the top K units in the recurrence; loss change vs K random units.")
-@click.option("--control/--no-control", default=True, show_default=True, help="Random-weights control model.")
-@click.option("--null/--no-null", default=True, show_default=True, help="Circular-shift p-values.")
-@click.option("--sparse/--no-sparse", default=True, show_default=True, help="Sparse probes and the top-k curve.")
-@click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
-              help="Multiple-testing correction over all units.")
-@click.option("--streams", type=Streams(), default="auto", show_default=True,
-              help="Parallel pieces (faster, not exact); auto: one exact stream up to 16,384 chars, else up "
-                   "to 64; 1: exact.")
-@click.option("--warmup", type=click.IntRange(min=0), default=256, show_default=True,
-              help="With several streams: characters each piece reads first, then discards.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the control model and random draws.")
 @click.option("--report", "report_path", default=None, metavar="FILE", help="Also write the HTML report.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv or --report file.")
-def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top, csv_path, as_json, ablate,
-              control, null, sparse, correction, streams, warmup, seed, report_path, force):
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/probing.md describes it).")
+def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_path, report_path, force, as_json):
     """Rank every unit by how well it tracks each feature, with honest statistics.
 
     \b
@@ -309,29 +293,36 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
     from ..checkpoint import choose_text, load_checkpoint
     from ..features import resolve
     from ..files import check_output, write_text
-    from ..names import parse_states
-    from ..probe import probe
-    states = parse_states(states)
+    from ..probe import ProbeConfig, probe
+    config = ProbeConfig(**settings, **reading, progress=not as_json)     # bad settings refused before loading
     if not any(v for k, v in feature_request.items() if k != "lang"):
         raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
                         "--feature-file, --feature-span or --all-features")
     if csv_path and csv_path == report_path:
         raise UserError("--csv and --report name the same file")
-    inputs = [ckpt, text_path]
+    inputs = [ckpt, text_request["text_path"]]
     for path, kind in ((csv_path, "csv"), (report_path, "html")):
         if path:                          # before the slow part, so a bad location fails at once
             check_output(path, kind, force, inputs)
     c = load_checkpoint(ckpt)
-    span = choose_text(c, text_path, split, start, chars)
+    span = choose_text(c, **text_request)
     labels = resolve(span.text, offset=span.start, **feature_request)
-    result = probe(c, span.text, labels, states=states, control=control, null=null, sparse=sparse, ablate=ablate,
-                   streams=streams, warmup=warmup, progress=not as_json, seed=seed, correction=correction)
-    where = {"source": span.source, "start": span.start, "end": span.start + len(span.text)}
+    result = probe(c, span.text, labels, config)
     if csv_path:
         write_text(csv_path, result.ranking.to_csv(index=False), "csv", force, inputs)
     if report_path:
         from ..report import build_report
         build_report(c, span, result, labels, progress=not as_json).save(report_path, force=force, inputs=inputs)
+    _echo_probe(span, result, config, top, as_json)
+    for path in () if as_json else (csv_path, report_path):
+        if path:
+            click.echo(f"wrote {path}")
+
+
+def _echo_probe(span, result, config, top: int, as_json: bool) -> None:
+    """The probe's result: JSON (one feature's fields at the top when there is one), or a line for the
+    span and the recording, each feature's table, and the notes."""
+    where = {"source": span.source, "start": span.start, "end": span.start + len(span.text)}
     if as_json:
         out = result.to_json(top)
         if len(out["features"]) == 1:
@@ -341,16 +332,12 @@ def probe_cmd(ckpt, text_path, split, start, chars, feature_request, states, top
         echo_json(out)
         return
     click.echo(f"{len(span.text):,} characters of {span.source} [{where['start']}, {where['end']}), "
-               f"{result.meta['units']:,} units ({', '.join(states)}), read as {result.meta['recording']}")
+               f"{result.meta['units']:,} units ({', '.join(config.states)}), read as {result.meta['recording']}")
     for f in result.features:
         click.echo("")
         click.echo(result.format(f, top))
     for note in result.meta["notes"]:
         click.echo(f"note: {note}")
-    for path in (csv_path, report_path):
-        if path:
-            click.echo(f"wrote {path}")
-
 
 
 cli.add_command(match_cmd)
@@ -375,7 +362,7 @@ cli.add_command(explain_cmd)
 @click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
-def report_cmd(ckpt, text_path, split, start, chars, feature_request, out, force, **settings):
+def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
@@ -386,8 +373,7 @@ def report_cmd(ckpt, text_path, split, start, chars, feature_request, out, force
     """
     from ..report import write_report
     # settings: units, n_units, max_chars, live, live_force (ReportConfig's names), null, match_span
-    report = write_report(ckpt, out, {"text_path": text_path, "split": split, "start": start, "chars": chars},
-                          feature_request, force=force, progress=True, **settings)
+    report = write_report(ckpt, out, text_request, feature_request, force=force, progress=True, **settings)
     click.echo(out)
     if settings["live"]:
         click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "

@@ -24,8 +24,7 @@ from ._options import device_option, echo_json, resolve_device, stream_options, 
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the listed hits as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/match.md describes it).")
-def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut, top, streams, warmup, device,
-              csv_path, force, as_json):
+def match_cmd(ckpt, text_request, span, reading, device, csv_path, force, as_json, **settings):
     """Find where else the units that are on inside --span switch on together (LSTMVis's match view).
 
     Example: neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
@@ -33,15 +32,16 @@ def match_cmd(ckpt, text_path, split, start, chars, span, units, threshold, cut,
     from ..checkpoint import choose_text, load_checkpoint
     from ..files import check_output, write_text
     from ..match import match
+    inputs = [ckpt, text_request["text_path"]]
     if csv_path:
-        check_output(csv_path, "csv", force, [ckpt, text_path])
+        check_output(csv_path, "csv", force, inputs)
     c = load_checkpoint(ckpt, device=resolve_device(device))
-    where = choose_text(c, text_path, split, start, chars)
-    result = match(c, where.text, span, units=units, threshold=threshold, cut=cut, top=top, streams=streams,
-                   warmup=warmup, progress=not as_json)
+    where = choose_text(c, **text_request)
+    # settings: units, threshold, cut, top (MatchConfig's names)
+    result = match(c, where.text, span, progress=not as_json, **settings, **reading)
     if csv_path:
-        write_text(csv_path, result.hits.to_csv(index=False), "csv", force, [ckpt, text_path])
-    _echo_span_result(where, result, as_json, lambda: result.format(min(top, 20)))
+        write_text(csv_path, result.hits.to_csv(index=False), "csv", force, inputs)
+    _echo_span_result(where, result, as_json, lambda: result.format(min(settings["top"], 20)))
 
 
 def _echo_span_result(where, result, as_json: bool, text) -> None:
@@ -65,8 +65,7 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table (unit x rank) as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
-def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, streams, warmup, csv_path, force,
-                as_json):
+def explain_cmd(ckpt, text_request, units, reading, csv_path, force, as_json, **settings):
     """Explain units by logical formulas over features, scored on a later held-out part of the text.
 
     \b
@@ -77,15 +76,16 @@ def explain_cmd(ckpt, text_path, split, start, chars, units, top_units, lang, st
     from ..checkpoint import choose_text, load_checkpoint
     from ..explain import ExplainConfig, check_units, explain
     from ..files import check_output, write_text
+    config = ExplainConfig(**settings, **reading, progress=not as_json)      # settings: top_units, lang
+    inputs = [ckpt, text_request["text_path"]]
     if csv_path:
-        check_output(csv_path, "csv", force, [ckpt, text_path])
+        check_output(csv_path, "csv", force, inputs)
     c = load_checkpoint(ckpt)
-    check_units(c.config, units, top_units)
-    span = choose_text(c, text_path, split, start, chars)
-    config = ExplainConfig(lang=lang, top_units=top_units, streams=streams, warmup=warmup, progress=not as_json)
+    check_units(c.config, units, config.top_units)
+    span = choose_text(c, **text_request)
     result = explain(c, span.text, list(units), config, offset=span.start)
     if csv_path:
-        write_text(csv_path, result.table.to_csv(index=False), "csv", force, [ckpt, text_path])
+        write_text(csv_path, result.table.to_csv(index=False), "csv", force, inputs)
     _echo_span_result(span, result, as_json, result.format)
     if csv_path and not as_json:
         click.echo(f"wrote {csv_path}")

@@ -66,17 +66,34 @@ def echo_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
-def text_options(f):
-    """--text/--split/--start/--chars, shared by every command that reads a span of text."""
-    @click.option("--text", "text_path", type=str, default=None, help="UTF-8 text file.")
-    @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default=None,
-                  help="80/10/10 split by character index (default: test).")
-    @click.option("--start", type=int, default=None, help="First character (within the split).")
-    @click.option("--chars", type=int, default=None, help="Number of characters.")
-    @functools.wraps(f)
-    def wrapper(*args, **kwargs):
-        return f(*args, **kwargs)
-    return wrapper
+def option_group(name: str, *options, check=None):
+    """Click options handed to the command as ONE keyword argument `name`: a dict of their values by
+    parameter name, so that a command's signature names groups, not flags. check(**values), when given,
+    refuses a bad combination once, before the command does any work."""
+    def decorate(f):
+        @functools.wraps(f)
+        def wrapper(*args, **kwargs):
+            values = {key: kwargs.pop(key) for key in keys}
+            if check is not None:
+                check(**values)
+            return f(*args, **{name: values}, **kwargs)
+        before = len(getattr(wrapper, "__click_params__", []))
+        for option in reversed(options):
+            wrapper = option(wrapper)                   # click.option appends its parameter and returns wrapper
+        keys = [p.name for p in wrapper.__click_params__[before:]]
+        return wrapper
+    return decorate
+
+
+# --text/--split/--start/--chars, handed as `text_request`: neuroscope.checkpoint.choose_text's keywords
+# (`choose_text(ckpt, **text_request)`), shared by every command that reads a span of text.
+text_options = option_group(
+    "text_request",
+    click.option("--text", "text_path", type=str, default=None, help="UTF-8 text file."),
+    click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default=None,
+                 help="80/10/10 split by character index (default: test)."),
+    click.option("--start", type=int, default=None, help="First character (within the split)."),
+    click.option("--chars", type=int, default=None, help="Number of characters."))
 
 
 class Streams(click.ParamType):
@@ -108,21 +125,35 @@ def check_warmup(streams: int | str, warmup: int) -> None:
 
 
 def stream_options(streams: int | str = "auto", warmup: int = AUTO_WARMUP):
-    """--streams/--warmup for every command that reads a text through the model, declared once and
-    checked once (check_warmup, before any work). Defaults: auto (the analyses); eval and record pass
-    1 and 0, since their output is the exact loss or the exact states unless asked otherwise."""
-    def decorate(f):
-        @click.option("--streams", type=Streams(), default=streams, show_default=True,
-                      help=f"Parallel pieces (faster, not exact); auto: one exact stream up to {AUTO_EXACT_CHARS:,} "
-                           f"chars, else up to {AUTO_STREAMS}; 1: exact.")
-        @click.option("--warmup", type=click.IntRange(min=0), default=warmup, show_default=True,
-                      help="With several streams: characters each piece reads first, then discards.")
-        @functools.wraps(f)
-        def wrapper(*args, **kwargs):
-            check_warmup(kwargs["streams"], kwargs["warmup"])
-            return f(*args, **kwargs)
-        return wrapper
-    return decorate
+    """--streams/--warmup, handed as `reading` ({"streams", "warmup"}: the keywords of record.iter_states,
+    probe, explain, match and evaluate) for every command that reads a text through the model, declared
+    once and checked once (check_warmup). Defaults: auto for the analyses; eval and record pass 1 and 0,
+    since their output is the exact loss or the exact states unless asked otherwise."""
+    return option_group(
+        "reading",
+        click.option("--streams", type=Streams(), default=streams, show_default=True,
+                     help=f"Parallel pieces (faster, not exact); auto: one exact stream up to {AUTO_EXACT_CHARS:,} "
+                          f"chars, else up to {AUTO_STREAMS}; 1: exact."),
+        click.option("--warmup", type=click.IntRange(min=0), default=warmup, show_default=True,
+                     help="With several streams: characters each piece reads first, then discards."),
+        check=check_warmup)
+
+
+def probe_options(f):
+    """What `probe` ranks and which statistics it computes, handed as `settings`: ProbeConfig overrides."""
+    return option_group(
+        "settings",
+        click.option("--states", default="h,c", show_default=True, help="Comma list of h, c, gates to rank."),
+        click.option("--ablate", type=click.IntRange(min=0), default=0, show_default=True, metavar="K",
+                     help="Zero the top K units in the recurrence; loss change vs K random units."),
+        click.option("--control/--no-control", default=True, show_default=True, help="Random-weights control model."),
+        click.option("--null/--no-null", default=True, show_default=True, help="Circular-shift p-values."),
+        click.option("--sparse/--no-sparse", default=True, show_default=True,
+                     help="Sparse probes and the top-k curve."),
+        click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
+                     help="Multiple-testing correction over all units."),
+        click.option("--seed", type=int, default=0, show_default=True,
+                     help="Seed of the control model and random draws."))(f)
 
 
 def resolve_device(name: str) -> str:
