@@ -678,6 +678,35 @@ def test_open_ended_and_modest_counts_are_not_too_large():
         F.resolve(text, regexes=[("x", 5)])
 
 
+# Counts of 50,000: a count the size check missed compiles in well under a second and fails the test
+# (a missed 1,000,000,000 would hang it).
+@pytest.mark.parametrize("pattern", [
+    r"(?:(?:a{30}){30}){30}", r"a{50000}?", r"a{50000}+", r"a{50000,}", r"a{50000,60000}", r"(?<=a{50000})b",
+    r"(?P<n>ab){50000}", r"\{{50000}", r"[{]{50000}", r"[]{]{50000}", r"\N{DIGIT ONE}{50000}", r"(?#)a{50000}",
+    # verbose mode as `regex` reads it: spaces and comments inside a count, a comment ended by any newline
+    "(?x)a{ 50000 }", "(?x)a{5 0 0 0 0}", "(?x)a{5#\n0000}", "(?x:a {50000})", "(?x)a#\\\n{50000}",
+])
+def test_counted_repeats_are_found_wherever_regex_expands_them(pattern):
+    with pytest.raises(UserError, match=r"regexes x: the pattern is too large \("):
+        F.resolve("abc", regexes=[("x", pattern)])
+
+
+@pytest.mark.parametrize("pattern, text", [
+    (r"a\{1000000000}", "a{1000000000} a"), (r"[a{1000000000}]+", "x{10}y"), (r"[]{1000000000}]+", "]}{"),
+    (r"[^]{1000000000}]+", "ab]c"), (r"[\]{1000000000}]+", "]1"), (r"(?#{1000000000})a", "aa"),
+    (r"(?#\){1000000000})a", "ba"), ("(?x)a # {1000000000}", "aa"), ("(?x)[ ]{2}", "a  b"), ("(?x)[#]{2}", "##"),
+    (r"a{}", "a{}"), (r"a{x}", "a{x}"), (r"a{,2}b", "aab"), (r"\d{4}-\d{2}", "2024-05"),
+])
+def test_braces_that_repeat_nothing_are_not_counted(pattern, text):
+    assert bits(F.resolve(text, regexes=[("x", pattern)])["x"]) == _re_labels(pattern, text)
+
+
+@pytest.mark.filterwarnings("ignore:Possible nested set:FutureWarning")
+def test_a_posix_class_is_one_member_of_its_set_as_regex_reads_it():
+    """`re` would read "[[:alpha:]" as a set repeated 10^9 times; `regex`, which compiles it, reads one set."""
+    assert bits(F.resolve("ab2;", regexes=[("x", "[[:alpha:]{1000000000}]")])["x"]) == "1100"
+
+
 def test_label_file_that_is_not_an_array_is_a_user_error(tmp_path):
     (tmp_path / "x.npy").write_bytes(b"not numpy")
     with pytest.raises(UserError, match="cannot read"):

@@ -156,6 +156,8 @@ CASES = [
     Case("regex-backtracking-report", ["report", "--ckpt", "{ckpt}", "--text", "{tmp}/a.txt", "--feature-regex",
                                        RUNAWAY, "--out", "{tmp}/r.html"], "took longer", (), _write("a.txt", "a" * 400 + "!\n"),
          ("{tmp}/r.html",)),
+    Case("regex-huge-count-verbose", ["features", "--text", "{text}", "--feature-regex", "x=(?x)a{{ 1000000000 }}"],
+         "too large"),
     Case("text-fifo", ["eval", "--ckpt", "{ckpt}", "--text", "{tmp}/fifo"], "not a regular file", (), _fifo("fifo")),
     Case("ckpt-fifo", ["eval", "--ckpt", "{tmp}/fifo", "--text", "{text}"], "not a regular file", (), _fifo("fifo")),
     Case("text-dev-zero", ["eval", "--ckpt", "{ckpt}", "--text", "/dev/zero"], "not a regular file"),

@@ -7,12 +7,12 @@ A pattern is Python `re` syntax, checked by `re` (so errors read as they always 
 by the `regex` module with a time limit: a pattern that backtracks catastrophically (`(a+)+$` on
 a few thousand `a`s) ends in a one-line UserError instead of running for hours. The pattern's
 size is bounded too, because `regex` expands a counted repeat `a{m}` into m copies when it
-compiles (`a{1000000000}` would never finish compiling).
+compiles (`a{1000000000}` would never finish compiling); a small scanner here measures it, reading
+the pattern as `regex` does.
 """
 from __future__ import annotations
 
 import re
-from re import _parser as sre_parse  # the stdlib's own parse tree: the one reading of re syntax
 
 import numpy as np
 # `regex` rather than RE2 (google-re2): on 1M characters of War and Peace it is as fast as `re` for
@@ -29,12 +29,17 @@ from .scan import ranges_to_mask
 SECONDS = 10.0
 SECONDS_PER_MILLION_CHARS = 2.0
 
-# Largest pattern, in units of the parse tree (a character, a set, a group...) after counted
-# repeats are expanded: compiling 10,000 units takes `regex` at most ~0.2 s; realistic patterns
-# hold well under 1,000.
+# Largest pattern, in units (a character, an escape, a set, a group...) after counted repeats are
+# expanded: compiling 10,000 units takes `regex` at most ~0.2 s; realistic patterns hold well under 1,000.
 MAX_UNITS = 10_000
 
-_REPEATS = {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}
+# "(?#...)": a comment, ended by the first ")" not escaped.
+_COMMENT = re.compile(r"\(\?#(?:\\.|[^)\\])*\)?", re.DOTALL)
+# "(?x:" turns flags on (before "-") and off (after) inside a group; "(?x)" from there to the group's end.
+_FLAGS = re.compile(r"\(\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])")
+# "[:alpha:]" inside a set: one member for `regex` (for `re`, "[[:alpha:]]" ends at the first "]").
+# `regex` takes a few more shapes; missing one only makes a set end early, so its rest counts as more units.
+_POSIX = re.compile(r"\[:\^?[a-zA-Z0-9_]+:\]")
 
 
 def time_limit(n_chars: int) -> float:
@@ -68,7 +73,7 @@ def compile_pattern(name: str, pattern: str) -> regex.Pattern:
         raise fail(f"the pattern must be a string, got {type(pattern).__name__}")
     try:
         re.compile(pattern)
-        units = _units(sre_parse.parse(pattern))
+        units = _units(pattern)
     except re.error as exc:
         raise fail(f"bad regular expression {pattern!r}: {exc}") from None
     except (RecursionError, OverflowError, ValueError):
@@ -86,24 +91,113 @@ def _short(pattern: str) -> str:
     return repr(pattern if len(pattern) <= 60 else pattern[:57] + "...")
 
 
-def _units(items) -> int:
-    """Size of a parsed pattern with each counted repeat {m,n} counted m times (at least once)."""
-    total = 0
-    for op, av in items:
-        inner = sum(_units(sub) for sub in _subpatterns(av))
-        if str(op) in _REPEATS:
-            total += 1 + max(int(av[0]), 1) * inner
-            if total > MAX_UNITS:   # stop early: nested huge counts would make giant numbers
-                return total
+def _units(pattern: str) -> int:
+    """Size of the pattern as `regex` reads it, each counted repeat {m,n} counted m times (at least once).
+
+    A unit is a character, an escape, a set or a group. Returns the first piece that is over
+    MAX_UNITS on its own, so nested huge counts never make giant numbers. Where `regex` reads a
+    pattern differently from `re` (verbose mode, POSIX classes), this follows `regex`: its compile is
+    what the size bounds.
+    """
+    frames = [([], False)]      # per open group: the sizes of its pieces, and whether verbose (?x) is on
+    i = 0
+    while (i := _skip(pattern, i, frames[-1][1])) < len(pattern):
+        pieces, verbose = frames[-1]
+        ch = pattern[i]
+        if ch == "(":
+            i = _open(pattern, i, frames)
+            continue
+        if ch == ")" and len(frames) > 1:
+            frames.pop()
+            size, i = 1 + sum(pieces), i + 1
+        elif ch in "?*+{" and pieces and (repeat := _repeat(pattern, i, verbose)):
+            least, i = repeat
+            size = 1 + max(least, 1) * pieces.pop()
+        elif ch == "[":
+            size, i = 1, _set_end(pattern, i + 1)
         else:
-            total += 1 + inner
-    return total
+            size, i = 1, i + (2 if ch == "\\" else 1)       # a backslash and the character it escapes
+        if size > MAX_UNITS:
+            return size
+        frames[-1][0].append(size)
+    return sum(sum(pieces) for pieces, _ in frames)
 
 
-def _subpatterns(av):
-    """The parsed sub-patterns inside one node's arguments, at any depth of tuples and lists."""
-    if isinstance(av, sre_parse.SubPattern):
-        yield av
-    elif isinstance(av, (tuple, list)):
-        for item in av:
-            yield from _subpatterns(item)
+def _open(pattern: str, i: int, frames: list) -> int:
+    """Reads what starts with the "(" at pattern[i] and returns the index after it: a comment is
+    skipped, flags "(?x)" apply to the rest of the current group, anything else opens a group."""
+    pieces, verbose = frames[-1]
+    if comment := _COMMENT.match(pattern, i):
+        return comment.end()
+    flags = _FLAGS.match(pattern, i)
+    if flags is None:
+        frames.append(([], verbose))
+        return i + 1
+    on, off, end = flags.groups()
+    verbose = (verbose or "x" in on) and "x" not in (off or "")
+    if end == ")":
+        frames[-1] = (pieces, verbose)
+    else:
+        frames.append(([], verbose))
+    return flags.end()
+
+
+def _skip(pattern: str, i: int, verbose: bool) -> int:
+    """Index of the next character that counts from i: verbose mode skips white space and comments,
+    which `regex` ends at the next newline (`re` reads on past an escaped one)."""
+    while verbose and i < len(pattern):
+        if pattern[i].isspace():
+            i += 1
+        elif pattern[i] == "#":
+            end = pattern.find("\n", i)
+            i = len(pattern) if end < 0 else end
+        else:
+            break
+    return i
+
+
+def _repeat(pattern: str, i: int, verbose: bool) -> tuple[int, int] | None:
+    """(least count, index after it) of the repeat at pattern[i], "?", "*", "+" or a count {m,n} with
+    its lazy "?" or possessive "+"; None for a "{" that starts no count (a literal "{")."""
+    if pattern[i] == "{":
+        count = _count(pattern, i + 1, verbose)
+        if count is None:
+            return None
+        least, i = count
+    else:
+        least, i = int(pattern[i] == "+"), i + 1
+    after = _skip(pattern, i, verbose)
+    return least, (after + 1 if pattern[after:after + 1] in ("?", "+") else i)
+
+
+def _count(pattern: str, i: int, verbose: bool) -> tuple[int, int] | None:
+    """(m, index after the "}") of a count "m}", "m,}", "m,n}" or ",n}" that starts at pattern[i], just
+    after its "{"; None if there is none. Verbose mode skips spaces and comments inside it, as `regex`
+    does (`re` takes "{ 5}" as literal text)."""
+    least, i = _digits(pattern, i, verbose)
+    if pattern.startswith(",", i):
+        _, i = _digits(pattern, i + 1, verbose)
+    elif not least:
+        return None
+    return (int(least or 0), i + 1) if pattern.startswith("}", i) else None
+
+
+def _digits(pattern: str, i: int, verbose: bool) -> tuple[str, int]:
+    """The ASCII digits from pattern[i] on, and the index of the next character that counts after them."""
+    digits = []
+    while (i := _skip(pattern, i, verbose)) < len(pattern) and pattern[i] in "0123456789":
+        digits.append(pattern[i])
+        i += 1
+    return "".join(digits), i
+
+
+def _set_end(pattern: str, i: int) -> int:
+    """Index after the set whose "[" is at pattern[i - 1]: a first "]" (after an optional "^") is a
+    member, as is a POSIX class; white space and "#" are members even in verbose mode."""
+    i += pattern.startswith("^", i)
+    first = True
+    while i < len(pattern) and (first or pattern[i] != "]"):
+        posix = _POSIX.match(pattern, i)
+        i = posix.end() if posix else i + (2 if pattern[i] == "\\" else 1)
+        first = False
+    return i + 1

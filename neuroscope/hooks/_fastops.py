@@ -2,10 +2,11 @@
 
 - `Product`: x @ W^T (+ b) (+ other) for one weight used many times. On CPU in float32, where PyTorch
   has oneDNN, the weight is packed once for oneDNN's matrix product (`torch.ops.mkldnn`, the op
-  torch.compile uses too); anywhere else, for fewer than 4 rows per product, or if packing fails,
-  `addmm`. The packed product made recording 64 streams 5-15% faster; at one stream addmm won.
+  torch.compile uses too); anywhere else, for fewer than 4 rows per product, if packing fails, or
+  once a packed product has failed (a PyTorch without the op or with another signature), `addmm`.
+  The packed product made recording 64 streams 5-15% faster; at one stream addmm won.
 - `fused_layer`: one layer through the fused kernel nn.LSTM / nn.GRU / nn.RNN call themselves
-  (`torch._VF`; the same ops are exposed as torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu).
+  (torch.lstm, torch.gru, torch.rnn_tanh, torch.rnn_relu).
 - `input_projection`: x @ W_ih^T + biases for all steps of a layer in one product (or a table lookup).
 """
 from __future__ import annotations
@@ -13,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Whether the loop may pack its products for oneDNN (tests switch it off to check the fallback).
+# Whether the loop may pack its products for oneDNN: off for good once a packed product fails (tests
+# switch it off to check the fallback).
 PACKED = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 MIN_PACKED_ROWS = 4         # below this many rows per product oneDNN lost to addmm (1.3x on 1 thread)
-_FUSED = getattr(torch, "_VF", torch)
 
 
 class Product:
@@ -36,15 +37,31 @@ class Product:
 
     def __call__(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
         """[..., rows of weight]: a new tensor, or `other` itself, added to in place."""
-        if self.packed is not None:
-            if other is None:
-                return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
-            return torch.ops.mkldnn._linear_pointwise.binary(x, other, self.packed, self.bias, "add")
+        # oneDNN's private op: measured 5-15% faster at 64 streams; if it is gone or fails, addmm from then on.
+        if self.packed is not None and PACKED:
+            try:
+                return _packed_product(x, self.packed, self.bias, other)
+            except (AttributeError, RuntimeError, TypeError):
+                _stop_packing()
         if other is None:
             return nn.functional.linear(x, self.weight, self.bias)
         if self.bias is not None:
             other.add_(self.bias)
         return other.addmm_(x, self.weight.t())
+
+
+def _packed_product(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None,
+                    other: torch.Tensor | None) -> torch.Tensor:
+    """x @ W^T (+ bias) (+ other) by oneDNN, W packed by _reorder_linear_weight: a new tensor."""
+    if other is None:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return torch.ops.mkldnn._linear_pointwise.binary(x, other, packed, bias, "add")
+
+
+def _stop_packing() -> None:
+    """Every product multiplies by addmm from now on, packed or not."""
+    global PACKED
+    PACKED = False
 
 
 def input_projection(x: torch.Tensor, w: list[torch.Tensor] | None = None, rows: slice | None = None,
@@ -75,10 +92,10 @@ def fused_layer(kind: str, mod: nn.Module, x: torch.Tensor, w: list[torch.Tensor
     """One layer of `mod` ("lstm", "gru" or "rnn") through PyTorch's fused kernel: h of every step [T, B, H]."""
     args = (w, len(w) == 4, 1, 0.0, False, False, False)        # weights, biases, 1 layer, no dropout
     if kind == "lstm":
-        return _FUSED.lstm(x, (h0[None], c0[None]), *args)[0]
+        return torch.lstm(x, (h0[None], c0[None]), *args)[0]
     if kind == "gru":
-        return _FUSED.gru(x, h0[None], *args)[0]
-    fn = _FUSED.rnn_relu if mod.nonlinearity == "relu" else _FUSED.rnn_tanh
+        return torch.gru(x, h0[None], *args)[0]
+    fn = torch.rnn_relu if mod.nonlinearity == "relu" else torch.rnn_tanh
     return fn(x, h0[None], *args)[0]
 
 
