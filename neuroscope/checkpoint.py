@@ -321,13 +321,14 @@ def choose_text(ckpt: Checkpoint | None, text_path: str | None = None, split: st
     """The text a command should read: the file `text_path` with `split` or `start`/`chars`, else
     the held-out excerpt stored in a neuroscope checkpoint; a UserError when neither exists.
 
-    With `text_path` and neither `split` nor `start`/`chars`, `default_split` is used.
+    With `text_path`, the span lies in `split` (default_split, the test split, when none is given) and
+    `start` counts from the split's first character, with or without `chars`: the one rule every
+    command's help states. split "all" is the whole file.
     """
     from .text import read_text, select_span
     if text_path is not None:
         full = read_text(text_path)
-        if split is None and start is None and chars is None:
-            split = default_split
+        split = split or default_split
         s, e = select_span(full, split=split, start=start, chars=chars)
         return TextSpan(full[s:e], s, text_path, split)
     ex = ckpt.excerpt if ckpt is not None else None

@@ -207,7 +207,7 @@ def test_cli_record_a_disk_that_fills_up_mid_way_is_one_line(tmp_path, shared_mo
 
 @pytest.mark.parametrize("extra, message", [
     (["--states", "h,q"], "unknown state 'q'"),
-    (["--chars", "10", "--start", "5000"], "lies outside the text"),
+    (["--chars", "10", "--start", "5000"], "lies outside the test split"),
     (["--chars", "0"], "--chars must be >= 1"),
     (["--warmup", "10"], "--warmup applies to --streams N > 1"),
 ])

@@ -477,7 +477,7 @@ def test_config_and_keyword_overrides_are_the_same_probe(small):
     assert cfg.states == ("h",) and a.meta["quantities"] == ["rnn.l0.h", "rnn.l1.h"]
     pd.testing.assert_frame_equal(a.ranking, b.ranking)
     pd.testing.assert_frame_equal(a.ranking, c.ranking)
-    with pytest.raises(TypeError):
+    with pytest.raises(UserError, match="'no_such_setting' is not a setting of ProbeConfig"):
         probe(small, text, feats, no_such_setting=1)
 
 
@@ -521,7 +521,9 @@ def ckpt_files(tmp_path_factory, small):
 
 
 def run(*args):
-    return CliRunner().invoke(cli, ["probe", *map(str, args)])
+    """`neuroscope probe ARGS`, reading a --text file whole (the test files are small)."""
+    args = [*map(str, args)]
+    return CliRunner().invoke(cli, ["probe", *args, *(["--split", "all"] if "--text" in args else [])])
 
 
 def test_cli_json_for_one_feature_is_sorted_by_abs_r(ckpt_files):
