@@ -19,9 +19,7 @@ from neuroscope.files import json_ready, write_json
 from neuroscope.probe import probe
 from neuroscope.report import Report, build_report
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-REPORTS = ROOT / "reports"
+from _paths import REPORTS, SHARED
 
 
 def parser(doc: str, model: str, text: str, chars: int) -> argparse.ArgumentParser:
