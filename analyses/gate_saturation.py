@@ -21,7 +21,7 @@ from _common import SHARED, Report, save, setup  # noqa: E402
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.report._charts import saturation_chart
-from neuroscope.report._excerpt import record_units
+from neuroscope.report._excerpt import read_excerpt
 
 MODELS = (("wp_lstm3x512.pt", "warpeace.txt"), ("linux_lstm3x512.pt", "linux.txt"),
           ("enwiki_lstm2x512.pt", "enwiki.xml"))
@@ -50,7 +50,7 @@ def main(argv=None) -> dict:
         ckpt = load_checkpoint(mpath)
         span = choose_text(ckpt, tpath, split="test")
         ids = ckpt.vocab.encode(span.text[:args.chars])
-        _, sat = record_units(ckpt.model, ids, [], gates=True, progress=True)
+        sat = read_excerpt(ckpt.model, ids, [], progress=True).saturation
         table = summarize(sat)
         print(f"{ckpt.name} ({len(ids):,} chars from {span.start:,}):")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -4,14 +4,12 @@ They exist beside every CI checkout. A user's fresh clone may lack them: then th
 them are skipped with the reason, except under CI (CI=true), where a missing file is a failure.
 """
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # the checkout: analyses/_paths.py defines SHARED
-from analyses._paths import SHARED  # noqa: E402 (../shared beside the checkout, for tests and analyses alike)
+from analyses._paths import SHARED  # ../shared beside the checkout, for tests and analyses alike
 
 # The suite runs in one pytest-xdist worker per core (pyproject's addopts): one torch thread each, since
 # two OpenMP threads per worker on a busy core wait for each other at every step. Alone, two threads.
