@@ -43,3 +43,38 @@ def test_every_command_reads_the_split_its_help_names(shared_models, shared_data
         assert (got["start"], got["end"]) == (lo + start, lo + start + chars), command
         plain = run(*command, "--ckpt", ckpt, "--text", text, *span_args)
         assert f"[{lo + start}, {lo + start + chars})" in plain.stdout.splitlines()[0], command
+
+
+# Rule 10: beside other work a command takes the free cores, not one thread per core.
+
+def test_a_spinning_process_counts_as_busy_and_takes_a_thread_away():
+    import subprocess
+    import sys
+    import time
+
+    from neuroscope.cli._threads import auto_threads, busy_tasks, cores
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert busy_tasks() >= 1
+        assert auto_threads() <= max(1, cores() - 1)
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+@pytest.mark.parametrize("threads, expected", [("1", 1), ("2", 2), ("auto", None)])
+def test_threads_hold_for_the_command_and_are_given_back(shared_models, shared_data, monkeypatch, threads, expected):
+    import torch
+
+    import neuroscope.evaluate as evaluate_module
+    from neuroscope.cli._threads import cores
+    seen = []
+    real = evaluate_module.evaluate
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    before = torch.get_num_threads()
+    out = run("eval", "--ckpt", shared_models / "wp_lstm2x128.pt", "--text", shared_data / "warpeace.txt",
+              "--chars", 500, "--threads", threads)
+    assert out.exit_code == 0, out.output
+    assert torch.get_num_threads() == before
+    assert seen[0] == expected if expected else 1 <= seen[0] <= cores()

@@ -20,6 +20,7 @@ from ..errors import UserError
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
                        probe_options, resolve_device, stream_options, text_options, train_option)
+from ._threads import threads_option
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +35,7 @@ def cli():
 @stream_options(streams=1, warmup=0)
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@threads_option
 def eval_cmd(ckpt, text_request, reading, device, as_json):
     """Mean cross-entropy (nats and bits per char) of a model on a text span.
 
@@ -99,6 +101,7 @@ def info_cmd(ckpt, as_json):
               callback=parse_steps, help="Steps at which to store a sample.")
 @train_option("max_chars", "Use only the text's first N chars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@threads_option
 def train_cmd(text_path, out, resume, force, as_json, **options):
     """Train a char-RNN on TEXT (80/10/10 split); keep the best weights in --out.
 
@@ -138,6 +141,7 @@ def train_cmd(text_path, out, resume, force, as_json, **options):
 @click.option("--seed", type=int, default=None, help="Seed for a repeatable sample.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@threads_option
 def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
     """Generate text from a model.
 
@@ -172,6 +176,7 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@threads_option
 def record_cmd(ckpt, text_request, states, dtype, reading, out, force, device, as_json):
     """Record every state of every layer over a text span into an activation store.
 
@@ -282,6 +287,7 @@ def features_cmd(text_request, feature_request, show, width, as_json):
 @click.option("--report", "report_path", default=None, metavar="FILE", help="Also write the HTML report.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv or --report file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/probing.md describes it).")
+@threads_option
 def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_path, report_path, force, as_json):
     """Rank every unit by how well it tracks each feature, with honest statistics.
 
@@ -362,6 +368,7 @@ cli.add_command(explain_cmd)
 @click.option("--live-force", is_flag=True, help="With --live: carry a model above the size limit anyway.")
 @click.option("--out", required=True, help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Replace an existing --out.")
+@threads_option
 def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
     """Write one self-contained HTML report: model card, samples, neuron ranking, text coloured by
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
@@ -388,6 +395,7 @@ def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and sampling.")
 @click.option("--force", is_flag=True, help="Replace the files of an earlier demo in --out.")
 @click.option("--live/--no-live", default=True, show_default=True, help="Run the model in the report's page.")
+@threads_option
 def demo_cmd(out, minutes, seed, force, live):
     """Train a small LSTM on the Python standard library's own source, rank its units for
     in_string and line_position, and write the full HTML report (about 3 minutes on 2 CPU cores).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from ._options import device_option, echo_json, resolve_device, stream_options, text_options
+from ._threads import threads_option
 
 
 @click.command("match")
@@ -24,6 +25,7 @@ from ._options import device_option, echo_json, resolve_device, stream_options, 
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the listed hits as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/match.md describes it).")
+@threads_option
 def match_cmd(ckpt, text_request, span, reading, device, csv_path, force, as_json, **settings):
     """Find where else the units that are on inside --span switch on together (LSTMVis's match view).
 
@@ -65,6 +67,7 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table (unit x rank) as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
+@threads_option
 def explain_cmd(ckpt, text_request, units, reading, csv_path, force, as_json, **settings):
     """Explain units by logical formulas over features, scored on a later held-out part of the text.
 
