@@ -7,7 +7,7 @@ import click
 
 from analyses._paths import SHARED
 
-from . import explain, features, headline, imports, match, printer, probe, record, timing, train
+from . import contention, explain, features, headline, imports, match, printer, probe, record, timing, train
 
 
 def _model(name: str) -> str:
@@ -197,3 +197,17 @@ def bench_imports(as_json, trees, **opts):
     neuroscope.probe by name instead).
     """
     printer.show("imports", imports.run(trees=timing.trees_or_this(trees), **opts), as_json)
+
+
+@cli.command("contention")
+@click.option("--ckpt", default=contention.default_model(), show_default=True, help="Checkpoint.")
+@click.option("--text", default=contention.default_text(), show_default=True, help="Corpus (its test split).")
+@click.option("--chars", default=30_000, show_default=True, help="Characters each command reads.")
+@click.option("--floor-chars", default=50_000, show_default=True, help="Characters of the fused forward (16 streams).")
+@click.option("--repeats", default=3, show_default=True, help="Fresh processes per case (median), interleaved.")
+@_trees
+@_as_json
+def bench_contention(as_json, trees, ckpt, text, **opts):
+    """probe, record, match, explain alone and beside one CPU-bound process, at --threads auto, 1 and 2;
+    goal: beside it, auto at most the one-thread time."""
+    printer.show("contention", contention.run(ckpt, text, trees=timing.trees_or_this(trees), **opts), as_json)

@@ -119,5 +119,21 @@ def _imports(res):
                + (f"  {above:+.3f} s over python -c pass" if r["case"] != "python -c pass" else ""))
 
 
-LINES = {"train": _train, "record": _record, "features": _features, "probe": _probe, "headline": _headline,
+def _contention(res):
+    yield (f"{res['model']} on {res['chars']:,} characters of {res['text']} (the floor: {res['floor_chars']:,}, 16 "
+           f"streams); seconds of a fresh process, median (min-max) of {res['repeats']}; load average after: "
+           f"{', '.join(f'{x:.1f}' for x in res['load_average'])}")
+    by = {(r["case"], r["condition"], r["threads"]): r["seconds"] for r in res["runs"]}
+    yield f"  {'case':<22} {'threads':>7} {'idle':>15} {'busy':>15}  busy / one-thread idle"
+    for case in dict.fromkeys(r["case"] for r in res["runs"]):
+        one = by[case, "idle", "1"]["median"]
+        for threads in ("auto", "1", "2"):
+            if (case, "idle", threads) not in by:
+                continue
+            idle, busy = by[case, "idle", threads], by[case, "busy", threads]
+            yield (f"  {case:<22} {threads:>7} {idle['median']:6.2f} ({idle['min']:.1f}-{idle['max']:.1f})"
+                   f" {busy['median']:6.2f} ({busy['min']:.1f}-{busy['max']:.1f})  {busy['median'] / one:5.2f}x")
+
+
+LINES = {"contention": _contention, "train": _train, "record": _record, "features": _features, "probe": _probe, "headline": _headline,
          "match": _match, "explain": _explain, "imports": _imports}
