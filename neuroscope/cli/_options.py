@@ -5,10 +5,12 @@ The cli package's commands use it; it imports nothing heavy, so `neuroscope --he
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import functools
 import json
 import re
+import sys
 
 import click
 
@@ -21,14 +23,16 @@ PARAM_OPTIONS = {"text": "text_path", "csv": "csv_path", "report": "report_path"
 
 
 def flag_message(exc: UserError, command: click.Command | None) -> str:
-    """The error's first line, with its parameter's name replaced by the command's flag.
+    """The error's message on one line (its unsafe characters escaped: features.printable, so that a
+    file name cannot forge a line or drive the terminal), its parameter's name replaced by the flag.
 
     The last whole-word occurrence of `exc.param` is replaced ("streams must be >= 1" ->
     "--streams must be >= 1"), not one inside a path, a longer name or a quoted piece of the user's
     input (a pattern, a name); a message without the word, or a command without the option, is left
     as it is.
     """
-    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    from ..features import printable
+    msg = printable(str(exc).strip()) or type(exc).__name__
     name = PARAM_OPTIONS.get(exc.param, exc.param)
     option = next((p for p in getattr(command, "params", ()) if isinstance(p, click.Option) and p.name == name),
                   None)
@@ -45,7 +49,12 @@ def flag_message(exc: UserError, command: click.Command | None) -> str:
 
 
 class Group(click.Group):
-    """A click group whose commands turn library UserErrors into one-line click errors in flag wording."""
+    """A click group whose commands turn library UserErrors into one-line click errors in flag wording,
+    and whose output survives a terminal that is not UTF-8 (tolerant_streams)."""
+
+    def main(self, *args, **kwargs):
+        tolerant_streams()
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx):
         try:
@@ -58,12 +67,48 @@ class Group(click.Group):
         except MemoryError:
             raise click.ClickException("out of memory; try fewer --chars")
         except OSError as exc:        # the system refused mid-way (a disk that filled up, a file taken away)
+            from ..features import printable
             where = f": {exc.filename}" if exc.filename else ""
-            raise click.ClickException(f"{exc.strerror or exc}{where}; nothing was left half-written")
+            raise click.ClickException(printable(f"{exc.strerror or exc}{where}; nothing was left half-written"))
+
+
+def check_text_argument(value: str, param: str) -> None:
+    """Refuse a text argument (not a path) that holds bytes that are not UTF-8: Python keeps such bytes
+    of the command line as lone surrogates, which a file name may hold but a model cannot read."""
+    bad = next((i for i, ch in enumerate(value) if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        from ..features import printable
+        raise UserError(f"{param} holds bytes that are not UTF-8 ({printable(value[bad])} at {bad}); "
+                        "give the text in UTF-8", param=param)
+
+
+def tolerant_streams() -> None:
+    """Make stdout and stderr write a character their encoding cannot hold as an escape (\\u23ce)
+    instead of raising UnicodeEncodeError after the work is done: a terminal set to Latin-1 or ASCII
+    (PYTHONIOENCODING, LC_ALL=C without UTF-8 mode) gets the whole output. stderr does so already."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):           # a TextIOWrapper (not a notebook's or a test's stand-in)
+            stream.reconfigure(errors="backslashreplace")
 
 
 def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    """obj as indented JSON on stdout, with every character a terminal must not receive as it is
+    (features.unsafe: control characters, lone surrogates) written as a JSON escape, and every
+    non-ASCII character too where stdout is not UTF-8, so the output stays valid JSON there."""
+    from ..features import printable
+    stdout = click.get_text_stream("stdout")
+    ascii_only = codecs.lookup(getattr(stdout, "encoding", None) or "utf-8").name != "utf-8"
+    text = json.dumps(obj, indent=2, ensure_ascii=ascii_only)
+    click.echo(printable(text, keep="\n", escape=_json_escape))       # a raw "\n" in JSON is layout, never data
+
+
+def _json_escape(ch: str) -> str:
+    """\\uXXXX, or a surrogate pair of them above U+FFFF, as JSON writes a character."""
+    o = ord(ch)
+    if o < 0x10000:
+        return f"\\u{o:04x}"
+    o -= 0x10000
+    return f"\\u{0xD800 + (o >> 10):04x}\\u{0xDC00 + (o & 0x3FF):04x}"
 
 
 def option_group(name: str, *options, check=None):
@@ -96,8 +141,8 @@ text_options = option_group(
     click.option("--chars", type=int, default=None, help="Number of characters."))
 
 
-class Streams(click.ParamType):
-    """--streams: "auto" or a whole number >= 1."""
+class AutoOrCount(click.ParamType):
+    """--streams, --threads: "auto" or a whole number >= 1."""
 
     name = "auto|N"
 
@@ -131,7 +176,7 @@ def stream_options(streams: int | str = "auto", warmup: int = AUTO_WARMUP):
     since their output is the exact loss or the exact states unless asked otherwise."""
     return option_group(
         "reading",
-        click.option("--streams", type=Streams(), default=streams, show_default=True,
+        click.option("--streams", type=AutoOrCount(), default=streams, show_default=True,
                      help=f"Parallel pieces (faster, not exact); auto: one exact stream up to {AUTO_EXACT_CHARS:,} "
                           f"chars, else up to {AUTO_STREAMS}; 1: exact."),
         click.option("--warmup", type=click.IntRange(min=0), default=warmup, show_default=True,

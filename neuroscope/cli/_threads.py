@@ -14,6 +14,8 @@ import time
 
 import click
 
+from ._options import AutoOrCount
+
 SAMPLES = 5               # looks at procs_running, INTERVAL apart: one look can catch a short-lived task
 INTERVAL = 0.01           # seconds
 
@@ -47,23 +49,6 @@ def auto_threads() -> int:
     return max(1, cores() - busy_tasks())
 
 
-class Threads(click.ParamType):
-    """--threads: "auto" or a whole number >= 1."""
-
-    name = "auto|N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int) or value == "auto":
-            return value
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n < 1:
-            self.fail(f"{value!r} is neither auto nor a whole number >= 1", param, ctx)
-        return n
-
-
 def _apply(ctx: click.Context, param, value) -> None:
     """Set torch's threads for this command and put the old count back when it ends (a command run
     inside another program, a test, must not change that program's threads)."""
@@ -77,5 +62,5 @@ def _apply(ctx: click.Context, param, value) -> None:
 
 def threads_option(f):
     """--threads for every command that computes with the model (handed to nothing: it sets torch)."""
-    return click.option("--threads", type=Threads(), default="auto", show_default=True, expose_value=False,
+    return click.option("--threads", type=AutoOrCount(), default="auto", show_default=True, expose_value=False,
                         callback=_apply, help="CPU threads; auto: the cores not busy with other work.")(f)
