@@ -34,10 +34,10 @@ import torch
 from .checkpoint import model_and_vocab
 from .config import configured
 from .errors import UserError
-from .features import FEATURES, builtin_names, resolve
+from .features import FEATURES, builtin_names, one_line, resolve
 from .files import json_ready
 from .names import Unit, parse_quantity, parse_unit, squashes
-from .record import AUTO_WARMUP, iter_blocks, record, recorded_names
+from .record import AUTO_WARMUP, iter_blocks, record, recorded_names, stream_layout
 from .stats import SHOWN, shown
 
 BINS = 2000                 # histogram bins over [-1, 1]: thresholds to 0.001
@@ -83,7 +83,8 @@ class MatchResult:
     features: one row per (built-in binary feature, scope): scope "top" (the listed hits) or "all"
         (every hit), hit_chars, precision (share of hit characters where the feature is 1), recall
         (share of the feature's characters inside hits), base_rate (share of the text), lift.
-    meta: the span, the settings, the counts, the thresholds' sample, timings.
+    meta: the span, the settings, the counts, the thresholds' sample, timings; streams and warmup as
+        the search read the text (a number, never "auto"), threshold_streams as the thresholds' pass did.
     """
 
     query: pd.DataFrame
@@ -95,21 +96,35 @@ class MatchResult:
         return json_ready({"query": self.query.to_dict("records"), "hits": self.hits.to_dict("records"),
                            "features": self.features.to_dict("records"), "meta": self.meta})
 
-    def format(self, n: int = 20) -> str:
-        """The text `neuroscope match` prints: the query, the best n hits, the best features."""
+    def format(self, n: int | None = None) -> str:
+        """The text `neuroscope match` prints: the query, the best n hits (None: every listed hit, the
+        config's `top`), and the features the top hits' characters fall on. Hit and span texts are
+        shown on one line, the hit between ⟦ ⟧, control characters escaped (features.one_line)."""
         m = self.meta
-        lines = [f"query: {len(self.query)} units on inside [{m['span'][0]}, {m['span'][1]}) "
-                 f"{self.meta['span_text']!r}"]
+        a, b = m["span"]
+        lines = [f"query: {len(self.query)} units on inside [{a}, {b}) ⟦{one_line(m['span_text'])}⟧"]
         lines += [f"  {r.unit:<12} on {r.on_inside:.0%} inside, {r.on_around:.0%} around (threshold {r.threshold:+.3f})"
                   for r in self.query.itertuples()]
-        lines.append(f"{m['hits']:,} hits (Jaccard >= {m['cut']}, >= {m['min_length']} chars) in {m['chars']:,} chars")
+        lines.append(f"{m['hits']:,} hits (Jaccard >= {m['cut']}, >= {m['min_length']} chars) in {m['chars']:,} chars"
+                     + (f"; the best {min(len(self.hits), n or len(self.hits))}:" if m["hits"] else ""))
         for r in self.hits.head(n).itertuples():
-            lines.append(f"  {r.rank:>3} [{r.start}, {r.end}) {r.score:.3f}  ...{r.before[-20:]!r}[{r.text!r}]"
-                         f"{r.after[:20]!r}...")
-        top = self.features[self.features["scope"] == "top"].sort_values("precision", ascending=False).head(5)
-        lines.append("hit characters vs features (top hits): " + ", ".join(
-            f"{r.feature} precision {r.precision:.2f} recall {r.recall:.2f}" for r in top.itertuples()))
+            lines.append(f"  {r.rank:>3} [{r.start}, {r.end}) {r.score:.3f}  {one_line(r.before[-20:])}"
+                         f"⟦{one_line(r.text)}⟧{one_line(r.after[:20])}")
+        lines.append(self._format_features())
         return "\n".join(lines)
+
+    def _format_features(self) -> str:
+        """The five features most precise on the top hits' characters; a feature absent from the text
+        has no recall (0 of 0 characters) and is left out, rather than printed as nan."""
+        if not self.meta["hits"]:
+            return "hit characters vs features: no hits"
+        f = self.features
+        present = f[(f["scope"] == "top") & f["recall"].notna()]
+        if present.empty:
+            return "hit characters vs features: none of the built-in binary features occurs in the text"
+        top = present.sort_values("precision", ascending=False, kind="stable").head(5)
+        return "hit characters vs features (top hits): " + ", ".join(
+            f"{r.feature} precision {r.precision:.2f} recall {r.recall:.2f}" for r in top.itertuples())
 
 
 def parse_span(span, n: int, max_span: int = 2000) -> tuple[int, int]:
@@ -307,6 +322,7 @@ def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=No
     net, vocab = model_and_vocab(model, vocab)
     _check(cfg)
     a, b = parse_span(span, len(text), cfg.max_span)
+    streams, _, warmup = stream_layout(len(text), cfg.streams, cfg.warmup)     # refused here, before any pass
     given = None if cfg.units == "auto" else parse_units(cfg.units, net.config)
     names = recorded_names(net.config, cfg.states) if given is None else list(dict.fromkeys(u.quantity for u, _ in given))
     ids = vocab.encode(text)
@@ -330,7 +346,8 @@ def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=No
             "hits": len(hits), "hit_chars": int(hits["length"].sum()), "top": cfg.top,
             "on_chars": int(np.count_nonzero(count)), "bits_dtype": str(bits.dtype),
             "jaccard": "share of the query units on (the on-set is taken over the query units only)",
-            "streams": cfg.streams, "warmup": cfg.warmup, "seconds": seconds}
+            "streams": streams, "warmup": warmup, "threshold_streams": stream_layout(n_thr, cfg.streams, cfg.warmup)[0],
+            "seconds": seconds}
     return MatchResult(query, _hit_table(text, hits, cfg.top, cfg.context), features, meta)
 
 

@@ -18,8 +18,8 @@ import click
 from ..config import CELLS, TrainConfig
 from ..errors import UserError
 from ._discover import explain_cmd, match_cmd
-from ._options import (TRAIN_DEFAULTS, Group, device_option, echo_json, feature_options, parse_steps,
-                       probe_options, resolve_device, stream_options, text_options, train_option)
+from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
+                       parse_steps, probe_options, resolve_device, stream_options, text_options, train_option)
 from ._threads import threads_option
 
 
@@ -69,12 +69,19 @@ def eval_cmd(ckpt, text_request, reading, device, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def info_cmd(ckpt, as_json):
     """Config, vocabulary size, parameter count and stored losses of a checkpoint."""
+    from dataclasses import replace
+
     from ..checkpoint import load_checkpoint
+    from ..features import printable
     c = load_checkpoint(ckpt)
     if as_json:
         echo_json(c.summary())
-    else:
-        click.echo(c.describe())
+        return
+    # The strings a checkpoint carries are escaped one by one, so that a "\n" in them cannot make a line.
+    corpus = c.train.get("text")
+    shown = replace(c, path=c.path and printable(c.path),
+                    train={**c.train, "text": printable(corpus)} if isinstance(corpus, str) else c.train)
+    click.echo(printable(shown.describe(), keep="\n"))
 
 
 @cli.command("train")
@@ -150,15 +157,21 @@ def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
     import torch
 
     from ..checkpoint import load_checkpoint
+    from ..evaluate import evaluate
+    from ..features import printable
+    check_text_argument(prime, "prime")
     c = load_checkpoint(ckpt, device=resolve_device(device))
     unknown = c.vocab.count_unknown(prime)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     text = c.model.sample(c.vocab, length, temperature=temperature, prime=prime, generator=gen)
+    # The states the sample was drawn from must be finite, as eval demands: a NaN picks characters
+    # at random-looking places silently. Reading the sample once more costs a fraction of drawing it.
+    evaluate(c.model, c.vocab.encode(text))
     if as_json:
         echo_json({"text": text, "prime": prime, "length": length, "temperature": temperature, "seed": seed,
                    "unknown_prime_chars": unknown})
         return
-    click.echo(text)
+    click.echo(printable(text, keep="\n\t"))        # the sample's own lines; no ESC, no "\r" over a line
     if unknown:
         click.echo(f"note: {unknown} characters of --prime are not in the vocabulary; the model read them as "
                    f"{c.vocab.chars[c.vocab.fallback_id]!r}", err=True)
@@ -245,7 +258,7 @@ def features_cmd(text_request, feature_request, show, width, as_json):
         pad = max(len(r["name"]) for r in rows)
         for r in rows:
             tag = "baseline" if r["baseline"] else "code" if r["code_aware"] else ""
-            click.echo(f"{r['name']:<{pad}}  {r['kind']:<6}  {tag:<8}  {r['description']}")
+            click.echo(F.printable(f"{r['name']:<{pad}}  {r['kind']:<6}  {tag:<8}  {r['description']}"))
         return
     if not any(asked):
         raise UserError("name what to label: --feature NAME (see `neuroscope features`), --feature-regex, "
@@ -265,7 +278,7 @@ def features_cmd(text_request, feature_request, show, width, as_json):
                             "labels": {name: v[:n_show].tolist() for name, v in labels.items()}}
         echo_json(out)
         return
-    click.echo(f"{text_path} [{s:,}, {e:,}), {len(text):,} characters, language {lang}")
+    click.echo(f"{F.printable(text_path)} [{s:,}, {e:,}), {len(text):,} characters, language {lang}")
     for name, st in summary.items():
         if st["kind"] == "binary":
             click.echo(f"  {name}: 1 on {st['nonzero']:,} characters ({st['mean']:.2%})")

@@ -43,7 +43,7 @@ def match_cmd(ckpt, text_request, span, reading, device, csv_path, force, as_jso
     result = match(c, where.text, span, progress=not as_json, **settings, **reading)
     if csv_path:
         write_text(csv_path, result.hits.to_csv(index=False), "csv", force, inputs)
-    _echo_span_result(where, result, as_json, lambda: result.format(min(settings["top"], 20)))
+    _echo_span_result(where, result, as_json, result.format)          # the --top hits, as the help says
 
 
 def _echo_span_result(where, result, as_json: bool, text) -> None:
@@ -52,7 +52,8 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
     if as_json:
         echo_json({"source": where.source, "start": where.start, "end": end, **result.to_json()})
         return
-    click.echo(f"{len(where.text):,} characters of {where.source} [{where.start}, {end})")
+    from ..features import printable
+    click.echo(f"{len(where.text):,} characters of {printable(where.source)} [{where.start}, {end})")
     click.echo(text())
 
 
@@ -91,4 +92,5 @@ def explain_cmd(ckpt, text_request, units, reading, csv_path, force, as_json, **
         write_text(csv_path, result.table.to_csv(index=False), "csv", force, inputs)
     _echo_span_result(span, result, as_json, result.format)
     if csv_path and not as_json:
-        click.echo(f"wrote {csv_path}")
+        from ..features import printable
+        click.echo(f"wrote {printable(csv_path)}")

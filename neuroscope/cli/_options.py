@@ -87,13 +87,13 @@ def tolerant_streams() -> None:
     instead of raising UnicodeEncodeError after the work is done: a terminal set to Latin-1 or ASCII
     (PYTHONIOENCODING, LC_ALL=C without UTF-8 mode) gets the whole output. stderr does so already."""
     for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):           # a TextIOWrapper (not a notebook's or a test's stand-in)
+        if hasattr(stream, "reconfigure"):           # a TextIOWrapper (a notebook's stream has no such method)
             stream.reconfigure(errors="backslashreplace")
 
 
 def echo_json(obj) -> None:
     """obj as indented JSON on stdout, with every character a terminal must not receive as it is
-    (features.unsafe: control characters, lone surrogates) written as a JSON escape, and every
+    (features.show.unsafe: control characters, lone surrogates) written as a JSON escape, and every
     non-ASCII character too where stdout is not UTF-8, so the output stays valid JSON there."""
     from ..features import printable
     stdout = click.get_text_stream("stdout")

@@ -14,7 +14,8 @@ What is computed, per unit, on text of N characters (row k = the unit after read
    part: |formula and on| / |formula or on|. The mask whose best formula has the highest fitting
    IoU is the unit's (sign, quantile); its best TOP formulas are reported.
 4. held-out: each formula's IoU on the held-out part, with the same threshold value, beside the
-   best single atom's.
+   best single atom's, and how many held-out characters the unit is on (on_heldout) and the formula
+   holds on (formula_heldout): where either is 0, the held-out scores say nothing (untested).
 5. simulation: the formula's atoms (at most 3) cut the characters into at most 8 cells; the unit's
    mean in each cell on the fitting part predicts its value, and simulation_r is the Pearson r of
    that prediction with the real values on the held-out part (0 where the prediction is constant).
@@ -28,9 +29,10 @@ search is one [masks x beam, groups] @ [groups, atoms] product per unit.
 """
 from .. import callable_module
 from ._contexts import one_line, top_contexts, unit_contexts
-from ._explain import EXPLAINED_IOU, EXPLAINED_R, ExplainConfig, ExplainResult, check_units, explain, explain_values
+from ._explain import (EXPLAINED_IOU, EXPLAINED_R, ExplainConfig, ExplainResult, check_units, explain, explain_values,
+                       on_where, untested)
 
 __all__ = ["EXPLAINED_IOU", "EXPLAINED_R", "ExplainConfig", "ExplainResult", "check_units", "explain",
-           "explain_values", "one_line", "top_contexts", "unit_contexts"]
+           "explain_values", "on_where", "one_line", "top_contexts", "unit_contexts", "untested"]
 
 callable_module(__name__)

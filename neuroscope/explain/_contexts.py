@@ -6,22 +6,20 @@
 An explanation judged on the extremes alone flatters a unit, so beside the top activations come
 contexts drawn at several quantiles of the unit's values and contexts drawn at random.
 Row k of v is the unit after reading text[k]; a context marks that character as [c], and shows
-line ends as ⏎ so each context is one line.
+line ends as ⏎ and control characters escaped (features.one_line), so each context is one line
+that is safe to print.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from ..features import one_line      # the one rule: \r dropped, \n as ⏎, control characters escaped
+
 WIDTH = (40, 10)                 # characters shown before and after the marked one
 GAP = 20                         # top contexts at least this far apart, so one long run is one context
 QUANTILES = (0.1, 0.5, 0.9)      # the unit's value levels sampled beside its top
 COLUMNS = ["kind", "quantile", "position", "value", "before", "char", "after", "context"]
-
-
-def one_line(s: str) -> str:
-    """s with carriage returns dropped and line ends shown as ⏎."""
-    return s.replace("\r", "").replace("\n", "⏎")
 
 
 def context_string(text: str, p: int, width: tuple[int, int] = WIDTH) -> str:

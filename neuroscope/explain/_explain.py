@@ -31,7 +31,8 @@ EXPLAINED_IOU = 0.2
 MIN_FIT_CHARS = 1000        # below these the quantiles and IoUs are too coarse to mean anything
 MIN_HELDOUT_CHARS = 500
 COLUMNS = ["unit", "rank", "sign", "quantile", "threshold", "coverage", "formula", "length", "iou_fit",
-           "iou_heldout", "best_atom", "best_atom_iou_fit", "best_atom_iou_heldout", "simulation_r", "explained"]
+           "iou_heldout", "on_heldout", "formula_heldout", "best_atom", "best_atom_iou_fit", "best_atom_iou_heldout",
+           "simulation_r", "explained"]
 
 
 @dataclass(frozen=True)
@@ -189,17 +190,18 @@ def _explain_one(uid: str, st: dict, n_fit, n_ho, At, names: list[str], cfg: Exp
     base = {"unit": uid, "sign": 1 if m < Q else -1, "quantile": cfg.quantiles[m % Q],
             "threshold": float(st["thresholds"][m]), "coverage": float(Hf[m].sum() / n_fit.sum()),
             "best_atom": leaf.text(names), "best_atom_iou_fit": float(fit_leaf[0, a]),
-            "best_atom_iou_heldout": float(ho_leaf[0, a])}
+            "best_atom_iou_heldout": float(ho_leaf[0, a]), "on_heldout": int(round(ho_total))}
     rows = []
     for rank, f in enumerate(beams[m][:cfg.top], 1):
         on = f.on.astype(np.float32)
         rows.append({**base, "rank": rank, "formula": f.text(names), "length": len(f.terms), "iou_fit": f.iou,
                      "iou_heldout": float(iou(on @ Hh[m], on @ n_ho, ho_total)),
+                     "formula_heldout": int(round(float(on @ n_ho))),
                      "simulation_r": simulation_r(f.atoms(), At, n_fit, n_ho, st["S_fit"], st["S_ho"],
                                                   float(st["sum2_ho"]))})
     if not rows:                                  # no atom overlaps any mask: nothing to say
         rows.append({**base, "rank": 1, "formula": None, "length": 0, "iou_fit": 0.0, "iou_heldout": 0.0,
-                     "simulation_r": 0.0})
+                     "formula_heldout": 0, "simulation_r": 0.0})
     verdict = bool(rows[0]["simulation_r"] >= cfg.min_r and rows[0]["iou_heldout"] >= cfg.min_iou)
     return [{**r, "explained": verdict} for r in rows]
 
@@ -222,11 +224,11 @@ class ExplainResult:
         units = []
         for uid, rows in self.table.groupby("unit", sort=False):
             first = rows.iloc[0]
-            keep = ["sign", "quantile", "threshold", "coverage", "best_atom", "best_atom_iou_fit",
+            keep = ["sign", "quantile", "threshold", "coverage", "on_heldout", "best_atom", "best_atom_iou_fit",
                     "best_atom_iou_heldout", "explained"]
             units.append({"unit": uid, **{k: first[k] for k in keep},
                           "simulation_r": first["simulation_r"], "iou_heldout": first["iou_heldout"],
-                          "formulas": rows[["rank", "formula", "length", "iou_fit", "iou_heldout",
+                          "formulas": rows[["rank", "formula", "length", "iou_fit", "iou_heldout", "formula_heldout",
                                             "simulation_r"]].to_dict(orient="records"),
                           "contexts": self.contexts[self.contexts["unit"] == uid].drop(columns="unit")
                           .to_dict(orient="records")})
@@ -239,16 +241,45 @@ class ExplainResult:
                f"and held-out IoU >= {m['bar']['iou_heldout']}"]
         for uid, rows in self.table.groupby("unit", sort=False):
             f = rows.iloc[0]
-            side = f"top {1 - f['quantile']:.0%} (value > {f['threshold']:.3f})" if f["sign"] > 0 else \
-                f"bottom {1 - f['quantile']:.0%} (value < {f['threshold']:.3f})"
-            out += ["", f"{uid}: on at its {side}: {'EXPLAINED' if f['explained'] else 'not explained'}, "
-                        f"simulation r {f['simulation_r']:+.3f}"]
+            out += ["", f"{uid}: on at its {on_where(f['sign'], f['quantile'], f['threshold'])}: "
+                        f"{'EXPLAINED' if f['explained'] else 'not explained'}, simulation r {f['simulation_r']:+.3f}"]
             for r in rows.itertuples():
                 out.append(f"  {r.rank}. {r.formula}  IoU fit {r.iou_fit:.3f}, held-out {r.iou_heldout:.3f}, "
                            f"simulation r {r.simulation_r:+.3f}")
             out.append(f"  best single atom: {f['best_atom']}  IoU fit {f['best_atom_iou_fit']:.3f}, "
                        f"held-out {f['best_atom_iou_heldout']:.3f}")
+            if untested(f):
+                out.append(f"  note: {untested(f)}; explain it on more text")
         return "\n".join(out)
+
+
+def on_where(sign: int, quantile: float, threshold: float) -> str:
+    """Where a unit counts as on, in words: "top 10% (value > 0.734)". A shown value lies in [-1, 1]
+    (tanh(c), or h of a bounded cell), so a threshold that rounds to the bound means the unit sits at
+    the bound on that share of the text: said so, with the digits that tell the threshold from it."""
+    share = f"{'top' if sign > 0 else 'bottom'} {1 - quantile:.0%}"
+    op = ">" if sign > 0 else "<"
+    gap = 1 - abs(threshold)
+    if not 0 <= gap < 5e-4:                           # prints as something other than +-1.000
+        return f"{share} (value {op} {threshold:.3f})"
+    bound = 1 if threshold > 0 else -1
+    if gap == 0:
+        return f"{share} (value {op} {bound}: never; the unit sits at its bound {bound} there)"
+    digits = 3
+    while round(abs(threshold), digits) >= 1:
+        digits += 1
+    return f"{share} (value {op} {threshold:.{digits}f}: saturated, within {gap:.0e} of {bound})"
+
+
+def untested(row) -> str:
+    """Why a unit's held-out numbers say nothing, or "": its held-out part holds none of the characters
+    where the unit is on, or none where its best formula holds (then IoU 0 and simulation r 0 mean
+    "untested", not "wrong"); row: the unit's rank-1 row of the table."""
+    if row["on_heldout"] == 0:
+        return "the unit is never on in the held-out part, so its held-out scores say nothing"
+    if row["formula"] is not None and row["formula_heldout"] == 0:
+        return f"the held-out part holds no character where {row['formula']} holds, so its held-out scores say nothing"
+    return ""
 
 
 def check_units(config, units=None, top_units: int | None = None) -> list[Unit]:

@@ -37,7 +37,7 @@ from .scan import LANGS, sniff_language
 # Importing the labellers registers the built-ins; the order here is the order they are listed
 # (`neuroscope features`) and labelled (all_features=True) in.
 from . import prose, wiki, layout, code, baselines
-from .show import render, summarize
+from .show import one_line, printable, render, summarize
 
 __all__ = ["FEATURES", "KINDS", "LANGS", "NAME_RE", "Feature", "baseline_names", "builtin_names", "kind_of",
-           "label", "register", "render", "resolve", "sniff_language", "summarize"]
+           "label", "one_line", "printable", "register", "render", "resolve", "sniff_language", "summarize"]

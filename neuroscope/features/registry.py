@@ -85,7 +85,8 @@ def register(name: str, fn: Callable[[str], Sequence], kind: str = "binary", des
 def _check_labels(values, n: int, kind: str | None, what: str, param: str | None) -> np.ndarray:
     """Validate labels made outside neuroscope: shape [n], finite numbers; binary -> uint8 0/1,
     count -> int32. kind None (a label file) decides by the values: only 0/1 -> uint8, other
-    integers -> int32, other numbers -> float32.
+    integers -> int32 (refused beyond its range), other numbers -> float32 (refused beyond its range,
+    which would turn them into inf).
 
     This is where labels are made, so it looks at the values: an int64 file of 0s and 1s becomes
     uint8. Once made, kind_of reads the kind from the dtype alone, and agrees: uint8 -> "binary",
@@ -118,6 +119,10 @@ def _check_labels(values, n: int, kind: str | None, what: str, param: str | None
         if arr.size and (arr.max() > np.iinfo(np.int32).max or arr.min() < np.iinfo(np.int32).min):
             raise fail("counts do not fit in int32")
         return arr.astype(np.int32)
+    # Checked before the cast: float32 turns 1e300 into inf, after the finite check above has passed.
+    if arr.size and np.abs(arr).max() > np.finfo(np.float32).max:
+        raise fail(f"labels must lie within float32's range (|x| <= {np.finfo(np.float32).max:.1e}); "
+                   f"got {np.abs(arr).max():.3g}")
     return arr.astype(np.float32)
 
 

@@ -30,7 +30,7 @@ def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.
     if not cfg.ablate or n < 2:
         return pd.DataFrame(columns=COLUMNS), []
     ids = ids[:n]
-    base = char_losses(net, ids, chunk=cfg.chunk)                       # [n-1], the model's own forward
+    base = char_losses(net, ids, chunk=cfg.chunk, progress=cfg.progress)  # [n-1], the model's own forward
     rng = np.random.default_rng(cfg.seed)
     H = net.config.hidden_size
     rows, notes = [], []
@@ -42,7 +42,8 @@ def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.
             groups.setdefault(quantity_name(layer, state), []).append(int(u))
         draws = [{q: rng.choice(np.setdiff1d(np.arange(H), us), size=len(us), replace=False).tolist()
                   for q, us in groups.items()} for _ in range(cfg.ablate_draws)]
-        delta = zeroed_losses(net, ids, [groups, *draws], cfg.chunk) - base       # [1 + draws, n-1]: one pass
+        # [1 + draws, n-1] in one pass: the slow part of --ablate (a minute or more), so it shows a bar
+        delta = zeroed_losses(net, ids, [groups, *draws], cfg.chunk, progress=cfg.progress) - base
         d_on, d_off = _on_off(delta, on)                                # each [1 + draws]
         if not on.any():
             notes.append(f"{name} is never on in the ablation span (first {n:,} characters)")

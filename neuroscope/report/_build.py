@@ -56,8 +56,13 @@ class Report:
 
     @property
     def html(self) -> str:
-        data = dict(self.data, charts={k: c.to_dict() for k, c in self.charts.items()})
-        return render_page(self.title, self.subtitle, self.sections, data, self.scripts)
+        # altair refuses a chart of over 5,000 rows, a guard against passing raw data by mistake. The
+        # report's charts are binned frames whose rows grow with the units shown (a distribution chart of
+        # --top 100 units holds 8,000; the gate chart of a 4 x 512 LSTM 6,144), and the loss curve is
+        # thinned (_charts.thin_curve): so the guard is lifted here, for the report's own data only.
+        with alt.data_transformers.disable_max_rows():
+            charts = {k: c.to_dict() for k, c in self.charts.items()}
+        return render_page(self.title, self.subtitle, self.sections, dict(self.data, charts=charts), self.scripts)
 
     def save(self, path: str | os.PathLike, force: bool = False, inputs=()) -> str:
         """Write the page atomically; an existing page is replaced only with force, never an input
@@ -76,7 +81,9 @@ def _chart_ids(section: dict) -> list[str]:
     return [c for c in ids if c]
 
 
-def _check(span, features: dict, max_chars: int) -> None:
+def check_inputs(span, features: dict, max_chars: int) -> None:
+    """Labels of the text's length, and at least 2 characters to show: write_report checks this before
+    its slow stages (match, probe), build_report again for a caller who comes straight to it."""
     for name, lab in features.items():
         if len(lab) != len(span.text):
             raise UserError(f"labels of feature {name!r} cover {len(lab)} characters, the text {len(span.text)}",
@@ -169,7 +176,7 @@ def build_report(ckpt, text, result=None, features: dict[str, np.ndarray] | None
     cfg = configured(ReportConfig, config, overrides)
     span = text if isinstance(text, TextSpan) else TextSpan(text, 0, "<text>")
     features = dict(features or {})
-    _check(span, features, cfg.max_chars)
+    check_inputs(span, features, cfg.max_chars)
     model, vocab = ckpt.model, ckpt.vocab
     if cfg.live:
         check_live(model, cfg.live_force)

@@ -30,6 +30,19 @@ def clip_to_scale(v: np.ndarray) -> np.ndarray:
     return np.clip(v, *SHOWN_RANGE)
 
 
+MAX_CURVE_POINTS = 1000      # a longer training curve is drawn from this many evenly spaced points
+
+
+def thin_curve(curve: list[dict], max_points: int = MAX_CURVE_POINTS) -> list[dict]:
+    """At most max_points points of a training curve, evenly spaced by position, the first and the last
+    kept: a run evaluated every 10 steps for 200,000 steps stores 20,000, which would make the page
+    heavy and slow to draw without showing more than a thousand can."""
+    if len(curve) <= max_points:
+        return list(curve)
+    keep = np.unique(np.linspace(0, len(curve) - 1, max_points).round().astype(int))
+    return [curve[i] for i in keep]
+
+
 def loss_chart(curve: list[dict]) -> alt.Chart | None:
     """Every *loss column of a training curve (train, val) against the step."""
     df = pd.DataFrame(curve)

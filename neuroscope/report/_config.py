@@ -32,3 +32,6 @@ class ReportConfig:
             raise UserError(f"max_chars must be >= 1, got {self.max_chars}", param="max_chars")
         if self.n_units < 1:
             raise UserError(f"n_units must be >= 1, got {self.n_units}", param="n_units")
+        if self.live_force and not self.live:      # refused at once, not silently ignored after the work
+            raise UserError("live_force means something only with live (a page that runs the model)",
+                            param="live_force")

@@ -111,6 +111,9 @@ select, button { font: inherit; }
 .pcol .pch { font-weight: bold; border-bottom: 1px solid #999; }
 .pbreak { flex-basis: 100%%; height: 0; }
 .free td, .free th { text-align: left; vertical-align: top; }
+.wide { max-width: 100%%; overflow-x: auto; }
+table.explain td:nth-child(3), table.explain td:nth-child(7) { white-space: normal; min-width: 10em; }
+table.explain code { overflow-wrap: anywhere; }
 .ctx { font-family: "DejaVu Sans Mono", monospace; white-space: pre; }
 #live-text { width: 100%%; font: 13.5px/1.5 "DejaVu Sans Mono", "Liberation Mono", monospace; }
 .live-edit.bad input:first-of-type { outline: 2px solid %(red)s; }

@@ -22,7 +22,7 @@ import pandas as pd
 from ..features import FEATURES
 from ..model import count_parameters
 from ..stats import SHOWN, shown
-from ._charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, topk_chart
+from ._charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, thin_curve, topk_chart
 from ._excerpt import SATURATED
 
 N_ROWS = 10        # rows of each ranking table
@@ -75,10 +75,15 @@ def model_section(ckpt, pred: dict, n: int) -> tuple[dict, dict]:
     card.append(("loss on the shown excerpt", f"{surprise.mean():.4f} nats/char, {surprise.mean() / math.log(2):.4f} "
                  f"bits/char over {n - 1:,} predictions"))
     s = {"id": "model", "title": "Model", "kind": "model", "card": card, "chart": None, "notes": []}
-    chart = loss_chart(tr.get("curve") or [])
+    curve = tr.get("curve") or []
+    drawn = thin_curve(curve)
+    chart = loss_chart(drawn)
     if chart is None:
         s["notes"].append("This checkpoint stores no loss curve.")
         return s, {}
+    if len(drawn) < len(curve):
+        s["notes"].append(f"The training curve holds {len(curve):,} points; the chart draws {len(drawn):,} of them, "
+                          "evenly spaced, the first and the last included.")
     s["chart"] = "loss"
     return s, {"loss": chart}
 
@@ -235,11 +240,12 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
     """Per shown unit, the formula over features that best matches where it is on (neuroscope.explain:
     chosen on the first 2/3 of the shown text, scored on the last 1/3), its simulation r and verdict,
     and its contexts, as one HTML fragment (kind "html": escaped here); (None, {}) when the text is
-    too short for the two parts. Constant units are listed as such."""
+    too short for the two parts. Constant units are listed as such; a unit whose held-out part holds
+    none of its on-characters or of its formula's is marked untested, with a note saying why."""
     import html as h
 
     from ..errors import UserError
-    from ..explain import ExplainConfig, explain_values
+    from ..explain import ExplainConfig, explain_values, untested
     cfg = ExplainConfig()
     try:
         cfg.check(len(text))
@@ -249,23 +255,34 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
     V = np.stack([shown(values[u.id], u.squash) for u in varying], 1) if varying else None
     table = explain_values(V, text, [u.id for u in varying], cfg) if varying else pd.DataFrame(columns=["rank"])
     best = table[table["rank"] == 1]
+    why = {r["unit"]: untested(r) for _, r in best.iterrows()}           # held-out scores that say nothing
     rows = "".join(f"<tr><td>{h.escape(r.unit)}</td><td>{'high' if r.sign > 0 else 'low'} (q {r.quantile})</td>"
-                   f"<td><code>{h.escape(r.formula)}</code></td><td>{_fmt(r.iou_heldout, '.3f')}</td>"
-                   f"<td>{_fmt(r.simulation_r, '+.3f')}</td><td>{'explained' if r.explained else '–'}</td>"
+                   f"<td><code>{h.escape(r.formula or '–')}</code></td><td>{_fmt(r.iou_heldout, '.3f')}</td>"
+                   f"<td>{_fmt(r.simulation_r, '+.3f')}</td>"
+                   f"<td>{'explained' if r.explained else 'untested' if why[r.unit] else '–'}</td>"
                    f"<td><code>{h.escape(r.best_atom)}</code> ({_fmt(r.best_atom_iou_heldout, '.3f')})</td></tr>"
                    for r in best.itertuples())
     rows += "".join(f"<tr><td>{h.escape(u.id)}</td><td colspan=\"6\">constant on this text</td></tr>"
                     for u in units if u not in varying)
     signs = dict(zip(best["unit"], best["sign"]))
     body_ctx = "".join(_contexts_html(u.id, V[:, j], text, int(signs[u.id])) for j, u in enumerate(varying))
-    body = ("<table><tr><th>unit</th><th>on where</th><th>best formula</th><th>held-out IoU</th>"
-            "<th>simulation r</th><th>verdict</th><th>best single atom (held-out IoU)</th></tr>"
-            f"{rows}</table>{body_ctx}")
+    body = ("<div class=\"wide\"><table class=\"explain\"><tr><th>unit</th><th>on where</th><th>best formula</th>"
+            "<th>held-out IoU</th><th>simulation r</th><th>verdict</th><th>best single atom (held-out IoU)</th></tr>"
+            f"{rows}</table></div>{body_ctx}")
     meta = table.attrs.get("meta", {})
     n_fit = meta.get("fit", [0, cfg.check(len(text))])[1]
     notes = [f"Formulas of up to 3 features (AND, OR, NOT) chosen on the first {n_fit:,} characters shown, "
              f"scored on the other {len(text) - n_fit:,}; explained = simulation r >= {cfg.min_r} and held-out "
              f"IoU >= {cfg.min_iou} (docs/explain.md)."]
+    quiet = [r.unit for r in best.itertuples() if why[r.unit] and r.on_heldout == 0]
+    blind = [f"{r.unit}: {r.formula}" for r in best.itertuples() if why[r.unit] and r.on_heldout > 0]
+    if quiet or blind:
+        where = " or ".join(part for part in (f"where they are on ({', '.join(quiet)})" if quiet else "",
+                                               f"where their formula holds ({'; '.join(blind)})" if blind else "")
+                            if part)
+        notes.append(f"Untested units: their held-out IoU and simulation r say nothing, because the held-out part "
+                     f"(the last {len(text) - n_fit:,} characters shown) holds no character {where}. "
+                     "The command neuroscope explain scores them on as much text as you give it.")
     return {"id": "explanations", "title": title, "kind": "html", "html": body, "notes": notes}, {}
 
 

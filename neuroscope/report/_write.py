@@ -20,7 +20,7 @@ from ..files import check_output
 from ..match import match
 from ..names import parse_unit
 from ..probe import probe
-from ._build import Report, build_report
+from ._build import Report, build_report, check_inputs
 from ._config import ReportConfig
 from ._live import check_live
 
@@ -56,6 +56,7 @@ def write_report(ckpt: str | os.PathLike, out: str | os.PathLike, span: dict | N
     _check_first(c, out, inputs, cfg, force)
     chosen = choose_text(c, **span)
     labels = resolve(chosen.text, offset=chosen.start, **(features or {}))
+    check_inputs(chosen, labels, cfg.max_chars)                  # before the match and the probe, not after
     if match_span:
         cfg = replace(cfg, match=match(c, chosen.text, match_span, progress=cfg.progress))
     result = probe(c, chosen.text, labels, null=null, progress=cfg.progress) if labels else None
