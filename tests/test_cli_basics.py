@@ -177,7 +177,8 @@ def test_flag_message_replaces_the_last_whole_word_and_leaves_paths_alone():
                         cli.commands["features"]) == "--feature-regex x: bad pattern 'regexes(': missing )"
     # A parameter the command has no option for, or no parameter at all: the message as it is.
     assert flag_message(UserError("clip must be > 0", param="clip"), command) == "clip must be > 0"
-    assert flag_message(UserError("first line\nsecond"), command) == "first line"
+    # A message on several lines stays one line, its line break escaped (nothing cut, nothing forged).
+    assert flag_message(UserError("first line\nsecond"), command) == "first line\\nsecond"
 
 
 # Each bad input: one `Error:` line, non-zero exit, no traceback, and the existing --out untouched.
