@@ -12,7 +12,9 @@ The format (see ../shared/models/README.md) is a dict with "format", "vocab" (in
 without a text) and "resume" (optimizer and data-loader state for `train(..., resume=True)`).
 
 Checkpoints are untrusted input: they are read with `torch.load(weights_only=True)` only, so a
-file carrying pickled code is refused, never run. Float16 weights are converted to float32.
+file carrying pickled code is refused, never run; what the zip would unpack to is bounded before
+(`MAX_CHECKPOINT_BYTES`, and no more than the file itself: torch.save packs nothing); every tensor must
+hold values on the CPU (the meta device holds none). Float16 weights are converted to float32.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import math
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -95,10 +98,12 @@ class Checkpoint:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
     """Load and validate a checkpoint; raises CheckpointError with a one-line message.
 
-    What is not a regular file, or is above MAX_CHECKPOINT_BYTES, is refused before it is opened.
+    What is not a regular file, or is above MAX_CHECKPOINT_BYTES, is refused before it is opened; a zip
+    whose members would unpack to more than the file's size, before torch.load unpacks them.
     """
     path = os.fspath(path)
-    regular_file_size(path, "checkpoint", MAX_CHECKPOINT_BYTES, CheckpointError)
+    size = regular_file_size(path, "checkpoint", MAX_CHECKPOINT_BYTES, CheckpointError)
+    check_unpacked_size(path, size)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -115,6 +120,47 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         msg = str(exc).strip().splitlines()[0] if plain else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg})") from None
     return checkpoint_from_dict(blob, path=path, device=device)
+
+
+def check_unpacked_size(path: str, size: int) -> None:
+    """Refuse a zip whose members claim more bytes than the file holds, before anything unpacks them.
+
+    torch.save stores its zip's members uncompressed (so that torch.load can map them), so together
+    they are never larger than the file. torch.load allocates what a member claims and inflates a
+    compressed one into it: a 1 MB file of compressed zeros would take gigabytes. The claims are read
+    from the zip's central directory, as torch reads them. Files in torch's older, unzipped format are
+    left to torch.load.
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            claimed = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (a damaged zip: {exc})") from None
+    if claimed > size:
+        raise CheckpointError(f"{path} would unpack to {claimed:,} bytes from {size:,}; torch.save packs "
+                              f"nothing, so a packed checkpoint is refused")
+
+
+def checked_tensor(name: str, value, shape: tuple | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`value` if it is a dense CPU tensor (of `shape` and `dtype`, where given) whose floating-point values
+    are all finite; else UserError naming `name`. A tensor on the meta device has a shape and no values:
+    reading them fails in torch, far from the file that held it."""
+    if not torch.is_tensor(value):
+        raise UserError(f"{name} must be a tensor (got {type(value).__name__})")
+    if value.device.type != "cpu":
+        raise UserError(f"{name} is a tensor on the {value.device.type} device; a checkpoint holds values "
+                        f"on the CPU")
+    if value.layout != torch.strided:
+        raise UserError(f"{name} is a {value.layout} tensor; only dense tensors are read")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise UserError(f"{name} has shape {list(value.shape)}; {list(shape)} is needed")
+    if dtype is not None and value.dtype != dtype:
+        raise UserError(f"{name} is {value.dtype}; {dtype} is needed")
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise UserError(f"{name} holds NaN or infinite values")
+    return value
 
 
 def checkpoint_from_dict(blob, path: str | None = None, device="cpu") -> Checkpoint:
@@ -166,7 +212,7 @@ def checked_vocab(chars) -> Vocab:
 
 def checked_weights(state_dict, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The stored weights as float32, after checking names and shapes against `config`
-    (model.weight_shapes, the first mismatch named), then dtype and finiteness."""
+    (model.weight_shapes, the first mismatch named), then dtype, device and finiteness (checked_tensor)."""
     if not isinstance(state_dict, dict):
         raise UserError(f"state_dict must be a dict (got {type(state_dict).__name__})")
     for key, value in state_dict.items():
@@ -187,11 +233,9 @@ def checked_weights(state_dict, config: ModelConfig) -> dict[str, torch.Tensor]:
         raise UserError(f"{misfit} (the file holds {short_repr(stray)}, which the config has no place for)")
     state = {}
     for key, value in state_dict.items():
-        if not value.is_floating_point() or value.layout != torch.strided:
+        if not value.is_floating_point():
             raise UserError(f"weights must be floating point ({key!r} is {value.dtype})")
-        state[key] = value.float()          # float16 and bfloat16 are computed in float32
-        if not bool(torch.isfinite(state[key]).all()):
-            raise UserError(f"{key!r} holds NaN or infinite values")
+        state[key] = checked_tensor(repr(key), value).float()     # float16 and bfloat16 are computed in float32
     return state
 
 

@@ -18,11 +18,27 @@ from .errors import UserError
 CELLS = ("lstm", "gru", "rnn")
 DEVICES = ("auto", "cpu", "cuda")
 SAMPLE_AT = (100, 300, 500, 700, 1200, 2000)
+# The demo's training steps (neuroscope.report.run_demo): 2,000 windows of 32 x 100 characters, 4 passes
+# over its 1.6M training characters. A step of its 2 x 128 LSTM costs 0.073-0.077 s of CPU at one
+# thread (measured niced beside other jobs); the whole demo took 2 min 37 s niced on 2 cores beside
+# other jobs (training 143 s), so 2-3 minutes on an idle 2-core machine.
+DEMO_STEPS = 2_000
 # Upper bounds for a stored config. One LSTM layer of H units holds 8*H*H recurrent weights: 16,384
 # units make 2e9 of them (8 GiB in float32), far past any char-RNN; a larger claim is a corrupt file.
 MAX_UNITS = 16_384
 # Each layer is one sequential pass over the text; 64 is deeper than any recurrent LM in practice.
 MAX_LAYERS = 64
+# Sampling is one forward step per character (~0.1 ms to 1 ms): a million characters is minutes of
+# work and a megabyte of output, more than anyone reads; a bigger length is a typo.
+MAX_SAMPLE_CHARS = 1_000_000
+# Any other count of a training run (steps, characters, streams): 2**40 is past any real run (a
+# trillion steps is centuries) and keeps every product of counts far inside torch's 64-bit sizes.
+MAX_COUNT = 2 ** 40
+# Seeds are 32-bit, as numpy's are; sampling seeds derive from seed * 1_000_003 + step, which then
+# stays inside the 64 bits torch.manual_seed takes.
+MAX_SEED = 2 ** 32 - 1
+# A time budget longer than a year is a typo (and inf would never stop a run without steps).
+MAX_MINUTES = 60 * 24 * 366
 # streams="auto" (the default of probe, explain and match): one exact stream up to AUTO_EXACT_CHARS characters; a
 # longer text in min(AUTO_STREAMS, n // AUTO_PIECE) pieces, each read after AUTO_WARMUP characters, so
 # that a piece is at least 4x its warm-up (the warm-up then adds at most a quarter to the steps).
@@ -110,6 +126,11 @@ def short_repr(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def is_number(value) -> bool:
+    """A real number that is not NaN, and not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
+
+
 @dataclass
 class TrainConfig:
     cell: str = "lstm"              # lstm | gru | rnn
@@ -136,30 +157,44 @@ class TrainConfig:
     max_chars: int = 0              # train on the first this many chars of the text (0: all)
 
     def check(self) -> None:
-        """Raise UserError (one line, naming the field) on a value no run can use."""
+        """Raise UserError (one line, naming the field) on a value no run can use, or that would make a
+        checkpoint `load_checkpoint` refuses (the model's limits are MAX_LAYERS and MAX_UNITS)."""
         for name, ok, rule in self._rules():
             if not ok:
-                raise UserError(f"{name} {rule} (got {getattr(self, name)!r})", param=name)
+                raise UserError(f"{name} {rule} (got {short_repr(getattr(self, name))})", param=name)
         if self.steps is None and self.minutes is None:
             raise UserError("give steps or minutes (or both)")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise UserError(f"unknown device {self.device!r}; choose auto, cpu or cuda", param="device")
 
     def _rules(self):
-        """(field, holds, what it must be) for every field with a range."""
-        for name in ("layers", "hidden", "batch", "seq", "eval_every", "val_streams", "sample_chars",
-                     "final_sample_chars"):
-            yield name, int(getattr(self, name)) >= 1, "must be >= 1"
-        for name in ("embedding", "val_chars", "test_chars", "max_chars"):
-            yield name, int(getattr(self, name)) >= 0, "must be >= 0"
+        """(field, holds, what it must be) for every field, in order: its type first, then its range.
+        Nothing here raises on a value of the wrong type (resumed runs read these from a file)."""
+        for name, (lo, hi) in INT_RANGES.items():
+            value = getattr(self, name)
+            yield name, is_int(value), "must be an integer"
+            yield name, lo <= value <= hi, f"must be >= {lo:,} and <= {hi:,}"
+        for name in ("steps", "minutes"):
+            value = getattr(self, name)
+            if value is not None:
+                kind_ok = is_int(value) if name == "steps" else is_number(value)
+                yield name, kind_ok, "must be an integer" if name == "steps" else "must be a number"
+        yield "steps", self.steps is None or 1 <= self.steps <= MAX_COUNT, f"must be >= 1 and <= {MAX_COUNT:,}"
+        yield "minutes", self.minutes is None or 0 < self.minutes <= MAX_MINUTES, \
+            f"must be > 0 and <= {MAX_MINUTES:,} (a year)"
         yield "cell", self.cell in CELLS, f"must be one of {', '.join(CELLS)}"
+        yield "device", isinstance(self.device, str), "must be a string"
+        for name in ("dropout", "lr", "clip", "lr_decay"):
+            yield name, is_number(getattr(self, name)), "must be a number"
         yield "dropout", 0 <= self.dropout < 1, "must be in [0, 1)"
-        yield "lr", self.lr > 0 and math.isfinite(self.lr), "must be > 0"
+        # Adam moves each weight by about lr a step; above 1 a run only diverges (and past ~3e37 torch overflows).
+        yield "lr", 0 < self.lr <= 1, "must be > 0 and <= 1"
         yield "clip", self.clip > 0, "must be > 0"
-        yield "lr_decay", 0 < self.lr_decay <= 1, "must be in (0, 1]"
-        yield "steps", self.steps is None or self.steps >= 1, "must be >= 1"
-        yield "minutes", self.minutes is None or self.minutes > 0, "must be > 0"
-        yield "sample_at", all(int(s) >= 1 for s in self.sample_at), "steps must be >= 1"
+        # torch's ReduceLROnPlateau refuses a factor of 1.
+        yield "lr_decay", 0 < self.lr_decay < 1, "must be in (0, 1)"
+        steps = self.sample_at if isinstance(self.sample_at, (tuple, list)) else [None]
+        yield "sample_at", all(is_int(s) and 1 <= s <= MAX_COUNT for s in steps), \
+            f"must be steps >= 1 and <= {MAX_COUNT:,}"
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(vocab_size=vocab_size, cell=self.cell, embedding_dim=self.embedding,
@@ -169,3 +204,12 @@ class TrainConfig:
         d = asdict(self)
         d["sample_at"] = [int(s) for s in self.sample_at]
         return d
+
+
+# TrainConfig's integer fields and their ranges [lo, hi]: the model's sizes within what a checkpoint may
+# hold (model_config_from_dict), samples within what CharRNN.sample draws, the rest within MAX_COUNT.
+INT_RANGES = {"layers": (1, MAX_LAYERS), "hidden": (1, MAX_UNITS), "embedding": (0, MAX_UNITS),
+              "batch": (1, MAX_COUNT), "seq": (1, MAX_COUNT), "eval_every": (1, MAX_COUNT),
+              "val_streams": (1, MAX_COUNT), "sample_chars": (1, MAX_SAMPLE_CHARS),
+              "final_sample_chars": (1, MAX_SAMPLE_CHARS), "val_chars": (0, MAX_COUNT),
+              "test_chars": (0, MAX_COUNT), "max_chars": (0, MAX_COUNT), "seed": (0, MAX_SEED)}

@@ -261,3 +261,44 @@ def publish_dir(tmp: Path, path: str | os.PathLike, kind: str, force: bool = Fal
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+class WriterLock:
+    """One writer per output: `with WriterLock(out):` holds the kernel's exclusive lock (flock) on a hidden
+    ".{name}.neuroscope-lock" beside `out` that holds the writer's process id, so a second run writing `out`
+    is refused at once, naming the first (UserError, param "out"). The lock ends with its process however
+    that ends: the file of a killed run is taken over; a clean exit removes it. Where the file system has
+    no locks (flock's EINVAL, ENOLCK: some network mounts), the run goes on unguarded."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.out = Path(path)
+        self.path, self.fd = self.out.with_name(f".{self.out.name}.neuroscope-lock"), None
+
+    def __enter__(self) -> "WriterLock":
+        import fcntl
+        while self.fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise _os_error(self.out, exc) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                os.close(fd)
+                raise UserError(f"{self.out} is being written by another run (process {holder}); wait for it "
+                                f"to end, or write elsewhere", param="out") from None
+            except OSError:
+                pass
+            try:                                # its last holder may have removed it since we opened it
+                self.fd = fd if os.path.samestat(os.fstat(fd), os.stat(self.path)) else os.close(fd)
+            except FileNotFoundError:
+                os.close(fd)
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)       # while locked: a run that opened it meanwhile sees it gone
+        os.close(self.fd)
+        self.fd = None

@@ -15,14 +15,10 @@ from numbers import Real
 import torch
 from torch import nn
 
-from .config import CELLS, ModelConfig, is_int
+from .config import CELLS, MAX_SAMPLE_CHARS, ModelConfig, is_int
 from .errors import UserError
 
 __all__ = ["CELLS", "MAX_SAMPLE_CHARS", "CharRNN", "ModelConfig", "count_parameters", "weight_shapes"]
-
-# Sampling is one forward step per character (~0.1 ms to 1 ms): a million characters is minutes of
-# work and a megabyte of output, more than anyone reads; a bigger length is a typo.
-MAX_SAMPLE_CHARS = 1_000_000
 GATE_ROWS = {"lstm": 4, "gru": 3, "rnn": 1}     # G: stacked gate blocks in PyTorch's weight_ih / weight_hh
 
 

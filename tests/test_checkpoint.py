@@ -230,6 +230,8 @@ BAD_BLOBS = {
                         "weights must be floating point"),
     "a NaN weight": (nan_at("rnn.weight_hh_l1"), "'rnn.weight_hh_l1' holds NaN or infinite values"),
     "an infinite weight": (nan_at("encoder.weight", float("inf")), "'encoder.weight' holds NaN or infinite"),
+    "a weight on the meta device": (with_weight("decoder.bias", torch.empty(10, device="meta")),
+                                    "'decoder.bias' is a tensor on the meta device"),
     "vocab empty": (set_key("vocab", []), "vocab is empty"),
     "vocab a string": (set_key("vocab", "abc"), "vocab must be a list of one-character strings"),
     "vocab duplicate": (lambda b: b["vocab"].__setitem__(5, b["vocab"][1]),

@@ -1,5 +1,5 @@
 """`neuroscope demo`: the whole path (stdlib source -> trained LSTM -> labels -> ranking -> report),
-run here with a budget of seconds instead of minutes and a shorter text."""
+run here with 30 training steps instead of DEMO_STEPS and a shorter text."""
 import json
 import re
 
@@ -20,7 +20,7 @@ SECTIONS = ["model", "samples", "ranking", "units", "explanations", "predictions
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
     lines = []
-    result = run_demo(out, minutes=0.05, corpus_chars=300_000, probe_chars=3000, max_chars=1500,
+    result = run_demo(out, steps=30, corpus_chars=300_000, probe_chars=3000, max_chars=1500,
                       progress=False, log=lines.append)
     return result, lines
 
@@ -31,6 +31,7 @@ def test_demo_writes_model_ranking_and_report(demo):
     html = open(result.report, encoding="utf-8").read()
     assert re.findall(r'<section id="([a-z]+)">', html) == SECTIONS
     assert np.isfinite(result.test_loss_nats) and 0 < result.test_loss_nats < 6
+    assert "for 30 steps" in lines[0] and "after 30 steps" in lines[1]
 
 
 def test_demo_ranking_numbers_are_finite(demo):
@@ -75,13 +76,14 @@ def test_demo_command_rejects_bad_options(tmp_path):
     res = CliRunner().invoke(cli, ["demo", "--out", str(afile)])
     assert res.exit_code == 1 and res.output.startswith("Error:") and "folder" in res.output
     assert afile.read_text() == "not a folder"
-    res = CliRunner().invoke(cli, ["demo", "--minutes", "0"])
-    assert res.exit_code == 2 and "--minutes" in res.output
+    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "d"), "--steps", "0"])
+    assert res.exit_code == 1 and res.output.startswith("Error: --steps must be >= 1")
+    assert not (tmp_path / "d").exists()
 
 
 def test_demo_replaces_an_earlier_demo_only_with_force(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"PK\x03\x04 an earlier demo's model")
-    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--minutes", "0.01"])
+    res = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path), "--steps", "1"])
     assert res.exit_code == 1 and res.output.startswith("Error:") and "set --force to replace it" in res.output
     assert len(res.output.strip().splitlines()) == 1
     assert (tmp_path / "model.pt").read_bytes() == b"PK\x03\x04 an earlier demo's model"

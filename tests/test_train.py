@@ -12,7 +12,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-import neuroscope.train as train_module
 from neuroscope.checkpoint import load_checkpoint, save_checkpoint
 from neuroscope.errors import UserError
 from neuroscope.evaluate import evaluate
@@ -254,7 +253,7 @@ def test_minutes_budget_stops_the_run(corpus, tmp_path):
 
 
 def test_cuda_without_a_gpu_is_a_user_error(monkeypatch):
-    monkeypatch.setattr(train_module.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="no CUDA GPU"):
         pick_device("cuda")
     assert pick_device("auto").type == "cpu"

@@ -15,7 +15,7 @@ import sys
 
 import click
 
-from ..config import CELLS, TrainConfig
+from ..config import CELLS, DEMO_STEPS, TrainConfig
 from ..errors import UserError
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
@@ -403,20 +403,21 @@ def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
 @cli.command("demo")
 @click.option("--out", default="neuroscope-demo", show_default=True,
               help="Folder for the model, the ranking and the report.")
-@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
-              help="Training time budget (the rest takes well under a minute).")
+@click.option("--steps", type=int, default=DEMO_STEPS, show_default=True,
+              help="Training steps (a fixed number, so every machine gets the same model).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights and sampling.")
 @click.option("--force", is_flag=True, help="Replace the files of an earlier demo in --out.")
 @click.option("--live/--no-live", default=True, show_default=True, help="Run the model in the report's page.")
 @threads_option
-def demo_cmd(out, minutes, seed, force, live):
+def demo_cmd(out, steps, seed, force, live):
     """Train a small LSTM on the Python standard library's own source, rank its units for
-    in_string and line_position, and write the full HTML report (about 3 minutes on 2 CPU cores).
+    in_string and line_position, and write the full HTML report (2-3 minutes on 2 idle CPU cores;
+    a busy machine takes longer and gets the same model).
 
     Example: neuroscope demo --out neuroscope-demo
     """
     from ..report import run_demo
-    result = run_demo(out, minutes=minutes, seed=seed, force=force, progress=True, live=live,
+    result = run_demo(out, steps=steps, seed=seed, force=force, progress=True, live=live,
                       log=lambda m: click.echo(m, err=True))
     for feature, (unit, r) in result.top.items():
         click.echo(f"best unit for {feature}: {unit} (r = {r:+.3f})", err=True)

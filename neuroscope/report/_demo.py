@@ -1,13 +1,15 @@
 """`neuroscope demo`: the whole path, text to report, on a corpus every machine has, in minutes of CPU.
 
-    >>> result = run_demo("neuroscope-demo", minutes=2.0)
+    >>> result = run_demo("neuroscope-demo")     # DEMO_STEPS training steps, seed 0
     >>> result.report          # "neuroscope-demo/report.html"
     >>> result.top             # {"in_string": ("l1.c.57", 0.83), "line_position": (...)}
 
 Steps: the Python standard library's own sources (neuroscope.train.stdlib_corpus) -> a small
-LSTM trained on the CPU for `minutes` -> the held-out excerpt the checkpoint stores -> labels for
-in_string (inside a string literal: the quote cell of code) and line_position -> every unit ranked
-by Pearson r (neuroscope.probe) -> the full HTML report. Each stage shows its progress.
+LSTM trained on the CPU for a fixed, seeded number of steps -> the held-out excerpt the checkpoint
+stores -> labels for in_string (inside a string literal: the quote cell of code) and line_position ->
+every unit ranked by Pearson r (neuroscope.probe) -> the full HTML report. Each stage shows its
+progress. Training counts steps, not time, so a busy machine takes longer and gets the same model
+(the same Python, torch and kind of CPU give the same numbers, at one thread or two).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..checkpoint import choose_text
+from ..config import DEMO_STEPS
 from ..errors import UserError
 from ..features import resolve
 from ..files import check_output, write_text
@@ -39,28 +42,28 @@ class DemoResult:
     top: dict[str, tuple[str, float]] = field(default_factory=dict)    # feature -> (unit id, r)
 
 
-def demo_config(minutes: float, seed: int = 0) -> TrainConfig:
+def demo_config(steps: int = DEMO_STEPS, seed: int = 0) -> TrainConfig:
     """A 2 x 128 LSTM: small enough to learn quotes and line lengths in a few CPU minutes."""
     return TrainConfig(cell="lstm", layers=2, hidden=128, dropout=0.0, batch=32, seq=100, lr=3e-3,
-                       steps=None, minutes=minutes, device="cpu", seed=seed, eval_every=100,
+                       steps=steps, minutes=None, device="cpu", seed=seed, eval_every=100,
                        val_chars=30_000, test_chars=100_000)
 
 
-def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, seed: int = 0,
+def run_demo(out: str | os.PathLike = "neuroscope-demo", steps: int = DEMO_STEPS, seed: int = 0,
              progress: bool = True, log=print, corpus_chars: int = CORPUS_CHARS, probe_chars: int = PROBE_CHARS,
              max_chars: int = 5000, force: bool = False, live: bool = True) -> DemoResult:
     """Train, record, rank and report; returns where everything went.
 
-    `minutes` bounds training only (recording, ranking and the report add well under a minute on
-    2 CPU cores). corpus_chars, probe_chars and max_chars (characters shown in the report) are
-    there to make a quick check quicker; the defaults are the demo. The files of an earlier demo in
-    `out` are replaced only with force (checked before training). live: the report runs the model
-    in its page (docs/live.md; the 2 x 128 model adds under 1 MB).
+    steps: training steps (recording, ranking and the report add well under a minute on 2 CPU cores).
+    corpus_chars, probe_chars and max_chars (characters shown in the report) are there to make a quick
+    check quicker; the defaults are the demo. The files of an earlier demo in `out` are replaced only
+    with force (checked before training). live: the report runs the model in its page (docs/live.md;
+    the 2 x 128 model adds under 1 MB).
     """
     t0 = time.monotonic()
     out = os.fspath(out)
-    if not minutes > 0:
-        raise UserError(f"minutes must be > 0, got {minutes}", param="minutes")
+    config = demo_config(steps, seed)
+    config.check()                     # a bad step count or seed is refused before anything is written
     if os.path.exists(out) and not os.path.isdir(out):
         raise UserError(f"{out} is a file; out must be a folder", param="out")
     os.makedirs(out, exist_ok=True)
@@ -70,8 +73,8 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", minutes: float = 2.0, s
         check_output(path, kind, force)
 
     text = stdlib_corpus(corpus_chars)
-    log(f"[1/4] training a 2 x 128 LSTM on {len(text):,} characters of Python stdlib source for {minutes:g} min")
-    ckpt = train(text, demo_config(minutes, seed), out=paths["checkpoint"], progress=progress, force=force,
+    log(f"[1/4] training a 2 x 128 LSTM on {len(text):,} characters of Python stdlib source for {steps:,} steps")
+    ckpt = train(text, config, out=paths["checkpoint"], progress=progress, force=force,
                  source="Python standard library (.py sources)")
     log(f"      test loss {ckpt.train['test_loss_nats']:.3f} nats/char after {ckpt.train['steps']:,} steps")
 

@@ -89,13 +89,23 @@ def model_section(ckpt, pred: dict, n: int) -> tuple[dict, dict]:
 
 
 def samples_section(ckpt) -> tuple[dict, dict]:
-    """The samples stored at training steps, then the final ones."""
+    """The samples stored at training steps, then the final ones.
+
+    A sample that is only whitespace (at a low temperature a small code model can stay in a run of
+    indentation) would be an empty box: its label says so and its characters are drawn as marks.
+    """
     stored = ckpt.train.get("samples") or {}
     samples = [(f"step {int(k):,}", v) for k, v in sorted(stored.items(), key=lambda kv: int(kv[0]))]
     for key, label in (("final_sample_t1", "final model, temperature 1"),
                        ("final_sample_t05", "final model, temperature 0.5")):
         if ckpt.train.get(key):
             samples.append((label, ckpt.train[key]))
+    marks = {" ": "·", "\n": "↵\n", "\t": "→"}
+    for i, (label, text) in enumerate(samples):
+        if not text.strip():
+            shown = "".join(marks.get(c, "␣") for c in text)
+            samples[i] = (f"{label}: only whitespace, {len(text):,} characters shown as marks "
+                          f"(· space, ↵ line break, → tab, ␣ other)" if text else f"{label}: empty", shown)
     notes = [] if samples else ["This checkpoint stores no samples."]
     return {"id": "samples", "title": "Samples through training", "kind": "samples",
             "samples": samples, "notes": notes}, {}
