@@ -143,7 +143,7 @@ CASES = [
          "not an activation store", ("{tmp}/q",), _write("q/notes.txt", "mine")),
     Case("record-out-exists", ["record", *CT, "--chars", "300", "--out", "{tmp}/q"], "exists", ("{tmp}/q",),
          _write("q/notes.txt", "mine")),
-    Case("demo-keeps-existing-model", ["demo", "--out", "{tmp}/d", "--minutes", "0.01"], "exists",
+    Case("demo-keeps-existing-model", ["demo", "--out", "{tmp}/d", "--steps", "1"], "exists",
          ("{tmp}/d/model.pt",), _write("d/model.pt", b"my model")),
     Case("train-out-is-the-text", ["train", "{text}", "--out", "{text}", "--steps", "2", *SMALL, "--force"], "input",
          ("{text}",)),
