@@ -17,6 +17,7 @@ import click
 
 from ..config import CELLS, DEMO_STEPS, TrainConfig
 from ..errors import UserError
+from ..features.show import printable
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
                        parse_steps, probe_options, resolve_device, stream_options, text_options, train_option)
@@ -57,7 +58,7 @@ def eval_cmd(ckpt, text_request, reading, device, as_json):
                    "start": span.start, "end": span.start + len(span.text), "streams": streams, "warmup": warmup})
         return
     click.echo(f"{result.loss_nats:.4f} nats/char  {result.bits_per_char:.4f} bits/char  "
-               f"over {result.chars:,} characters of {span.source} [{span.start}, {span.start + len(span.text)})"
+               f"over {result.chars:,} characters of {printable(span.source)} [{span.start}, {span.start + len(span.text)})"
                + ("" if streams == 1 else f" ({streams} streams, warmup {warmup}: not exact)"))
     if unknown:
         click.echo(f"note: {unknown} characters not in the vocabulary were read as "
@@ -133,7 +134,7 @@ def train_cmd(text_path, out, resume, force, as_json, **options):
     if as_json:
         echo_json({"out": out, **summary})
         return
-    click.echo(f"wrote {out}: test loss {tr['test_loss_nats']:.4f} nats/char ({tr['test_bits_per_char']:.4f} "
+    click.echo(f"wrote {printable(out)}: test loss {tr['test_loss_nats']:.4f} nats/char ({tr['test_bits_per_char']:.4f} "
                f"bits/char) after {tr['steps']} steps in {tr['seconds']:.0f} s; best validation loss "
                f"{tr['best_val_loss_nats']:.4f} at step {tr['best_step']}")
 
@@ -208,8 +209,8 @@ def record_cmd(ckpt, text_request, states, dtype, reading, out, force, device, a
     plan = plan_store(model.config, len(span.text), states, dtype)
     check_disk(plan, Path(out))
     if not as_json:
-        click.echo(f"recording {len(span.text):,} characters of {span.source} [{span.start}, "
-                   f"{span.start + len(span.text)}): {plan.describe()} -> {out}")
+        click.echo(f"recording {len(span.text):,} characters of {printable(span.source)} [{span.start}, "
+                   f"{span.start + len(span.text)}): {plan.describe()} -> {printable(out)}")
     acts = write_store(out, model, span, states=states, dtype=dtype, force=force, progress=not as_json,
                        **reading)
     meta = acts.meta
@@ -218,7 +219,7 @@ def record_cmd(ckpt, text_request, states, dtype, reading, out, force, device, a
         echo_json({"out": out, **{k: meta[k] for k in ("names", "files", "shape", "dtype", "streams", "warmup",
                                                           "exact", "bytes", "seconds")}, "text": meta["text"]})
         return
-    click.echo(f"wrote {len(meta['names'])} arrays to {out} in {meta['seconds']:.1f} s"
+    click.echo(f"wrote {len(meta['names'])} arrays to {printable(out)} in {meta['seconds']:.1f} s"
                + ("" if meta["exact"] else f" ({meta['streams']} streams, warmup {meta['warmup']}: not exact)"))
     if unknown:
         click.echo(f"note: {unknown} characters not in the vocabulary were read as {meta['text']['fallback_char']!r}")
@@ -335,7 +336,7 @@ def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_p
     _echo_probe(span, result, config, top, as_json)
     for path in () if as_json else (csv_path, report_path):
         if path:
-            click.echo(f"wrote {path}")
+            click.echo(f"wrote {printable(path)}")
 
 
 def _echo_probe(span, result, config, top: int, as_json: bool) -> None:
@@ -350,7 +351,7 @@ def _echo_probe(span, result, config, top: int, as_json: bool) -> None:
             out = {**where, **out}
         echo_json(out)
         return
-    click.echo(f"{len(span.text):,} characters of {span.source} [{where['start']}, {where['end']}), "
+    click.echo(f"{len(span.text):,} characters of {printable(span.source)} [{where['start']}, {where['end']}), "
                f"{result.meta['units']:,} units ({', '.join(config.states)}), read as {result.meta['recording']}")
     for f in result.features:
         click.echo("")
@@ -394,7 +395,7 @@ def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
     from ..report import write_report
     # settings: units, n_units, max_chars, live, live_force (ReportConfig's names), null, match_span
     report = write_report(ckpt, out, text_request, feature_request, force=force, progress=True, **settings)
-    click.echo(out)
+    click.echo(printable(out))
     if settings["live"]:
         click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "
                    f"{len(report.data['live']['weights']) / 1e6:.2f} MB", err=True)
@@ -422,7 +423,7 @@ def demo_cmd(out, steps, seed, force, live):
     for feature, (unit, r) in result.top.items():
         click.echo(f"best unit for {feature}: {unit} (r = {r:+.3f})", err=True)
     click.echo(f"done in {result.seconds:.0f} s; open the report:", err=True)
-    click.echo(result.report)
+    click.echo(printable(result.report))
 
 
 def main():  # console-script entry point
