@@ -16,17 +16,24 @@ Layout of DIR:
 
 A store is written into a hidden temporary folder beside DIR and renamed into place when complete, so
 DIR is never half-written (neuroscope.files: an existing DIR is replaced only with force, and only if it
-is an activation store that is not an input of the command); a store larger than the free disk is
-refused before anything is written. float16 keeps 11 significant bits (relative error
-<= 2**-11); a value beyond its range (65,504) stops the recording with an error instead of storing inf,
-and so does a NaN or inf state in either dtype (naming the quantity, character and unit).
+is an activation store that is not an input of the command and holds nothing but its own files); a
+store larger than the free disk is refused before anything is written. The recording runs in a worker
+thread while the calling thread waits, so that Ctrl-C (and SIGTERM, SIGHUP) is obeyed at once even in
+the middle of a chunk that torch computes for seconds: the temporary folder is removed and nothing is
+left behind. float16 keeps 11 significant bits (relative error <= 2**-11); a value beyond its range
+(65,504) stops the recording with an error instead of storing inf, and so does a NaN or inf state in
+either dtype (naming the quantity, character and unit).
 """
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +41,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .files import STORE_FORMAT, check_output, json_ready, make_temp_dir, publish_dir
+from .files import STORE_FORMAT, check_output, json_ready, publish_dir, temp_dir
 from .names import parse_quantity, parse_states, unit_id
 from .record import iter_states, recorded_names, stream_layout
+from .text import MAX_TEXT_BYTES, read_bytes, regular_file_size
 
 FORMAT = STORE_FORMAT
 DTYPES = ("float32", "float16")
 SPARE_BYTES = 64 << 20          # keep this much disk free beyond the store itself
 FLOAT16_MAX = 65504.0           # cells of the 3x512 models reach |c| > 26,000 within 50k characters
+META_BYTES = 16 << 20           # a store's meta.json is kilobytes
 
 
 @dataclass
@@ -88,8 +97,7 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
     check_disk(plan, out)
     ids = ckpt.vocab.encode(span.text)
     streams, _, warmup = stream_layout(len(ids), streams, warmup)
-    tmp = make_temp_dir(out)
-    try:
+    with temp_dir(out) as tmp:                      # removed whatever happens, once published too
         t0 = time.perf_counter()
         max_abs = _record_into(tmp, plan, ckpt.model, ids, parse_states(states),
                                chunk=chunk, progress=progress, streams=streams, warmup=warmup)
@@ -99,9 +107,6 @@ def write_store(out: str | os.PathLike, ckpt, span, states=("h", "c"), dtype: st
         meta = _meta(ckpt, span, plan, max_abs, streams, warmup, seconds)
         (tmp / "meta.json").write_text(json.dumps(json_ready(meta), indent=2, ensure_ascii=False), encoding="utf-8")
         publish_dir(tmp, out, "store", force, inputs)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return open_store(out)
 
 
@@ -110,12 +115,27 @@ def _record_into(folder: Path, plan: StorePlan, model, ids, states, **kwargs) ->
 
     Stops with a UserError at the first value that is not finite, or beyond float16's range in a
     float16 store: such a store would hold NaN or inf (and Python's max() drops a NaN silently).
+    The files are made here, before the worker starts, so that a folder removed after an interrupt
+    gets no new file from a worker still finishing its chunk; the worker closes them.
     """
-    files = {name: _NpyFile(folder / f"{parse_quantity(name).stem}.npy", plan.dtype, (plan.chars, plan.units))
-             for name in plan.names}
+    files: dict[str, _NpyFile] = {}
+    try:
+        for name in plan.names:
+            files[name] = _NpyFile(folder / f"{parse_quantity(name).stem}.npy", plan.dtype, (plan.chars, plan.units))
+    except BaseException:
+        for f in files.values():
+            f.close()
+        raise
+    return _in_worker(lambda stop: _fill(files, plan, model, ids, states, stop, **kwargs))
+
+
+def _fill(files: dict, plan: StorePlan, model, ids, states, stop: threading.Event, **kwargs) -> dict[str, float]:
+    """The worker of _record_into: record chunk by chunk into `files`, until done or `stop` is set."""
     max_abs = dict.fromkeys(plan.names, 0.0)
     try:
         for start, acts in iter_states(model, ids, states, **kwargs):
+            if stop.is_set():                                      # the caller was interrupted and left
+                break
             for name, v in acts.items():
                 hi, lo = float(v.max()), float(v.min())            # NaN if any value is NaN
                 if not (math.isfinite(hi) and math.isfinite(lo)):
@@ -125,11 +145,66 @@ def _record_into(folder: Path, plan: StorePlan, model, ids, states, **kwargs) ->
                     _refuse(name, start, v, np.abs(v) > FLOAT16_MAX, f"{max_abs[name]:,.3f}".rstrip("0").rstrip("."))
                 files[name].write_rows(start, v)
         for f in files.values():
-            f.sync()
+            if not stop.is_set():
+                f.sync()
     finally:
         for f in files.values():
             f.close()
     return max_abs
+
+
+def _in_worker(work):
+    """work(stop) in a daemon thread while this thread waits for it, returning its result or raising its
+    error. Python runs signal handlers in the main thread between bytecodes, so a main thread inside a
+    torch kernel that takes seconds would obey Ctrl-C only after it; a main thread that waits obeys at
+    once: it sets `stop` (the worker ends after its chunk, or with the process) and raises."""
+    stop, done, box = threading.Event(), threading.Event(), {}
+
+    def run():
+        try:
+            box["result"] = work(stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+            box["error"] = exc
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, name="neuroscope-record", daemon=True)
+    worker.start()
+    try:
+        while not done.wait(0.1):       # not Thread.join: interrupted, it may mark a live thread stopped
+            pass
+    except BaseException as exc:
+        stop.set()
+        if not _ABANDONED:
+            atexit.register(_end_with_abandoned_workers)
+        _ABANDONED.append((worker, done, getattr(exc, "signum", signal.SIGINT)))
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+_ABANDONED: list[tuple[threading.Thread, threading.Event, int]] = []   # workers left by an interrupt, and why
+
+
+def _end_with_abandoned_workers() -> None:
+    """At exit, a worker left by an interrupt may still be inside a torch kernel, and a Python thread that
+    comes back from one while the interpreter shuts down takes the process down with abort() ("terminate
+    called without an active exception", status 134, perhaps a core file). Give it half a second to end
+    its chunk (and the thread to end: past `done` it touches no torch); else end the process as the signal
+    would have by default (status 128 + signal)."""
+    for worker, done, signum in _ABANDONED:
+        if done.wait(0.5):
+            worker.join(0.5)
+        if worker.is_alive():
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError, AttributeError):
+                    pass
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            os._exit(128 + signum)                  # if the signal is blocked in this thread
 
 
 class _NpyFile:
@@ -208,9 +283,9 @@ class Activations:
         if not meta_path.is_file():
             raise UserError(f"{self.path} is not an activation store (no meta.json)")
         try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{meta_path} is unreadable ({exc})") from None
+            self.meta = json.loads(read_bytes(meta_path, "store's meta.json", META_BYTES).decode("utf-8"))
+        except ValueError as exc:               # UserError too: a FIFO, a file too large, bad JSON
+            raise UserError(f"{meta_path} is unreadable ({str(exc).splitlines()[0]})") from None
         if self.meta.get("format") != FORMAT:
             raise UserError(f"{self.path} is not a {FORMAT} store (format: {self.meta.get('format')!r})")
         self.names: list[str] = list(self.meta["names"])
@@ -231,7 +306,9 @@ class Activations:
             held = ", ".join(self._stems())
             raise UserError(f"{key!r} is not in the store {self.path}; it holds {held}")
         if name not in self._open:
-            self._open[name] = np.load(self.path / self.meta["files"][name], mmap_mode="r")
+            path = self.path / self.meta["files"][name]
+            regular_file_size(path, "array", 1 << 62)       # np.load would open a FIFO and wait
+            self._open[name] = np.load(path, mmap_mode="r")
         return self._open[name]
 
     def unit(self, unit_id: str) -> np.ndarray:
@@ -250,8 +327,11 @@ class Activations:
     @property
     def text(self) -> str:
         """The recorded span, exactly (line ends untranslated)."""
-        with open(self.path / "text.txt", encoding="utf-8", newline="") as fh:
-            return fh.read()
+        raw = read_bytes(self.path / "text.txt", "store's text", MAX_TEXT_BYTES)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{self.path / 'text.txt'} is not UTF-8 ({exc.reason} at byte {exc.start})") from None
 
     def __repr__(self) -> str:
         return (f"Activations({str(self.path)!r}: {len(self)} chars, {', '.join(self._stems())}, "

@@ -33,6 +33,9 @@ class TextError(UserError):
 # A text is held in memory several times over (bytes, str, int64 ids: ~10 bytes a character, more for
 # recording), so 2 GiB of UTF-8 already needs tens of GiB; corpora for char-RNNs are megabytes.
 MAX_TEXT_BYTES = 2 * 1024 ** 3
+# A regular file that says it holds 0 bytes may be a window on the kernel (/proc/self/pagemap reads on
+# for 256 GiB) or a FUSE file of unknown length: such a file is read up to this many bytes, no more.
+UNSIZED_BYTES = 64 * 1024 ** 2
 
 
 def regular_file_size(path: str, what: str, max_bytes: int, error: type[UserError] = UserError) -> int:
@@ -55,20 +58,43 @@ def regular_file_size(path: str, what: str, max_bytes: int, error: type[UserErro
     return st.st_size
 
 
+def read_bytes(path: str | os.PathLike, what: str, max_bytes: int, error: type[UserError] = UserError) -> bytes:
+    """All bytes of `path`, a regular file of at most `max_bytes`; else `error` with one line. Never blocks
+    and never reads without end: what is not a regular file is refused before it is opened (and again
+    once open, in case it was swapped), and no more is read than the file's size says (UNSIZED_BYTES for
+    one that says 0); a file that holds more (growing, or a kernel file) is refused.
+    """
+    path = os.fspath(path)
+    size = regular_file_size(path, what, max_bytes, error)
+    limit = size or min(max_bytes, UNSIZED_BYTES)
+    try:
+        with open(path, "rb", opener=_open_nonblocking) as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise error(f"{path} is not a regular file")
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        said = f"says it holds {size:,} bytes" if size else "says it is empty"
+        raise error(f"{path} {said} but reads on past {limit:,}: a growing or special file; "
+                    f"copy it to a plain file first")
+    return data
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+
+
 def read_text(path: str | os.PathLike, min_chars: int = 2) -> str:
     """Read a whole text file as UTF-8 (a leading BOM stays in the text as U+FEFF).
 
     Line ends are kept as they are (CRLF stays CRLF): the models were trained on the raw text.
     Raises TextError with a one-line message for a missing, unreadable, undecodable or too-short file,
-    for what is not a regular file, and for a file above MAX_TEXT_BYTES.
+    for what is not a regular file, for a file above MAX_TEXT_BYTES, and for one that reads on past its
+    size (read_bytes).
     """
     path = os.fspath(path)
-    regular_file_size(path, "text file", MAX_TEXT_BYTES, TextError)
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise TextError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = read_bytes(path, "text file", MAX_TEXT_BYTES, TextError)
     try:
         # "utf-8", not "utf-8-sig": the BOM is a character of the corpus the models saw.
         text = raw.decode("utf-8")

@@ -115,16 +115,18 @@ def test_a_folder_holding_the_input_checkpoint_is_refused(tmp_path, shared_model
 
 
 def test_a_stale_temporary_folder_of_a_killed_run_is_removed_by_the_next_record(tmp_path, wp_small, span):
-    """Temporaries are ".{name}.neuroscope-tmp-{pid}-{random}" (neuroscope.files); one whose process
-    is gone is removed, one of a live process is left alone."""
+    """Temporaries are ".{name}.neuroscope-tmp-{host}-{pid}-{start}-{random}" (neuroscope.files); one whose
+    process on this machine is gone is removed, one of a live process is left alone."""
     import subprocess
     import sys
+    from neuroscope.files import _host_tag, _start_time
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = tmp_path / f".acts.neuroscope-tmp-{dead.pid}-k1lled"
+    stale = tmp_path / f".acts.neuroscope-tmp-{_host_tag()}-{dead.pid}-1-k1lled"
     stale.mkdir()
     (stale / "l0_h.npy").write_bytes(b"half")
-    live = tmp_path / f".other.neuroscope-tmp-{os.getppid()}-running"
+    parent = os.getppid()
+    live = tmp_path / f".other.neuroscope-tmp-{_host_tag()}-{parent}-{_start_time(parent)}-running"
     live.mkdir()
     write_store(tmp_path / "acts", wp_small, span, states=("h",))
     assert sorted(os.listdir(tmp_path)) == [live.name, "acts"]

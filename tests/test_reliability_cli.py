@@ -198,8 +198,6 @@ def test_an_output_that_is_an_input_under_another_name_is_refused(files, tmp_pat
     assert target.read_bytes() == before
 
 
-@pytest.mark.xfail(strict=True, reason="probe_cmd compares --csv and --report by spelling (csv_path == report_path): "
-                                       "it must compare them by identity, as files.py compares outputs with inputs")
 def test_two_outputs_that_are_one_file_are_refused_before_the_work(files, tmp_path, monkeypatch):
     import neuroscope.probe as probe_package
 

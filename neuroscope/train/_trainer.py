@@ -26,7 +26,7 @@ def pick_device(name: str) -> torch.device:
 class Trainer:
     """One optimisation step at a time over B contiguous streams of the training ids.
 
-    `step()` is the whole inner loop of `train` (and what analyses/benchmark.py times): read the
+    `step()` is the whole inner loop of `train` (and what analyses/benchmark times): read the
     next [B, T] window, forward from the carried state, cross-entropy, backward, clip, Adam.
     """
 
