@@ -13,6 +13,8 @@ A quantity is one layer's state over time: h, c (LSTM only), gate_i/f/g/o (LSTM)
 The recorder names it "{module}.l{layer}.{state}"; for neuroscope's CharRNN the module is "rnn".
 A unit is one column of a quantity: "l{layer}.{state}.{index}". Cell states are unbounded (|c|
 reaches thousands), so everything that ranks or colours a unit sees tanh(c) (`squashes`).
+A latent is one direction of a dictionary over an h or c quantity (neuroscope.dictionary), named like
+a unit with "/d" after the quantity: "l1.c/d.123" is latent 123 of the dictionary over rnn.l1.c.
 
 Every other module builds and parses these strings through this one; it imports nothing of ours.
 """
@@ -32,6 +34,8 @@ STATE_TOKENS = ("h", "c", "gates") + tuple(f"gate_{g}" for g in LSTM_GATES + GRU
 
 _QUANTITY = re.compile(r"(?:rnn\.)?l(\d+)[._](h|c|gate_[ifgorzn]|[ifgorzn])")
 _UNIT = re.compile(r"l(\d+)\.([a-z_]+)\.(\d+)")
+_LATENT = re.compile(r"l(\d+)\.(h|c)/d\.(\d+)")
+DICTIONARY_MARK = "/d"                           # "l1.c" + "/d" + ".123": a dictionary's latent
 
 
 def gate_state(gate: str) -> str:
@@ -99,6 +103,35 @@ class Unit:
     @property
     def squash(self) -> bool:
         return squashes(self.state)
+
+
+def latent_id(quantity: str, index: int) -> str:
+    """("rnn.l1.c", 123) -> "l1.c/d.123": latent 123 of the dictionary over that quantity."""
+    q = parse_quantity(quantity)
+    return f"l{q.layer}.{q.state}{DICTIONARY_MARK}.{index}"
+
+
+@dataclass(frozen=True)
+class Latent:
+    """One latent of a dictionary over an h or c quantity: "l1.c/d.123" (all 0-based)."""
+
+    quantity: str       # "rnn.l1.c"
+    index: int
+
+    @property
+    def id(self) -> str:
+        return latent_id(self.quantity, self.index)
+
+
+def parse_latent(text: str, d_sae: int | None = None) -> Latent:
+    """"l1.c/d.123" -> Latent("rnn.l1.c", 123); with d_sae, checked to exist in a dictionary that size."""
+    m = _LATENT.fullmatch(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise UserError(f"bad latent {text!r}: write layer.state/d.index, e.g. l1.c/d.123 (0-based)")
+    latent = Latent(quantity_name(int(m.group(1)), m.group(2)), int(m.group(3)))
+    if d_sae is not None and latent.index >= d_sae:
+        raise UserError(f"latent {text!r} does not exist: the dictionary has {d_sae:,} (0..{d_sae - 1})")
+    return latent
 
 
 def unit_id(layer: int, state: str, index: int) -> str:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .config import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams  # noqa: F401 (importable from here too)
 from .errors import UserError
-from .evaluate import iter_logits
+from .model import iter_logits
 from .hooks import HookError, Trace
 from .names import (GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
                     squashes, state_names)
@@ -275,7 +275,7 @@ def char_losses(model, ids: np.ndarray, interventions: Sequence[Intervention] | 
 
     One exact stream from a zero state at ids[0]; interventions (positions in ids) are applied inside
     the recurrence, so their effect on later characters is included. Without interventions this is
-    the model's own fused forward, and the mean equals neuroscope.evaluate's loss.
+    the model's own fused forward, and the mean equals neuroscope.model.evaluate's loss.
     """
     _rnn_of(model)
     ids = np.asarray(ids, dtype=np.int64)

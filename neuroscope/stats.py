@@ -198,6 +198,11 @@ class Moments:
         self.s1 = self.s1 + v.sum(0, dtype=np.float64)
         self.s2 = self.s2 + (v.astype(np.float64) ** 2).sum(0)
 
+    @property
+    def mean(self) -> np.ndarray:
+        """float64 [H]: each column's mean."""
+        return self.s1 / self.n
+
     def variance(self) -> np.ndarray:
         """float64 [H]: the population variance of each column."""
         return self.s2 / self.n - (self.s1 / self.n) ** 2

@@ -1,9 +1,9 @@
-"""evaluate.py: the exact one-stream loss and the warmed multi-stream estimate."""
+"""neuroscope.model.evaluate: the exact one-stream loss and the warmed multi-stream estimate."""
 import numpy as np
 import pytest
 
 from neuroscope.errors import UserError
-from neuroscope.evaluate import evaluate
+from neuroscope.model import evaluate
 from neuroscope.record import char_losses
 
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from neuroscope.evaluate import evaluate
+from neuroscope.model import evaluate
 from neuroscope.errors import UserError
 from neuroscope.model import MAX_SAMPLE_CHARS, CharRNN, ModelConfig, count_parameters, weight_shapes
 from neuroscope.text import Vocab, read_text, split_span

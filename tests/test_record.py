@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from neuroscope.errors import UserError
-from neuroscope.evaluate import evaluate
+from neuroscope.model import evaluate
 from neuroscope.model import CharRNN, ModelConfig
 from neuroscope.record import (Intervention, char_losses, iter_states, parse_states, record, state_names,
                                stream_layout)

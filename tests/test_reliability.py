@@ -67,7 +67,7 @@ def test_a_spinning_process_counts_as_busy_and_takes_a_thread_away():
 def test_threads_hold_for_the_command_and_are_given_back(shared_models, shared_data, monkeypatch, threads, expected):
     import torch
 
-    import neuroscope.evaluate as evaluate_module
+    import neuroscope.model as evaluate_module
     from neuroscope.cli._threads import cores
     seen = []
     real = evaluate_module.evaluate

@@ -14,7 +14,7 @@ import torch
 
 from neuroscope.checkpoint import load_checkpoint, save_checkpoint
 from neuroscope.errors import UserError
-from neuroscope.evaluate import evaluate
+from neuroscope.model import evaluate
 from neuroscope.model import CharRNN, ModelConfig
 from neuroscope.text import split_span
 from neuroscope.train import TrainConfig, Trainer, pick_device, stdlib_corpus, train

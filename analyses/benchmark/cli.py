@@ -7,7 +7,7 @@ import click
 
 from analyses._paths import SHARED
 
-from . import contention, explain, features, headline, imports, match, printer, probe, record, timing, train
+from . import contention, dictionary, explain, features, headline, imports, match, printer, probe, record, timing, train
 
 
 def _model(name: str) -> str:
@@ -182,6 +182,22 @@ def bench_explain(as_json, **opts):
     fused nn.LSTM forward over the same characters. Peak memory is the rise of the resident set above
     what the model and text hold."""
     printer.show("explain", explain.run(**opts, progress=not as_json), as_json)
+
+
+@cli.command("dictionary")
+@click.option("--ckpt", default=_model("wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
+@click.option("--quantity", default="rnn.l2.c", show_default=True, help="The states the dictionary reads.")
+@click.option("--latents", default=4096, show_default=True)
+@click.option("--k", default=32, show_default=True)
+@click.option("--batch", default=1024, show_default=True, help="Rows per step.")
+@click.option("--steps", default=20, show_default=True, help="Timed steps (median of 3 runs of them).")
+@click.option("--chars", default=50_000, show_default=True, help="Characters recorded and encoded (64 streams).")
+@_threads()
+@_as_json
+def bench_dictionary(as_json, **opts):
+    """Dictionary training rows/s against the step's dense products alone (GFLOP/s), and encoding the
+    latents against recording the states they come from."""
+    printer.show("dictionary", dictionary.run(**opts), as_json)
 
 
 @cli.command("imports")

@@ -135,5 +135,16 @@ def _contention(res):
                    f" {busy['median']:6.2f} ({busy['min']:.1f}-{busy['max']:.1f})  {busy['median'] / one:5.2f}x")
 
 
-LINES = {"contention": _contention, "train": _train, "record": _record, "features": _features, "probe": _probe, "headline": _headline,
+def _dictionary(res):
+    yield (f"{res['ckpt']} {res['quantity']}: {res['latents']:,} latents, k {res['k']}, batch {res['batch']}, "
+           f"{res['device']}, load average {res['load_average'][0]:.1f}")
+    yield (f"training: {res['rows_per_s']:,} rows/s ({res['steps']} steps in {res['train_s']} s); the three dense "
+           f"products alone {res['dense_products_s']} s = {res['dense_share_of_step']:.0%} of the step")
+    for name, r in res["products"].items():
+        yield f"  {name}: {r['ms']} ms, {r['gflops']} GFLOP/s"
+    yield (f"encoding {res['chars']:,} chars: record {res['record_s']} s, record + encode {res['record_and_encode_s']} s "
+           f"= {res['encode_ratio']:.2f}x")
+
+
+LINES = {"dictionary": _dictionary, "contention": _contention, "train": _train, "record": _record, "features": _features, "probe": _probe, "headline": _headline,
          "match": _match, "explain": _explain, "imports": _imports}

@@ -18,6 +18,7 @@ import click
 from ..config import CELLS, DEMO_STEPS, TrainConfig
 from ..errors import UserError
 from ..features.show import printable
+from ._dictionary import dictionary_cmd
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
                        parse_steps, probe_options, resolve_device, stream_options, text_options, train_option)
@@ -44,7 +45,7 @@ def eval_cmd(ckpt, text_request, reading, device, as_json):
     """
     from ..checkpoint import choose_text, load_checkpoint
     from ..config import auto_streams
-    from ..evaluate import evaluate
+    from ..model import evaluate
     model = load_checkpoint(ckpt, device=resolve_device(device))
     span = choose_text(model, **text_request)
     unknown = model.vocab.count_unknown(span.text)
@@ -147,30 +148,43 @@ def train_cmd(text_path, out, resume, force, as_json, **options):
               help="Softmax temperature (0: greedy).")
 @click.option("--prime", default="", help="Text to start from (printed too).")
 @click.option("--seed", type=int, default=None, help="Seed for a repeatable sample.")
+@click.option("--dictionary", default=None, metavar="DIR", help="A dictionary of this model, for --steer.")
+@click.option("--steer", multiple=True, metavar="LATENT=S",
+              help="Add S times a latent's direction at every step, e.g. l1.c/d.123=+4 (repeatable).")
 @device_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @threads_option
-def sample_cmd(ckpt, length, temperature, prime, seed, device, as_json):
-    """Generate text from a model.
+def sample_cmd(ckpt, length, temperature, prime, seed, dictionary, steer, device, as_json):
+    """Generate text from a model, optionally steered by dictionary latents.
 
     Example: neuroscope sample --ckpt wp.pt --prime "The " --temperature 0.5 --seed 1
     """
+    from contextlib import nullcontext
+
     import torch
 
     from ..checkpoint import load_checkpoint
-    from ..evaluate import evaluate
     from ..features import printable
+    from ..model import evaluate
     check_text_argument(prime, "prime")
+    if bool(steer) != bool(dictionary):
+        raise UserError("--steer and --dictionary go together: the latents to steer by are the dictionary's")
     c = load_checkpoint(ckpt, device=resolve_device(device))
+    steering = nullcontext()
+    if steer:
+        from ..dictionary import load_dictionary, parse_steer, steered
+        strengths = dict(parse_steer(s) for s in steer)
+        steering = steered(c.model, load_dictionary(dictionary, c.model), strengths)
     unknown = c.vocab.count_unknown(prime)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    text = c.model.sample(c.vocab, length, temperature=temperature, prime=prime, generator=gen)
+    with steering:
+        text = c.model.sample(c.vocab, length, temperature=temperature, prime=prime, generator=gen)
     # The states the sample was drawn from must be finite, as eval demands: a NaN picks characters
     # at random-looking places silently. Reading the sample once more costs a fraction of drawing it.
     evaluate(c.model, c.vocab.encode(text))
     if as_json:
         echo_json({"text": text, "prime": prime, "length": length, "temperature": temperature, "seed": seed,
-                   "unknown_prime_chars": unknown})
+                   "steer": dict(parse_steer(s) for s in steer) if steer else {}, "unknown_prime_chars": unknown})
         return
     click.echo(printable(text, keep="\n\t"))        # the sample's own lines; no ESC, no "\r" over a line
     if unknown:
@@ -312,22 +326,28 @@ def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_p
     """
     from ..checkpoint import choose_text, load_checkpoint
     from ..features import resolve
-    from ..files import check_output, write_text
+    from ..files import check_output, same_file, write_text
     from ..probe import ProbeConfig, probe
+    dictionary = settings.pop("dictionary")
     config = ProbeConfig(**settings, **reading, progress=not as_json)     # bad settings refused before loading
+    if dictionary and report_path:
+        raise UserError("--report colours units; with --dictionary write the ranking (--csv, --json) instead")
     if not any(v for k, v in feature_request.items() if k != "lang"):
         raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
                         "--feature-file, --feature-span or --all-features")
-    if csv_path and csv_path == report_path:
+    if csv_path and report_path and same_file(csv_path, report_path):
         raise UserError("--csv and --report name the same file")
-    inputs = [ckpt, text_request["text_path"]]
+    inputs = [ckpt, text_request["text_path"], dictionary]
     for path, kind in ((csv_path, "csv"), (report_path, "html")):
         if path:                          # before the slow part, so a bad location fails at once
             check_output(path, kind, force, inputs)
     c = load_checkpoint(ckpt)
+    if dictionary:
+        from ..dictionary import load_dictionary
+        dictionary = load_dictionary(dictionary, c.model)
     span = choose_text(c, **text_request)
     labels = resolve(span.text, offset=span.start, **feature_request)
-    result = probe(c, span.text, labels, config)
+    result = probe(c, span.text, labels, config, dictionary=dictionary)
     if csv_path:
         write_text(csv_path, result.ranking.to_csv(index=False), "csv", force, inputs)
     if report_path:
@@ -352,7 +372,7 @@ def _echo_probe(span, result, config, top: int, as_json: bool) -> None:
         echo_json(out)
         return
     click.echo(f"{len(span.text):,} characters of {printable(span.source)} [{where['start']}, {where['end']}), "
-               f"{result.meta['units']:,} units ({', '.join(config.states)}), read as {result.meta['recording']}")
+               f"{result.meta['units']:,} units ({', '.join(result.meta['quantities'])}), read as {result.meta['recording']}")
     for f in result.features:
         click.echo("")
         click.echo(result.format(f, top))
@@ -362,6 +382,7 @@ def _echo_probe(span, result, config, top: int, as_json: bool) -> None:
 
 cli.add_command(match_cmd)
 cli.add_command(explain_cmd)
+cli.add_command(dictionary_cmd)
 
 
 @cli.command("report")

@@ -60,8 +60,12 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
 @click.command("explain")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_options
-@click.option("--unit", "units", multiple=True, metavar="UNIT", help="Unit to explain, e.g. l2.c.328 (repeatable).")
-@click.option("--top-units", type=int, default=None, metavar="N", help="Explain the N most variable h and c units.")
+@click.option("--unit", "units", multiple=True, metavar="UNIT",
+              help="Unit to explain, e.g. l2.c.328, or a latent of --dictionary, l1.c/d.12 (repeatable).")
+@click.option("--top-units", type=int, default=None, metavar="N",
+              help="Explain the N most variable h and c units (the latents, with --dictionary).")
+@click.option("--dictionary", "dictionary", default=None, metavar="DIR",
+              help="A dictionary of this model (neuroscope dictionary): explain its latents.")
 @click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto", show_default=True,
               help="Language for code-aware atoms (auto: sniffed).")
 @stream_options()
@@ -69,7 +73,7 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
 @threads_option
-def explain_cmd(ckpt, text_request, units, reading, csv_path, force, as_json, **settings):
+def explain_cmd(ckpt, text_request, units, dictionary, reading, csv_path, force, as_json, **settings):
     """Explain units by logical formulas over features, scored on a later held-out part of the text.
 
     \b
@@ -78,16 +82,21 @@ def explain_cmd(ckpt, text_request, units, reading, csv_path, force, as_json, **
       neuroscope explain --ckpt wp.pt --text warpeace.txt --top-units 10 --json
     """
     from ..checkpoint import choose_text, load_checkpoint
-    from ..explain import ExplainConfig, check_units, explain
+    from ..explain import ExplainConfig, check_latents, check_units, explain
     from ..files import check_output, write_text
     config = ExplainConfig(**settings, **reading, progress=not as_json)      # settings: top_units, lang
-    inputs = [ckpt, text_request["text_path"]]
+    inputs = [ckpt, text_request["text_path"], dictionary]
     if csv_path:
         check_output(csv_path, "csv", force, inputs)
     c = load_checkpoint(ckpt)
-    check_units(c.config, units, config.top_units)
+    if dictionary is not None:
+        from ..dictionary import load_dictionary
+        dictionary = load_dictionary(dictionary, c.model)
+        check_latents(dictionary, units, config.top_units)
+    else:
+        check_units(c.config, units, config.top_units)
     span = choose_text(c, **text_request)
-    result = explain(c, span.text, list(units), config, offset=span.start)
+    result = explain(c, span.text, list(units), config, offset=span.start, dictionary=dictionary)
     if csv_path:
         write_text(csv_path, result.table.to_csv(index=False), "csv", force, inputs)
     _echo_span_result(span, result, as_json, result.format)

@@ -198,7 +198,9 @@ def probe_options(f):
         click.option("--correction", type=click.Choice(["holm", "bh"]), default="holm", show_default=True,
                      help="Multiple-testing correction over all units."),
         click.option("--seed", type=int, default=0, show_default=True,
-                     help="Seed of the control model and random draws."))(f)
+                     help="Seed of the control model and random draws."),
+        click.option("--dictionary", default=None, metavar="DIR",
+                     help="A dictionary of this model (neuroscope dictionary): rank its latents instead of units."))(f)
 
 
 def resolve_device(name: str) -> str:

@@ -29,10 +29,10 @@ search is one [masks x beam, groups] @ [groups, atoms] product per unit.
 """
 from .. import callable_module
 from ._contexts import one_line, top_contexts, unit_contexts
-from ._explain import (EXPLAINED_IOU, EXPLAINED_R, ExplainConfig, ExplainResult, check_units, explain, explain_values,
-                       on_where, untested)
+from ._explain import (EXPLAINED_IOU, EXPLAINED_R, ExplainConfig, ExplainResult, check_latents, check_units, explain,
+                       explain_values, on_where, untested)
 
-__all__ = ["EXPLAINED_IOU", "EXPLAINED_R", "ExplainConfig", "ExplainResult", "check_units", "explain",
+__all__ = ["EXPLAINED_IOU", "EXPLAINED_R", "ExplainConfig", "ExplainResult", "check_latents", "check_units", "explain",
            "explain_values", "on_where", "one_line", "top_contexts", "unit_contexts", "untested"]
 
 callable_module(__name__)

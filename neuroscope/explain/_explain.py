@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import model_and_vocab
 from ..config import configured
+from ..dictionary import as_dictionary, latent_values, latents_of, most_variable_latents
 from ..errors import UserError
 from ..files import json_ready
 from ..names import Unit, parse_unit
@@ -298,23 +299,27 @@ def check_units(config, units=None, top_units: int | None = None) -> list[Unit]:
 
 
 def explain(model, text: str, units=None, config: ExplainConfig | None = None, *, vocab=None, offset: int = 0,
-            **overrides) -> ExplainResult:
+            dictionary=None, **overrides) -> ExplainResult:
     """Record units of a model over text and explain them (explain_values), with their contexts.
 
     model: a Checkpoint, or a CharRNN with `vocab`. units: unit ids ("l2.c.328") or names.Unit; or
     config.top_units: the N most variable h and c units. config / overrides: ExplainConfig fields
     (e.g. top_units=10, streams=1, contexts=False). Values are the shown values (stats.shown) held as
     float16 [N, units] (error < 5e-4 on values within [-1, 1]; at most MAX_MB). offset: the source
-    position of text[0] (meta and contexts use it).
+    position of text[0] (meta and contexts use it). dictionary: a neuroscope.dictionary.Dictionary (or
+    its folder) trained on this model: then units are its latents ("l1.c/d.123"), and top_units the most
+    variable of them, valued by their activation.
     """
     cfg = configured(ExplainConfig, config, overrides)
     net, vocab = model_and_vocab(model, vocab)
     n_fit = cfg.check(len(text))
-    picked = check_units(net.config, units, cfg.top_units)
+    d = as_dictionary(dictionary, net)
+    picked = check_units(net.config, units, cfg.top_units) if d is None else check_latents(d, units, cfg.top_units)
     _check_memory(len(text), len(picked) or cfg.top_units)
     stream_layout(len(text), cfg.streams, cfg.warmup)                  # refuses bad streams before the pass
     t0 = time.perf_counter()
-    picked, values = _recorded(net, vocab.encode(text), picked, cfg)
+    recorded = _recorded if d is None else _latents_recorded(d)
+    picked, values = recorded(net, vocab.encode(text), picked, cfg)
     t1 = time.perf_counter()
     table = explain_values(values, text, [u.id for u in picked], cfg, cfg.progress)
     t2 = time.perf_counter()
@@ -322,9 +327,35 @@ def explain(model, text: str, units=None, config: ExplainConfig | None = None, *
     ctx_df = pd.concat(ctx, ignore_index=True) if ctx else pd.DataFrame(columns=["unit", *CONTEXT_COLUMNS])
     streams, _, warmup = stream_layout(len(text), cfg.streams, cfg.warmup)
     meta = {**table.attrs["meta"], "fit": [offset, offset + n_fit], "heldout": [offset + n_fit, offset + len(text)],
-            "units": len(picked), "streams": streams, "warmup": warmup, "value": SHOWN,
+            "units": len(picked), "streams": streams, "warmup": warmup,
+            "value": SHOWN if d is None else f"the activation of latents of {d.path or 'a dictionary'} "
+                                             f"over {d.quantity}",
             "seconds": {"record": t1 - t0, "search": t2 - t1, "per_unit_search": (t2 - t1) / len(picked)}}
     return ExplainResult(table, ctx_df, meta)
+
+
+def check_latents(d, units=None, top_units: int | None = None) -> list:
+    """check_units for the latents of dictionary d."""
+    if bool(units) == (top_units is not None):
+        raise UserError("name the latents to explain, or ask for the top_units most variable ones (not both)",
+                        param="units")
+    if units:
+        return latents_of(d, units)
+    if not 1 <= top_units <= d.sae.d_sae:
+        raise UserError(f"top_units must be between 1 and {d.sae.d_sae} (the dictionary's latents), got {top_units}",
+                        param="top_units")
+    return []
+
+
+def _latents_recorded(d):
+    """_recorded for latents: the ones named, or the cfg.top_units most variable (a first pass picks them)."""
+    def recorded(net, ids, picked, cfg):
+        read = {"streams": cfg.streams, "warmup": cfg.warmup, "progress": cfg.progress}
+        picked = picked or most_variable_latents(d, net, ids, cfg.top_units, **read)
+        if not picked:
+            raise UserError("no latent of the dictionary is ever on over this text", param="units")
+        return picked, latent_values(d, net, ids, picked, **read)
+    return recorded
 
 
 def _check_memory(n_chars: int, n_units: int) -> None:

@@ -30,7 +30,8 @@ Bidirectional modules, LSTM projections (proj_size) and PackedSequence input are
 The hook machinery (this package: _trace, the two strategies and _fastops) imports nothing of neuroscope but
 the bottom-layer names, so it works on any nn.Module.
 """
-from ._trace import CELL_TYPES, RNN_TYPES, STRATEGIES, HookError, Trace, quantity_names, recurrent_modules, select_names
+from ._trace import (CELL_TYPES, RNN_TYPES, SHOWN_C, STRATEGIES, HookError, Trace, quantity_names, recurrent_modules,
+                     select_names)
 
-__all__ = ["CELL_TYPES", "HookError", "RNN_TYPES", "STRATEGIES", "Trace", "quantity_names", "recurrent_modules",
+__all__ = ["CELL_TYPES", "HookError", "RNN_TYPES", "SHOWN_C", "STRATEGIES", "Trace", "quantity_names", "recurrent_modules",
            "select_names"]

@@ -49,23 +49,27 @@ def prepared_products(prepared: dict, key: str, owner: tuple, kind: str, w: list
 
 
 def loop_layer(kind: str, mod: nn.Module, x: torch.Tensor, products, h: torch.Tensor, c: torch.Tensor | None,
-               edit_h: EditFn | None, edit_c: EditFn | None, step0: int, emb=None) -> dict[str, torch.Tensor]:
+               edits: tuple, step0: int, emb=None) -> dict[str, torch.Tensor]:
     """One layer over all steps. x [T, B, E] -> {"h": [T, B, H], "c", "gate_i", ...} (time-major).
 
-    products: from prepare; h, c [B, H]: the initial state; edit_h, edit_c: called with the state of
-    step t (numbered from step0) before it is used further; emb: see fastops.input_projection.
+    products: from prepare; h, c [B, H]: the initial state; edits: (edit_h, edit_c, edit_shown), each
+    None or called with the state of step t (numbered from step0) before it is used further;
+    edit_shown (LSTM) edits tanh(c_t) as h_t = o_t * tanh(c_t) reads it, leaving the memory c_t as it
+    is; emb: see fastops.input_projection.
     """
+    edit_h, edit_c, edit_shown = edits
     ih, hh = products
     X = fastops.input_projection(x, emb=emb, ih=ih)             # [T, B, G] input preactivations
     if kind == "lstm":
-        return _lstm_steps(X, hh, h, c, edit_h, edit_c, step0)
+        return _lstm_steps(X, hh, h, c, edits, step0)
     if kind == "gru":
         return _gru_steps(X, hh, h, edit_h, step0)
     return _rnn_steps(X, hh, h, edit_h, step0, getattr(mod, "nonlinearity", "tanh") == "relu")
 
 
-def _lstm_steps(G, hh, h, c, edit_h, edit_c, step0) -> dict[str, torch.Tensor]:
+def _lstm_steps(G, hh, h, c, edits, step0) -> dict[str, torch.Tensor]:
     """G [T, B, 4H]: input preactivations in the order i f o g, overwritten by the gates."""
+    edit_h, edit_c, edit_shown = edits
     T, B, H4 = G.shape
     H = H4 // 4
     Gt, sig, tan = G.unbind(0), G[:, :, :3 * H].unbind(0), G[:, :, 3 * H:].unbind(0)
@@ -87,6 +91,8 @@ def _lstm_steps(G, hh, h, c, edit_h, edit_c, step0) -> dict[str, torch.Tensor]:
             edit_in_place(edit_c, ct, step0 + t)
         ht = hs_t[t]
         torch.tanh(ct, out=ht)
+        if edit_shown is not None:
+            edit_in_place(edit_shown, ht, step0 + t)
         ht.mul_(go[t])                                          # h_t = o * tanh(c_t)
         if edit_h is not None:
             edit_in_place(edit_h, ht, step0 + t)

@@ -15,6 +15,7 @@ from ._recover import recover_layer
 RNN_TYPES = (nn.LSTM, nn.GRU, nn.RNN)
 CELL_TYPES = (nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 STRATEGIES = ("auto", "loop", "recover")
+SHOWN_C = "tanh_c"         # the edit of a cell's shown value as h reads it (Trace's edit)
 RECOVER_MAX_BATCH = 4      # CPU: "recover" was faster at batch 1, "loop" at 16 and 64
 
 
@@ -71,7 +72,9 @@ class Trace:
     names: which quantities to keep (see select_names); gates: with names=None, keep gates too.
     edit: {name: fn(value, t) -> new value or None}, called at every step t (counted over all calls of
       that module inside this Trace) with value [B, H] (h or c only); the returned tensor (or value
-      edited in place) replaces the state, so later steps, upper layers and the logits see it.
+      edited in place) replaces the state, so later steps, upper layers and the logits see it. An LSTM
+      layer's "{prefix}.tanh_c" (SHOWN_C) edits tanh(c_t) as h_t = o_t * tanh(c_t) reads it: what the
+      cell passes on changes, its memory c_t does not.
     strategy: "auto" (recover at small batch on CPU and on GPU, loop otherwise or when editing),
       "loop" or "recover". Values: `trace[name]` -> tensor [B, T, H]; `trace.cache` -> dict.
     prepared: a dict where the loop keeps each layer's weights as it multiplies them (reordered,
@@ -93,8 +96,9 @@ class Trace:
         self.names = select_names(self.available, names, gates)
         self.edit = dict(edit or {})
         for name in self.edit:
-            if name not in self.available or is_gate(name):
-                raise HookError(f"cannot edit {name!r}: only the h and c of a traced module can be edited")
+            shown_c = name.endswith("." + SHOWN_C) and name[:-len(SHOWN_C)] + "c" in self.available
+            if not shown_c and (name not in self.available or is_gate(name)):
+                raise HookError(f"cannot edit {name!r}: only the h, c and tanh_c of a traced module can be edited")
         self.strategy = strategy
         self.prepared = {} if prepared is None else prepared
         self.cache: dict[str, torch.Tensor] = {}
@@ -156,8 +160,8 @@ class Trace:
         if name in self.names:
             self._parts.setdefault(name, []).append(value.transpose(0, 1) if batched else value[:, 0])
 
-    def _edits(self, prefix: str) -> tuple[EditFn | None, EditFn | None]:
-        return self.edit.get(_q(prefix, "h")), self.edit.get(_q(prefix, "c"))
+    def _edits(self, prefix: str) -> tuple[EditFn | None, EditFn | None, EditFn | None]:
+        return self.edit.get(_q(prefix, "h")), self.edit.get(_q(prefix, "c")), self.edit.get(_q(prefix, SHOWN_C))
 
     def _run_rnn(self, name: str, mod: nn.Module, input, hx=None):
         """Replacement forward of an nn.LSTM / nn.GRU / nn.RNN: same inputs, same outputs."""
@@ -182,7 +186,7 @@ class Trace:
             want = [q for q in _states(kind) if _q(prefix, q) in self.names]
             if strategy == "loop":
                 products = prepared_products(self.prepared, prefix, (id(mod), k), kind, w, T * B, B)
-                out = loop_layer(kind, mod, x, products, h0[k], c0_k, *edits[k], step0, emb=emb_k)
+                out = loop_layer(kind, mod, x, products, h0[k], c0_k, edits[k], step0, emb=emb_k)
             else:
                 gates = tuple(q[5:] for q in want if is_gate(q))
                 out = recover_layer(kind, mod, x, w, h0[k], c0_k, gates, emb=emb_k)
@@ -201,14 +205,14 @@ class Trace:
         kind, x = _kind(mod), args[0]
         t = self._steps.get(name, 0)
         self._steps[name] = t + 1
-        e_h, e_c = self._edits(name)
+        edits = self._edits(name)
         want_gates = [g for g in GATES[kind] if _q(name, gate_state(g)) in self.names]
-        h, c, gates = _cell_step(kind, mod, args, output, e_h, e_c, t, gates=bool(want_gates))
+        h, c, gates = _cell_step(kind, mod, args, output, edits, t, gates=bool(want_gates))
         batched = x.dim() == 2
         for q, v in [("h", h), ("c", c)] + [(gate_state(g), gates[g]) for g in want_gates]:
             if v is not None:
                 self._keep(_q(name, q), v.detach()[None] if batched else v.detach()[None, None], batched)
-        if e_h is None and e_c is None:
+        if all(e is None for e in edits):
             return None
         return (h, c) if kind == "lstm" else h
 
@@ -300,15 +304,20 @@ def _outputs(kind: str, mod: nn.Module, top: torch.Tensor, last_h: list, last_c:
     return y, (h_n, torch.stack(last_c) if batched else torch.stack(last_c)[:, 0])
 
 
-def _cell_step(kind: str, mod: nn.Module, args, output, e_h, e_c, t: int, gates: bool):
-    """(h, c or None, gates or None) of one cell step, with the edits applied to copies."""
+def _cell_step(kind: str, mod: nn.Module, args, output, edits: tuple, t: int, gates: bool):
+    """(h, c or None, gates or None) of one cell step, with the edits (h, c, tanh_c) applied to copies."""
+    e_h, e_c, e_s = edits
     x, hx = args[0], (args[1] if len(args) > 1 else None)
     h, c = (output if kind == "lstm" else (output, None))
-    g = _cell_gates(kind, mod, x, hx) if gates or e_c is not None else None
-    if e_c is not None:                                         # h follows the edited c, as in the loop
-        c = c.clone()
-        edit_in_place(e_c, c, t)
-        h = g["o"] * torch.tanh(c)
+    g = _cell_gates(kind, mod, x, hx) if gates or e_c is not None or e_s is not None else None
+    if e_c is not None or e_s is not None:                      # h follows the edited c, as in the loop
+        if e_c is not None:
+            c = c.clone()
+            edit_in_place(e_c, c, t)
+        shown = torch.tanh(c)
+        if e_s is not None:
+            edit_in_place(e_s, shown, t)
+        h = g["o"] * shown
     if e_h is not None:
         h = h.clone()
         edit_in_place(e_h, h, t)

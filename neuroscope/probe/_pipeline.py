@@ -8,6 +8,7 @@ import numpy as np
 
 from ..checkpoint import model_and_vocab
 from ..config import configured
+from ..dictionary import as_dictionary
 from ..errors import UserError
 from ..features import baseline_names, kind_of, label
 from ..record import stream_layout
@@ -22,7 +23,7 @@ from ._sparse import sparse_probes
 
 
 def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig | None = None, *, vocab=None,
-          **overrides) -> ProbeResult:
+          dictionary=None, **overrides) -> ProbeResult:
     """Rank every recorded unit by how well it tracks each feature, with honest statistics.
 
     model: a Checkpoint (model + vocab) or a CharRNN with `vocab` given.
@@ -32,6 +33,9 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
         UserError if all are).
     config: a ProbeConfig (default ProbeConfig()); overrides: any of its fields by name, e.g.
         probe(ckpt, text, features, null=False, streams=16). ProbeConfig documents each.
+    dictionary: a neuroscope.dictionary.Dictionary (or its folder) trained on this model: rank its
+        latents ("l1.c/d.123") instead of the units, with the same statistics (the control: the same
+        encoder over the random-weights model's states). Ablation zeroes units, not latents: refused.
     Raises UserError for a text too short for the statistics asked for, labels of the wrong length,
     no features, or only constant features.
     """
@@ -45,7 +49,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     base = _baseline_labels(text, feats) if cfg.baselines else {}
     labels, kinds = {**feats, **base}, {**kinds, **dict.fromkeys(base, "binary")}
     _check_ablate(cfg, net.config.hidden_size)
-    units = unit_layout(net.config, cfg)
+    d = _dictionary(dictionary, net, cfg)
+    units = unit_layout(net.config, cfg, d)
     Ns = sample_length(N, units, cfg)
     check_null_length(Ns, cfg)
     sample = new_sample(Ns, units)
@@ -71,7 +76,9 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     seconds["total"] = time.perf_counter() - t_start
 
     value = SHOWN if cfg.squash_c else "h and c as they are"
-    meta = {"chars": N, "units": len(units), "quantities": units.names, "states": list(cfg.states),
+    if d is not None:
+        value = f"the activation of latents of {d.path or 'a dictionary'} over {d.quantity} ({SHOWN})"
+    meta = {"chars": N, "units": len(units), "quantities": units.names, "states": list(units.states),
             "features": list(feats), "value": value, "kinds": {k: kinds[k] for k in feats}, "baselines": list(base),
             "streams": streams, "warmup": warmup, "recording": _recording(streams, warmup, cfg),
             "ranking": {"chars": N, "what": "Pearson r, mean_on/mean_off over every character (streamed)"},
@@ -82,6 +89,16 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
             "ablation": _ablation_meta(cfg, N), "alpha": cfg.alpha, "seconds": seconds,
             "notes": notes + null_notes + sparse_notes + ablation_notes}
     return ProbeResult(ranking=ranking, topk=topk, sparse=sparse, ablation=abl, baselines=baselines, meta=meta)
+
+
+def _dictionary(dictionary, net, cfg: ProbeConfig):
+    """None, or the Dictionary given (a folder is loaded), checked to belong to this model."""
+    if dictionary is None:
+        return None
+    if cfg.ablate:
+        raise UserError("ablate zeroes units inside the recurrence; it does not take a dictionary's latents "
+                        "(probe them without ablate)", param="ablate")
+    return as_dictionary(dictionary, net)
 
 
 def _check_ablate(cfg: ProbeConfig, H: int) -> None:

@@ -10,18 +10,21 @@ One streaming pass gives Pearson r and the binary means of every unit with every
 sufficient statistics, stats.CorrAccumulator) and copies the sample's rows as they pass, so the
 cost is the sample plus O(units x labels), never [N x units]. Units are laid out quantity by
 quantity (all H units of "rnn.l0.h", then "rnn.l0.c", ...): unit column i * H + j is unit j of
-quantity i, in the sample and in every [U, ...] array.
+quantity i, in the sample and in every [U, ...] array. With a dictionary (neuroscope.dictionary) the
+units are its latents instead ("l1.c/d.123"): the quantity is recorded and encoded block by block, the
+control model's states through the same encoder.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..errors import UserError
-from ..names import parse_quantity, squashes, state_names, unit_id
+from ..names import DICTIONARY_MARK, latent_id, parse_quantity, squashes, state_names, unit_id
 from ..record import iter_blocks, stream_layout, window_chars
 from ..stats import CorrAccumulator, fast_length, rank_stats, shown
 from ._config import ProbeConfig
@@ -47,6 +50,8 @@ class Units:
     hidden: int              # H, units per quantity
     squash: list[bool]       # per quantity: is its value tanh(c)
     table: pd.DataFrame      # one row per unit: layer, state, unit (0-based), unit_id ("l2.c.323")
+    states: tuple = ("h", "c")               # what the recorder records to make them
+    encode: Callable | None = None           # recorded {name: [T, B, H]} -> {names[0]: [T, B, hidden]}
 
     def __len__(self) -> int:
         return len(self.names) * self.hidden
@@ -57,8 +62,10 @@ class Units:
         return np.repeat(self.squash, self.hidden)
 
 
-def unit_layout(config, cfg: ProbeConfig) -> Units:
-    """The units of a model config for cfg.states; UserError if there is none."""
+def unit_layout(config, cfg: ProbeConfig, dictionary=None) -> Units:
+    """The units of a model config for cfg.states (or the latents of a dictionary); UserError if there is none."""
+    if dictionary is not None:
+        return _latent_layout(dictionary)
     names = state_names(config, cfg.states)
     if not names:
         raise UserError(f"nothing to record for states {tuple(cfg.states)} in a {config.cell} model", param="states")
@@ -69,7 +76,25 @@ def unit_layout(config, cfg: ProbeConfig) -> Units:
     unit = np.tile(np.arange(H), len(names))
     table = pd.DataFrame({"layer": layer, "state": state, "unit": unit,
                           "unit_id": [unit_id(a, b, c) for a, b, c in zip(layer, state, unit)]})
-    return Units(names, H, [cfg.squash_c and squashes(q.state) for q in quantities], table)
+    return Units(names, H, [cfg.squash_c and squashes(q.state) for q in quantities], table, tuple(cfg.states))
+
+
+def _latent_layout(d) -> Units:
+    """The latents of dictionary d as units: one quantity "rnn.l1.c/d" of d_sae columns, their value the
+    activation the encoder gives the shown value of d's quantity."""
+    q = parse_quantity(d.quantity)
+    n = d.sae.d_sae
+    table = pd.DataFrame({"layer": np.full(n, q.layer), "state": f"{q.state}{DICTIONARY_MARK}", "unit": np.arange(n),
+                          "unit_id": [latent_id(d.quantity, i) for i in range(n)]})
+    name = d.quantity + DICTIONARY_MARK
+
+    def encode(values: dict) -> dict:
+        V = values[d.quantity]                                              # [T, B, H]
+        x = shown(V.reshape(-1, V.shape[-1]), q.squash).to(d.sae.W_dec.device)
+        with torch.no_grad():
+            z = d.sae.encode(x).to(V.device)
+        return {name: z.view(V.shape[0], V.shape[1], n)}
+    return Units([name], n, [False], table, (q.state,), encode)
 
 
 def sample_length(N: int, units: Units, cfg: ProbeConfig) -> int:
@@ -120,8 +145,10 @@ def _accumulate(net, ids, units: Units, labels, cfg: ProbeConfig, sample, label:
     H = units.hidden
     acc = CorrAccumulator()
     streams, m, warmup = stream_layout(len(ids), cfg.streams, cfg.warmup)
-    for pos, values in iter_blocks(net, ids, states=cfg.states, chunk=cfg.chunk, progress=cfg.progress and label,
+    for pos, values in iter_blocks(net, ids, states=units.states, chunk=cfg.chunk, progress=cfg.progress and label,
                                    streams=streams, warmup=warmup, steps=steps):
+        if units.encode is not None:
+            values = units.encode(values)
         # The sample's rows: per stream, a run of consecutive positions (pos[:, b]) below Ns.
         runs = [(b, int(pos[0, b]), int(np.count_nonzero((pos[:, b] >= 0) & (pos[:, b] < Ns))))
                 for b in range(pos.shape[1]) if 0 <= pos[0, b] < Ns]

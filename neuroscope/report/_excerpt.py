@@ -7,7 +7,7 @@
     >>> read_excerpt(model, ids, [], n_variable=5).variable         # the 5 most variable units, values kept too
 
 The excerpt is read once, as one exact stream from a zero state, chunk by chunk with the state
-carried (neuroscope.evaluate.iter_logits): the model's own forward runs inside a neuroscope.hooks.Trace,
+carried (neuroscope.model.iter_logits): the model's own forward runs inside a neuroscope.hooks.Trace,
 so the states the report shows are recorded while the model computes the logits of its guesses.
 
 Memory: after each chunk only what the report shows is kept (the asked units' columns, per-unit
@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
-from ..evaluate import iter_logits
+from ..model import iter_logits
 from ..hooks import HookError, Trace
 from ..names import Unit, gate_state, parse_quantity, quantity_name, squashes, state_names
 from ..record import most_variable_units

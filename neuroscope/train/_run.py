@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import Checkpoint, atomic_save, checkpoint_to_dict
 from ..config import TrainConfig
 from ..errors import UserError
-from ..evaluate import evaluate
+from ..model import evaluate
 from ..files import WriterLock, check_output
 from ..model import CharRNN
 from ..text import Vocab, split_span

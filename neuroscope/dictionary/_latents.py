@@ -1,0 +1,60 @@
+"""A dictionary's latents over a text: the values every analysis reads for a latent, as it reads a
+unit's shown value. A latent's value is its TopK activation (0 where it is not among the k on, else
+positive), computed from the shown value of the dictionary's quantity (tanh(c) for cells)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..names import Latent, parse_latent, parse_quantity
+from ..record import iter_states
+from ..stats import Moments, shown
+
+
+def latents_of(d, names) -> list[Latent]:
+    """Latent names ("l1.c/d.12") or Latents, checked against dictionary d (its quantity and size)."""
+    out = []
+    for name in names:
+        latent = parse_latent(name, d.sae.d_sae) if isinstance(name, str) else name
+        if latent.quantity != d.quantity:
+            raise UserError(f"{latent.id} is not a latent of the dictionary over {d.quantity} (its latents: "
+                            f"{d.prefix}.0 to {d.prefix}.{d.sae.d_sae - 1})", param="units")
+        out.append(latent)
+    return list(dict.fromkeys(out))
+
+
+@torch.no_grad()
+def iter_latents(d, model, ids: np.ndarray, streams="auto", warmup: int = 256, progress=False):
+    """Yield (start, float32 latents [n, d_sae]) over ids, block by block (record.iter_states)."""
+    q = parse_quantity(d.quantity)
+    device = d.sae.W_dec.device
+    for start, acts in iter_states(model, ids, (q.state,), streams=streams, warmup=warmup, progress=progress):
+        x = torch.from_numpy(shown(acts[d.quantity], q.squash, inplace=True)).to(device)
+        yield start, d.sae.encode(x).cpu().numpy()
+
+
+def latent_values(d, model, ids: np.ndarray, latents: list[Latent] | None = None, variance: bool = False,
+                  **read) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """float16 [len(ids), len(latents)] of the latents named (None: every latent), one pass; with
+    variance=True also each one's variance (float64), from the float32 values. read: iter_latents'
+    streams, warmup, progress."""
+    cols = np.arange(d.sae.d_sae) if latents is None else np.array([lat.index for lat in latents], dtype=np.int64)
+    out = np.empty((len(ids), len(cols)), np.float16)
+    moments = Moments()
+    for start, z in iter_latents(d, model, ids, **read):
+        v = z[:, cols]
+        out[start:start + len(v)] = v
+        if variance:
+            moments.add(v)
+    return (out, moments.variance()) if variance else out
+
+
+def most_variable_latents(d, model, ids: np.ndarray, n: int, **read) -> list[Latent]:
+    """The n latents of d whose values vary most over ids (one pass holding only running sums)."""
+    moments = Moments()
+    for _, z in iter_latents(d, model, ids, **read):
+        moments.add(z)
+    var = moments.variance()
+    order = [int(i) for i in np.argsort(-var, kind="stable") if var[i] > 0][:n]
+    return [Latent(d.quantity, i) for i in order]
