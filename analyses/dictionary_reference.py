@@ -77,8 +77,10 @@ def tracked(values: np.ndarray, names: list[str], y: np.ndarray, binary: bool) -
 
 
 def explained(values: np.ndarray, text: str, names: list[str]) -> dict:
-    """explain every column that varies; counts of explained, and of explained by a structural formula."""
-    live = [j for j in range(values.shape[1]) if float(values[:, j].astype(np.float32).std()) > 0]
+    """explain every column that varies on the fitting part (one that does not is not explained); counts
+    of explained, and of explained by a structural formula."""
+    fit = values[:int(len(text) * FIT)]                 # explain needs a column that varies on its fitting part
+    live = [j for j in range(values.shape[1]) if float(fit[:, j].astype(np.float32).std()) > 0]
     t0 = time.perf_counter()
     table = explain_values(values[:, live], text, [names[j] for j in live], progress=True)
     best = table[table["rank"] == 1]

@@ -368,6 +368,8 @@ def test_probe_command_takes_a_dictionary(shared_models, shared_data, small_dict
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["units"][0]["unit_id"].startswith("l1.c/d.")
+    printed = run(*args)
+    assert printed.exit_code == 0 and "256 latents of rnn.l1.c, read as" in printed.stdout
     one_line_error(run(*args, "--report", tmp_path / "r.html"), "--report colours units")
     one_line_error(run("probe", "--ckpt", shared_models / "wp_lstm3x512.pt", "--text", text, "--chars", 8000,
                        "--feature", "in_quote", "--dictionary", small_dictionary.path), "trained on another model")

@@ -225,7 +225,7 @@ def test_refusals_are_one_line_hook_errors():
         mod = make("RNN", True, layers=1)
         with Trace(mod):
             mod(inputs(True))
-    with pytest.raises(HookError, match="only the h and c"):
+    with pytest.raises(HookError, match="only the h, c and tanh_c"):
         Trace(make("LSTM", True), edit={"l0.gate_f": lambda v, t: v})
     with pytest.raises(HookError, match="unknown strategy"):
         Trace(make("LSTM", True), strategy="fast")

@@ -372,12 +372,19 @@ def _echo_probe(span, result, config, top: int, as_json: bool) -> None:
         echo_json(out)
         return
     click.echo(f"{len(span.text):,} characters of {printable(span.source)} [{where['start']}, {where['end']}), "
-               f"{result.meta['units']:,} units ({', '.join(result.meta['quantities'])}), read as {result.meta['recording']}")
+               f"{result.meta['units']:,} {_what_was_ranked(result.meta)}, read as {result.meta['recording']}")
     for f in result.features:
         click.echo("")
         click.echo(result.format(f, top))
     for note in result.meta["notes"]:
         click.echo(f"note: {note}")
+
+
+def _what_was_ranked(meta: dict) -> str:
+    """"units (h, c)", or "latents of rnn.l1.c" for a dictionary's."""
+    from ..names import DICTIONARY_MARK
+    latents = [q[:-len(DICTIONARY_MARK)] for q in meta["quantities"] if q.endswith(DICTIONARY_MARK)]
+    return f"latents of {', '.join(latents)}" if latents else f"units ({', '.join(meta['states'])})"
 
 
 cli.add_command(match_cmd)
