@@ -356,8 +356,23 @@ def test_probe_ranks_latents_with_the_same_statistics(wp_small, warpeace, small_
     got = ranking.set_index("unit")["r"].sort_index().to_numpy()
     assert np.allclose(np.nan_to_num(got[live]), r[live], atol=2e-3)
     assert ranking["control_max_abs_r"].notna().all() and ranking["p_adjusted"].notna().any()
-    with pytest.raises(UserError, match="ablate zeroes units"):
-        probe(wp_small, text, {"in_quote": y}, dictionary=small_dictionary, ablate=2)
+    ablated = probe(wp_small, text, {"in_quote": y}, dictionary=small_dictionary, sparse=False, null=False,
+                    ablate=2, ablate_chars=1000, ablate_draws=2).ablation
+    assert len(ablated) == 1 and ablated["units"].iloc[0] == ",".join(ranking["unit_id"].head(2))
+    assert np.isfinite(ablated[["delta_off", "random_off_mean", "random_off_std"]].to_numpy(float)).all()
+
+
+@pytest.mark.parametrize("quantity", ["rnn.l1.h", "rnn.l0.c"])
+def test_zeroing_latents_takes_their_part_of_the_reconstruction_out(wp_small, ids, quantity):
+    from neuroscope.dictionary import latent_zeroed_losses
+    from neuroscope.record import char_losses, zeroed_losses
+    d = Dictionary(perfect(128), quantity, model_fingerprint(wp_small.model))
+    text = ids[1][:600]
+    none, every = latent_zeroed_losses(d, wp_small.model, text, [[], list(range(256))])
+    assert np.allclose(none, char_losses(wp_small.model, text), atol=1e-4)        # nothing taken out: clean
+    if quantity.endswith(".h"):                                   # all of h taken out: h held at zero
+        assert np.allclose(every, zeroed_losses(wp_small.model, text, [{quantity: list(range(128))}])[0], atol=1e-4)
+    assert float(every.mean()) > float(none.mean()) + 0.05
 
 
 def test_probe_command_takes_a_dictionary(shared_models, shared_data, small_dictionary, tmp_path):

@@ -22,10 +22,12 @@ COLUMNS = ["feature", "k", "units", "chars", "on_chars", "off_chars", "base_loss
 
 
 def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.DataFrame,
-             cfg: ProbeConfig) -> tuple[pd.DataFrame, list[str]]:
+             cfg: ProbeConfig, dictionary=None) -> tuple[pd.DataFrame, list[str]]:
     """(table, notes): the loss change (nats/char) from zeroing each feature's top cfg.ablate units on the
     first cfg.ablate_chars characters, on and off the feature, beside random unit sets; columns COLUMNS.
-    ranking: ProbeResult.ranking (its first rows per feature are the units zeroed). Empty if not cfg.ablate."""
+    ranking: ProbeResult.ranking (its first rows per feature are the units zeroed). Empty if not cfg.ablate.
+    dictionary: the ranking is of its latents; their part of the reconstruction is taken out instead
+    (dictionary.latent_zeroed_losses), against random sets of its latents."""
     n = min(len(ids), cfg.ablate_chars)
     if not cfg.ablate or n < 2:
         return pd.DataFrame(columns=COLUMNS), []
@@ -37,13 +39,10 @@ def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.
     for name, lab in features.items():
         on = np.asarray(lab[:n - 1]) != 0
         top = ranking[ranking["feature"] == name].head(cfg.ablate)
-        groups: dict[str, list[int]] = {}                               # {quantity: units zeroed}
-        for layer, state, u in zip(top["layer"], top["state"], top["unit"]):
-            groups.setdefault(quantity_name(layer, state), []).append(int(u))
-        draws = [{q: rng.choice(np.setdiff1d(np.arange(H), us), size=len(us), replace=False).tolist()
-                  for q, us in groups.items()} for _ in range(cfg.ablate_draws)]
-        # [1 + draws, n-1] in one pass: the slow part of --ablate (a minute or more), so it shows a bar
-        delta = zeroed_losses(net, ids, [groups, *draws], cfg.chunk, progress=cfg.progress) - base
+        if dictionary is None:
+            delta = _zeroed_units(net, ids, top, H, rng, cfg) - base
+        else:
+            delta = _zeroed_latents(dictionary, net, ids, top, rng, cfg) - base
         d_on, d_off = _on_off(delta, on)                                # each [1 + draws]
         if not on.any():
             notes.append(f"{name} is never on in the ablation span (first {n:,} characters)")
@@ -51,6 +50,26 @@ def ablation(net, ids: np.ndarray, features: dict[str, np.ndarray], ranking: pd.
                      float(base.mean()), d_on[0], d_off[0], *_mean_std(d_on[1:]), *_mean_std(d_off[1:]),
                      cfg.ablate_draws])
     return pd.DataFrame(rows, columns=COLUMNS), notes
+
+
+def _zeroed_units(net, ids, top: pd.DataFrame, H: int, rng, cfg: ProbeConfig) -> np.ndarray:
+    """[1 + draws, n-1] losses, the top units zeroed, then random sets of as many from the same quantities,
+    in one pass: the slow part of --ablate (a minute or more), so it shows a bar."""
+    groups: dict[str, list[int]] = {}                                   # {quantity: units zeroed}
+    for layer, state, u in zip(top["layer"], top["state"], top["unit"]):
+        groups.setdefault(quantity_name(layer, state), []).append(int(u))
+    draws = [{q: rng.choice(np.setdiff1d(np.arange(H), us), size=len(us), replace=False).tolist()
+              for q, us in groups.items()} for _ in range(cfg.ablate_draws)]
+    return zeroed_losses(net, ids, [groups, *draws], cfg.chunk, progress=cfg.progress)
+
+
+def _zeroed_latents(d, net, ids, top: pd.DataFrame, rng, cfg: ProbeConfig) -> np.ndarray:
+    """_zeroed_units for a dictionary's latents."""
+    from ..dictionary import latent_zeroed_losses
+    chosen = [int(u) for u in top["unit"]]
+    others = np.setdiff1d(np.arange(d.sae.d_sae), chosen)
+    draws = [rng.choice(others, size=len(chosen), replace=False).tolist() for _ in range(cfg.ablate_draws)]
+    return latent_zeroed_losses(d, net, ids, [chosen, *draws], cfg.chunk, progress=cfg.progress)
 
 
 def _on_off(delta: np.ndarray, on: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

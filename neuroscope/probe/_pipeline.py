@@ -35,7 +35,8 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
         probe(ckpt, text, features, null=False, streams=16). ProbeConfig documents each.
     dictionary: a neuroscope.dictionary.Dictionary (or its folder) trained on this model: rank its
         latents ("l1.c/d.123") instead of the units, with the same statistics (the control: the same
-        encoder over the random-weights model's states). Ablation zeroes units, not latents: refused.
+        encoder over the random-weights model's states); ablate takes the top latents' part of the
+        reconstruction out inside the recurrence.
     Raises UserError for a text too short for the statistics asked for, labels of the wrong length,
     no features, or only constant features.
     """
@@ -49,7 +50,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     base = _baseline_labels(text, feats) if cfg.baselines else {}
     labels, kinds = {**feats, **base}, {**kinds, **dict.fromkeys(base, "binary")}
     _check_ablate(cfg, net.config.hidden_size)
-    d = _dictionary(dictionary, net, cfg)
+    d = _dictionary(dictionary, net)
     units = unit_layout(net.config, cfg, d)
     Ns = sample_length(N, units, cfg)
     check_null_length(Ns, cfg)
@@ -72,7 +73,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
         topk, sparse, sparse_meta, sparse_notes = sparse_probes(sample, units.squash_mask, feats, kinds,
                                                                 list(units.table["unit_id"]), cfg)
     with _timed(seconds, "ablation", cfg.ablate):
-        abl, ablation_notes = ablation(net, ids, feats, ranking, cfg)
+        abl, ablation_notes = ablation(net, ids, feats, ranking, cfg, d)
     seconds["total"] = time.perf_counter() - t_start
 
     value = SHOWN if cfg.squash_c else "h and c as they are"
@@ -91,13 +92,10 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     return ProbeResult(ranking=ranking, topk=topk, sparse=sparse, ablation=abl, baselines=baselines, meta=meta)
 
 
-def _dictionary(dictionary, net, cfg: ProbeConfig):
+def _dictionary(dictionary, net):
     """None, or the Dictionary given (a folder is loaded), checked to belong to this model."""
     if dictionary is None:
         return None
-    if cfg.ablate:
-        raise UserError("ablate zeroes units inside the recurrence; it does not take a dictionary's latents "
-                        "(probe them without ablate)", param="ablate")
     return as_dictionary(dictionary, net)
 
 
