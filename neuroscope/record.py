@@ -317,7 +317,15 @@ def zeroed_losses(model, ids: np.ndarray, unit_sets: Sequence[dict[str, Sequence
             zero.setdefault(q, torch.zeros(B, H, dtype=torch.bool, device=device))[b, list(us)] = True
     edit = {q: (lambda value, t, m=m: value.masked_fill_(m, 0.0)) for q, m in zero.items()}
     x = torch.as_tensor(ids, device=device)[None].expand(B, -1)        # [B, N]: the same text in every row
-    out = np.empty((B, len(ids) - 1), dtype=np.float32)
+    return edited_losses(model, x, edit, chunk, progress)
+
+
+@torch.no_grad()
+def edited_losses(model, x: torch.Tensor, edit: dict, chunk: int = 4096, progress: bool = False) -> np.ndarray:
+    """Nats per prediction, float32 [B, N-1], of rows x (ids [B, N], each read from a zero state) with a
+    hooks.Trace `edit` applied inside the recurrence at every step: the one batched pass behind
+    zeroed_losses and a dictionary's ablation and splice (each edit function sees all B rows)."""
+    out = np.empty((x.shape[0], x.shape[1] - 1), dtype=np.float32)
     try:
         for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "losses",
                                     context=lambda s: Trace(model, names=[], edit=edit)):

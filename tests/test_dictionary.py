@@ -184,6 +184,13 @@ def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_
             train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, **SMALL)
         monkeypatch.setattr(trainer, "save_dictionary", real)
         train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **{**SMALL, "k": 4})
+    with pytest.raises(UserError, match="trained on 20,000 characters, this text has 16,000: resume reads the same"):
+        train_dictionary(wp_small.model, ids[0][:16_000], "rnn.l0.h", half_again, resume=True, **SMALL)
+    from safetensors.torch import load_file, save_file
+    state = load_file(half_again / "training_state.safetensors")
+    save_file({**state, "rows": torch.tensor([10**9])}, half_again / "training_state.safetensors")
+    with pytest.raises(UserError, match="impossible row counts|claims 1,000,000,000 rows, more than its run of 1 epochs"):
+        train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **SMALL)
 
 
 def test_settings_are_checked_before_any_work(wp_small, ids, tmp_path):

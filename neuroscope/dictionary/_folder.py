@@ -24,7 +24,9 @@ import torch
 
 from ..errors import UserError
 from ..files import DICTIONARY_FORMAT, json_ready, publish_dir, temp_dir
-from ..names import parse_quantity, quantity_name
+from ..hooks import SHOWN_C
+from ..names import latent_id, parse_quantity, quantity_name
+from ..stats import shown
 from ..text import read_bytes
 from ._sae import TopKSAE
 
@@ -51,8 +53,19 @@ class Dictionary:
     @property
     def prefix(self) -> str:
         """The name of its latents before the index: "l1.c/d" (see neuroscope.names)."""
-        q = parse_quantity(self.quantity)
-        return f"l{q.layer}.{q.state}/d"
+        return latent_id(self.quantity, 0).rsplit(".", 1)[0]
+
+    @property
+    def edit_point(self) -> str:
+        """Where the recurrence is edited for it (splice, steering, ablation): its quantity for h; for a
+        cell "rnn.lK.tanh_c", tanh(c_t) as h_t = o_t * tanh(c_t) reads it (hooks.SHOWN_C), so that the
+        memory c_t stays the model's own."""
+        return self.quantity[:-1] + SHOWN_C if parse_quantity(self.quantity).squash else self.quantity
+
+    def latents(self, raw: torch.Tensor) -> torch.Tensor:
+        """Latents [..., d_sae] of raw states [..., d_in] of its quantity (shown first: tanh for a cell)."""
+        with torch.no_grad():
+            return self.sae.encode(shown(raw, parse_quantity(self.quantity).squash).to(self.sae.W_dec.device))
 
 
 def model_fingerprint(model) -> str:

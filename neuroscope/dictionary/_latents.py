@@ -9,7 +9,7 @@ import torch
 from ..errors import UserError
 from ..names import Latent, parse_latent, parse_quantity
 from ..record import iter_states
-from ..stats import Moments, shown
+from ..stats import Moments
 
 
 def latents_of(d, names) -> list[Latent]:
@@ -27,11 +27,9 @@ def latents_of(d, names) -> list[Latent]:
 @torch.no_grad()
 def iter_latents(d, model, ids: np.ndarray, streams="auto", warmup: int = 256, progress=False):
     """Yield (start, float32 latents [n, d_sae]) over ids, block by block (record.iter_states)."""
-    q = parse_quantity(d.quantity)
-    device = d.sae.W_dec.device
-    for start, acts in iter_states(model, ids, (q.state,), streams=streams, warmup=warmup, progress=progress):
-        x = torch.from_numpy(shown(acts[d.quantity], q.squash, inplace=True)).to(device)
-        yield start, d.sae.encode(x).cpu().numpy()
+    state = parse_quantity(d.quantity).state
+    for start, acts in iter_states(model, ids, (state,), streams=streams, warmup=warmup, progress=progress):
+        yield start, d.latents(torch.from_numpy(acts[d.quantity])).cpu().numpy()
 
 
 def latent_values(d, model, ids: np.ndarray, latents: list[Latent] | None = None, variance: bool = False,

@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..errors import UserError
-from ..hooks import SHOWN_C, HookError, Trace
-from ..model import iter_logits
 from ..names import parse_quantity
-from ..record import iter_states
+from ..record import edited_losses, iter_states
 from ..stats import Moments, shown
 
 SATURATED = 1 - 1e-6          # |tanh(c)| above this is saturated: atanh would be 7.25 whatever c was
@@ -82,15 +79,12 @@ def _reconstruction(d, model, ids, streams, warmup) -> dict:
 def _losses(d, model, ids, mean: torch.Tensor, progress: bool, into: str) -> dict:
     """Mean next-character loss, clean, spliced and mean-ablated, in one batched pass: the text cut into
     S pieces read side by side, three times over (rows [0, S) clean, [S, 2S) spliced, [2S, 3S) ablated)."""
-    q = parse_quantity(d.quantity)
     S = LOSS_STREAMS
     L = len(ids) // S
-    pieces = torch.as_tensor(ids[:S * L].reshape(S, L))
-    x = pieces.repeat(3, 1).to(next(model.parameters()).device)
+    x = torch.as_tensor(ids[:S * L].reshape(S, L)).repeat(3, 1).to(next(model.parameters()).device)
     mean = mean.to(x.device)
     sae = d.sae
-    in_memory = q.squash and into == "memory"
-    where = d.quantity if not q.squash or in_memory else d.quantity[:-1] + SHOWN_C
+    in_memory = parse_quantity(d.quantity).squash and into == "memory"
 
     def splice(value, t):                       # value: the state (h, c) or tanh(c) as h reads it
         part = value[S:2 * S]
@@ -100,15 +94,9 @@ def _losses(d, model, ids, mean: torch.Tensor, progress: bool, into: str) -> dic
         rest = mean.expand_as(value[2 * S:])
         value[2 * S:] = unshow(rest, value[2 * S:], True) if in_memory else rest
         return value
-    totals = torch.zeros(3, dtype=torch.float64)
-    try:
-        for s, logits in iter_logits(model, x[:, :-1], 1024, progress, "loss recovered",
-                                    context=lambda s: Trace(model, names=[], edit={where: splice})):
-            nats = F.cross_entropy(logits.transpose(1, 2), x[:, s + 1:s + 1 + logits.shape[1]], reduction="none")
-            totals += nats.double().reshape(3, S, -1).sum((1, 2)).cpu()
-    except HookError as exc:
-        raise UserError(str(exc)) from None
-    clean, spliced, ablated = (totals / (S * (L - 1))).tolist()
+    where = d.quantity if in_memory else d.edit_point
+    nats = edited_losses(model, x, {where: splice}, 1024, progress)           # [3S, L-1]
+    clean, spliced, ablated = nats.reshape(3, -1).astype(np.float64).mean(1).tolist()
     gap = ablated - clean
     return {"loss_clean": clean, "loss_spliced": spliced, "loss_ablated": ablated,
             "loss_recovered": (ablated - spliced) / gap if gap > 0 else float("nan")}

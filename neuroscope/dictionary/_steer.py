@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from ..errors import UserError
-from ..hooks import SHOWN_C, Trace
-from ..names import parse_quantity
+from ..hooks import Trace
+from ..record import edited_losses
 from ._latents import latents_of
 
 MAX_STRENGTH = 1000.0          # a latent's activation is of order 1; beyond this is a typo
@@ -43,11 +44,10 @@ def steered(model, d, strengths: dict, names=()) -> Trace:
     pairs = [(latents_of(d, [name])[0].index, float(s)) for name, s in strengths.items()]
     rows = d.sae.W_dec.detach()[[i for i, _ in pairs]]
     direction = (torch.tensor([s for _, s in pairs]).to(rows)[:, None] * rows).sum(0)      # [d_in]
-    where = d.quantity[:-1] + SHOWN_C if parse_quantity(d.quantity).squash else d.quantity
-
     def add(value, t):
         return value.add_(direction.to(value))
-    return Trace(model, names=list(names), edit={where: add})
+    return Trace(model, names=list(names), edit={d.edit_point: add})
+
 
 
 @torch.no_grad()
@@ -56,26 +56,15 @@ def latent_zeroed_losses(d, model, ids, latent_sets, chunk: int = 4096, progress
     latents of latent_sets[b] (indices) zeroed at every step: their part of the reconstruction,
     sum z_j * W_dec[j], taken from d's shown value (tanh(c) as h reads it, or h), the rest left as it
     is. One batched pass, each row from a zero state at ids[0]."""
-    import numpy as np
-    from torch.nn import functional as F
-
-    from ..model import iter_logits
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) < 2:
         raise UserError("losses need at least 2 characters (chars >= 2)", param="chars")
-    B = len(latent_sets)
-    mask = torch.zeros(B, d.sae.d_sae)
+    mask = torch.zeros(len(latent_sets), d.sae.d_sae)
     for b, latents in enumerate(latent_sets):
         mask[b, list(latents)] = 1.0
-    where = d.quantity[:-1] + SHOWN_C if parse_quantity(d.quantity).squash else d.quantity
 
     def zero(value, t):
         z = d.sae.encode(value) * mask.to(value)
         return value.sub_(z @ d.sae.W_dec)
-    x = torch.as_tensor(ids)[None].expand(B, -1)
-    out = np.empty((B, len(ids) - 1), dtype=np.float32)
-    for s, logits in iter_logits(model, x[:, :-1], chunk, progress, "losses",
-                                context=lambda s: Trace(model, names=[], edit={where: zero})):
-        T = logits.shape[1]
-        out[:, s:s + T] = F.cross_entropy(logits.transpose(1, 2), x[:, s + 1:s + 1 + T], reduction="none").numpy()
-    return out
+    x = torch.as_tensor(ids)[None].expand(len(latent_sets), -1)
+    return edited_losses(model, x, {d.edit_point: zero}, chunk, progress)

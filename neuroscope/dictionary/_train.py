@@ -178,11 +178,15 @@ def _restore(run: _Run, d: Dictionary, out: Path, model, config: DictionaryConfi
     saved, state = load_dictionary(out, model, with_state=True)
     if saved.quantity != d.quantity:
         raise UserError(f"{out} was trained on {saved.quantity}, not {d.quantity}", param="quantity")
-    before = saved.info.get("config", {})
+    before, chars = saved.info.get("config", {}), d.info["chars"]
     changed = [k for k in SAME_ON_RESUME if before.get(k) != asdict(config)[k]]
     if changed:
         raise UserError(f"resume keeps the settings of the run it continues; {changed[0]} was "
                         f"{before.get(changed[0])!r}, now {asdict(config)[changed[0]]!r}", param="resume")
+    if saved.info.get("chars") != chars:
+        was = saved.info.get("chars")
+        raise UserError(f"{out} was trained on {f'{was:,}' if isinstance(was, int) else repr(was)} characters, this text has {chars:,}: "
+                        "resume reads the same text", param="resume")
     if not state and saved.info.get("complete"):
         raise UserError(f"{out} is complete (no {STATE}); train a new one, or more epochs with a new --out",
                         param="resume")
@@ -190,6 +194,9 @@ def _restore(run: _Run, d: Dictionary, out: Path, model, config: DictionaryConfi
         for name, p in run.sae.named_parameters():
             p.copy_(getattr(saved.sae, name))
     _load_state(run, state, out)
+    if run.rows > before.get("epochs", 0) * chars:
+        raise UserError(f"{out / STATE} claims {run.rows:,} rows, more than its run of {before.get('epochs')!r} "
+                        f"epochs over {chars:,} characters has", param="resume")
     d.info.update(seconds_before=saved.info.get("seconds", 0), seconds=saved.info.get("seconds", 0))
 
 

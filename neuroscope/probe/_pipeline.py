@@ -50,7 +50,7 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
     base = _baseline_labels(text, feats) if cfg.baselines else {}
     labels, kinds = {**feats, **base}, {**kinds, **dict.fromkeys(base, "binary")}
     _check_ablate(cfg, net.config.hidden_size)
-    d = _dictionary(dictionary, net)
+    d = as_dictionary(dictionary, net)
     units = unit_layout(net.config, cfg, d)
     Ns = sample_length(N, units, cfg)
     check_null_length(Ns, cfg)
@@ -90,13 +90,6 @@ def probe(model, text: str, features: dict[str, np.ndarray], config: ProbeConfig
             "ablation": _ablation_meta(cfg, N), "alpha": cfg.alpha, "seconds": seconds,
             "notes": notes + null_notes + sparse_notes + ablation_notes}
     return ProbeResult(ranking=ranking, topk=topk, sparse=sparse, ablation=abl, baselines=baselines, meta=meta)
-
-
-def _dictionary(dictionary, net):
-    """None, or the Dictionary given (a folder is loaded), checked to belong to this model."""
-    if dictionary is None:
-        return None
-    return as_dictionary(dictionary, net)
 
 
 def _check_ablate(cfg: ProbeConfig, H: int) -> None:

@@ -90,10 +90,7 @@ def _latent_layout(d) -> Units:
 
     def encode(values: dict) -> dict:
         V = values[d.quantity]                                              # [T, B, H]
-        x = shown(V.reshape(-1, V.shape[-1]), q.squash).to(d.sae.W_dec.device)
-        with torch.no_grad():
-            z = d.sae.encode(x).to(V.device)
-        return {name: z.view(V.shape[0], V.shape[1], n)}
+        return {name: d.latents(V).to(V.device)}
     return Units([name], n, [False], table, (q.state,), encode)
 
 
