@@ -12,15 +12,24 @@ character when its value lies above its q-quantile (threshold=q), or, for a unit
 below its (1-q)-quantile. The quantiles come from a 2,000-bin histogram over [-1, 1] of every
 candidate unit on the first min(N, threshold_chars) characters of the text.
 
+With a dictionary (`dictionary=`, neuroscope.dictionary) the candidates are its latents instead
+("l1.c/d.123"), valued as dictionary.iter_latents encodes them: 0 except at the k latents on per
+character, unbounded above. Their thresholds are exact, not binned: a latent is on at a character
+when its activation lies above its q-quantile over the first min(N, threshold_chars) characters
+(dictionary.latent_quantiles, from its non-zero values) and above 0 in any case. A latent active at
+fewer than a (1-q) share of those characters thus has quantile 0 and is on wherever it is active; a
+denser one is on in its top (1-q) share. "-" (on when low) is refused for a latent: its low is 0,
+where it is not on at all.
+
 The query set Q: the given units, or (units="auto") the units on over at least min_inside of the
 span and on at least min_score less often in the `margin` characters each side, best first by
 (on-share inside - on-share around), at most top_units. The search then streams the WHOLE text
-through the model (record.iter_blocks, with streams and warmup) and keeps per character only Q's
-on/off bits (one uint8/16/32 per character) and their count (one uint8): memory O(N) bytes, never
-[N x units]. Only Q's bits are kept, so a character's on-set S is a subset of Q, and its Jaccard
-|S & Q| / |S | Q| is the share of Q that is on. A hit is a maximal run of characters with Jaccard
->= cut, at least min_length long and not overlapping the span; hits are ranked by mean Jaccard, ties
-by how close their length is to the span's.
+through the model (record.iter_blocks, with streams and warmup; iter_latents for latents) and keeps
+per character only Q's on/off bits (one uint8/16/32 per character) and their count (one uint8):
+memory O(N) bytes, never [N x units]. Only Q's bits are kept, so a character's on-set S is a subset
+of Q, and its Jaccard |S & Q| / |S | Q| is the share of Q that is on. A hit is a maximal run of
+characters with Jaccard >= cut, at least min_length long and not overlapping the span; hits are
+ranked by mean Jaccard, ties by how close their length is to the span's.
 """
 from __future__ import annotations
 
@@ -33,10 +42,11 @@ import torch
 
 from .checkpoint import model_and_vocab
 from .config import configured
+from .dictionary import as_dictionary, iter_latents, latent_quantiles, latents_of
 from .errors import UserError
 from .features import FEATURES, builtin_names, one_line, resolve
 from .files import json_ready
-from .names import Unit, parse_quantity, parse_unit, squashes
+from .names import DICTIONARY_MARK, Latent, Unit, latent_id, parse_latent, parse_quantity, parse_unit, squashes
 from .record import AUTO_WARMUP, iter_blocks, record, recorded_names, stream_layout
 from .stats import SHOWN, shown
 
@@ -50,7 +60,8 @@ HIT_COLUMNS = ["rank", "start", "end", "length", "score", "text", "before", "aft
 class MatchConfig:
     """What match() selects and searches; see the module docstring."""
 
-    units: object = "auto"          # "auto", or unit ids ("l1.c.12"; "-l1.c.12": on when low), a list or "a,b"
+    units: object = "auto"          # "auto", or unit ids ("l1.c.12"; "-l1.c.12": on when low), a list or "a,b";
+                                    # with a dictionary, its latent ids ("l1.c/d.5"), never "-"
     threshold: float = 0.9          # q: a unit is on above its q-quantile (a "-" unit: below its (1-q)-quantile)
     states: tuple = ("h", "c")      # auto: candidate units
     top_units: int = 10             # auto: at most this many units in the query
@@ -75,16 +86,18 @@ class MatchConfig:
 class MatchResult:
     """What match() found.
 
-    query: one row per query unit: unit ("l1.c.12", "-l1.c.12" for a unit on when low), layer,
-        state, index, sign (+1 / -1), threshold (shown value), on_inside, on_around (share of the
-        span's / margins' characters where the unit is on), score (on_inside - on_around).
+    query: one row per query unit: unit ("l1.c.12", "-l1.c.12" for a unit on when low, or a latent
+        "l1.c/d.5", whose state is "c/d"), layer, state, index, sign (+1 / -1; always +1 for a latent),
+        threshold (shown value, or latent activation), on_inside, on_around (share of the span's /
+        margins' characters where the unit is on), score (on_inside - on_around).
     hits: the top hits: rank, start, end (positions in the text, end exclusive), length, score
         (mean Jaccard over the hit), text, before, after (context characters).
     features: one row per (built-in binary feature, scope): scope "top" (the listed hits) or "all"
         (every hit), hit_chars, precision (share of hit characters where the feature is 1), recall
         (share of the feature's characters inside hits), base_rate (share of the text), lift.
     meta: the span, the settings, the counts, the thresholds' sample, timings; streams and warmup as
-        the search read the text (a number, never "auto"), threshold_streams as the thresholds' pass did.
+        the search read the text (a number, never "auto"), threshold_streams as the thresholds' pass did;
+        candidates ("units" or "latents") and the dictionary's folder (None without one).
     """
 
     query: pd.DataFrame
@@ -102,7 +115,8 @@ class MatchResult:
         shown on one line, the hit between ⟦ ⟧, control characters escaped (features.one_line)."""
         m = self.meta
         a, b = m["span"]
-        lines = [f"query: {len(self.query)} units on inside [{a}, {b}) ⟦{one_line(m['span_text'])}⟧"]
+        lines = [f"query: {len(self.query)} {m.get('candidates', 'units')} on inside [{a}, {b}) "
+                 f"⟦{one_line(m['span_text'])}⟧"]
         lines += [f"  {r.unit:<12} on {r.on_inside:.0%} inside, {r.on_around:.0%} around (threshold {r.threshold:+.3f})"
                   for r in self.query.itertuples()]
         lines.append(f"{m['hits']:,} hits (Jaccard >= {m['cut']}, >= {m['min_length']} chars) in {m['chars']:,} chars"
@@ -142,11 +156,30 @@ def parse_span(span, n: int, max_span: int = 2000) -> tuple[int, int]:
 
 def parse_units(units, config) -> list[tuple[Unit, int]]:
     """"l1.c.0,-l1.c.12" or a list -> [(Unit, sign)], each checked to exist in the model."""
-    items = units.split(",") if isinstance(units, str) else list(units)
     out = []
-    for item in (str(u).strip() for u in items):
+    for item in _items(units):
         sign = -1 if item.startswith("-") else 1
         out.append((parse_unit(item.lstrip("-"), config), sign))
+    return _counted(out)
+
+
+def parse_latents(units, d) -> list[Latent]:
+    """"l1.c/d.3,l1.c/d.40" or a list -> [Latent], each checked to be one of dictionary d's. A latent
+    is never on when low ("-"): its low is 0, where it is off."""
+    items = _items(units)
+    low = next((item for item in items if item.startswith("-")), None)
+    if low is not None:
+        raise UserError(f"{low}: a latent is on when active, never when low (\"-\" is for units); give "
+                        f"{low[1:]}", param="units")
+    return latents_of(d, _counted([parse_latent(item, d.sae.d_sae) for item in items]))
+
+
+def _items(units) -> list[str]:
+    return [str(u).strip() for u in (units.split(",") if isinstance(units, str) else list(units))]
+
+
+def _counted(out: list) -> list:
+    """The parsed query, refused when empty, too long for the bits or naming one twice."""
     if not out:
         raise UserError("no unit given in units", param="units")
     if len(out) > MAX_UNITS:
@@ -179,41 +212,57 @@ def quantile_thresholds(net, ids: np.ndarray, names: list[str], q: float, cfg: M
     return out
 
 
-def _on(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(on when high, on when low) of shown values [n, H]: bool [n, H] each."""
-    return values > high, values < low
+def _unit_candidates(net, ids: np.ndarray, thresholds: dict, cfg: MatchConfig):
+    """Per quantity and sign: (the candidate rows, on bool [len(ids), H]) over ids, recorded exactly."""
+    names = list(thresholds)
+    values = record(net, ids, sorted({parse_quantity(n).state for n in names}), chunk=cfg.chunk)
+    for name in names:
+        v = shown(values[name], squashes(name))
+        q, (low, high), H = parse_quantity(name), thresholds[name], v.shape[1]
+        for sign, on, thr in ((1, v > high, high), (-1, v < low, low)):
+            rows = pd.DataFrame({"unit": [("-" if sign < 0 else "") + q.unit(i).id for i in range(H)],
+                                 "layer": q.layer, "state": q.state, "index": np.arange(H), "sign": sign,
+                                 "threshold": thr})
+            yield rows, on
 
 
-def select_units(net, ids: np.ndarray, span: tuple[int, int], thresholds: dict, cfg: MatchConfig) -> pd.DataFrame:
-    """The query table (QUERY_COLUMNS): the given units, or the best auto candidates; recorded exactly
-    from `lead` characters before the span's left margin to the end of its right margin."""
+def _latent_candidates(d, net, ids: np.ndarray, thresholds: np.ndarray, cfg: MatchConfig):
+    """(every latent's rows, on bool [len(ids), d_sae]) over ids, recorded exactly and encoded: on above
+    its quantile, so never where it is 0."""
+    q = parse_quantity(d.quantity)
+    z = d.latents(torch.from_numpy(record(net, ids, (q.state,), chunk=cfg.chunk)[d.quantity])).cpu().numpy()
+    n = d.sae.d_sae
+    rows = pd.DataFrame({"unit": [latent_id(d.quantity, i) for i in range(n)], "layer": q.layer,
+                         "state": q.state + DICTIONARY_MARK, "index": np.arange(n), "sign": 1, "threshold": thresholds})
+    yield rows, z > thresholds
+
+
+def select_units(net, ids: np.ndarray, span: tuple[int, int], thresholds, cfg: MatchConfig,
+                 wanted: list[str] | None = None, dictionary=None) -> pd.DataFrame:
+    """The query table (QUERY_COLUMNS): the `wanted` ids, or (None) the best auto candidates, units or
+    (with a dictionary) its latents; recorded exactly from `lead` characters before the span's left
+    margin to the end of its right margin."""
     a, b = span
     lo, hi = max(0, a - cfg.margin - cfg.lead), min(len(ids), b + cfg.margin)
-    names = list(thresholds)
-    values = record(net, ids[lo:hi], sorted({parse_quantity(n).state for n in names}), chunk=cfg.chunk)
     inside = np.arange(a, b) - lo
     around = np.r_[max(0, a - cfg.margin):a, b:hi] - lo
-    rows = []
-    for name in names:
-        values_shown = shown(values[name], squashes(name))
-        q = parse_quantity(name)
-        for sign, on in zip((1, -1), _on(values_shown, *thresholds[name])):
-            f_in = on[inside].mean(0)
-            f_out = on[around].mean(0) if len(around) else np.zeros_like(f_in)
-            thr = thresholds[name][1 if sign == 1 else 0]
-            rows.append(pd.DataFrame({"unit": [("-" if sign < 0 else "") + q.unit(i).id for i in range(len(f_in))],
-                                      "layer": q.layer, "state": q.state, "index": np.arange(len(f_in)),
-                                      "sign": sign, "threshold": thr, "on_inside": f_in, "on_around": f_out,
-                                      "score": f_in - f_out}))
-    table = pd.concat(rows, ignore_index=True)[QUERY_COLUMNS]
-    if cfg.units != "auto":
-        wanted = [("-" if s < 0 else "") + u.id for u, s in parse_units(cfg.units, net.config)]
+    candidates = (_unit_candidates(net, ids[lo:hi], thresholds, cfg) if dictionary is None
+                  else _latent_candidates(dictionary, net, ids[lo:hi], thresholds, cfg))
+    parts = []
+    for rows, on in candidates:
+        f_in = on[inside].mean(0)
+        f_out = on[around].mean(0) if len(around) else np.zeros_like(f_in)
+        parts.append(rows.assign(on_inside=f_in, on_around=f_out, score=f_in - f_out))
+    table = pd.concat(parts, ignore_index=True)[QUERY_COLUMNS]
+    if wanted is not None:
         return table.set_index("unit").loc[wanted].reset_index()[QUERY_COLUMNS]
     good = table[(table["on_inside"] >= cfg.min_inside) & (table["score"] >= cfg.min_score)]
     if good.empty:
-        raise UserError(f"no unit is on inside span [{a}, {b}) and off around it (threshold {cfg.threshold}: on over "
-                        f">= {cfg.min_inside:.0%} of it and {cfg.min_score:.0%} more than in the {cfg.margin} "
-                        "characters each side); try a span that covers one construct, or give the units", param="span")
+        what = "unit" if dictionary is None else "latent"
+        raise UserError(f"no {what} is on inside span [{a}, {b}) and off around it (threshold {cfg.threshold}: on "
+                        f"over >= {cfg.min_inside:.0%} of it and {cfg.min_score:.0%} more than in the {cfg.margin} "
+                        f"characters each side); try a span that covers one construct, or give the {what}s",
+                        param="span")
     return good.sort_values(["score", "on_inside"], ascending=False, kind="stable").head(cfg.top_units).reset_index(
         drop=True)
 
@@ -221,10 +270,7 @@ def select_units(net, ids: np.ndarray, span: tuple[int, int], thresholds: dict, 
 def search_bits(net, ids: np.ndarray, query: pd.DataFrame, cfg: MatchConfig) -> tuple[np.ndarray, np.ndarray]:
     """One streaming pass over ids: (bits, count) per character, bits: query unit k on -> bit k
     (uint8/16/32 by the query's size), count: how many query units are on (uint8). Memory O(N) bytes."""
-    K = len(query)
-    dtype = np.uint8 if K <= 8 else np.uint16 if K <= 16 else np.uint32
-    bits = np.zeros(len(ids), dtype)
-    count = np.zeros(len(ids), np.uint8)
+    bits, count = _bit_arrays(len(ids), len(query))
     groups = []            # per quantity: (name, unit indices, raw thresholds, signs, bit values)
     for (layer, state), g in query.groupby(["layer", "state"], sort=False):
         thr = g["threshold"].to_numpy(np.float64)
@@ -246,6 +292,25 @@ def search_bits(net, ids: np.ndarray, query: pd.DataFrame, cfg: MatchConfig) -> 
         bits[flat[keep]] = code.view(-1).numpy()[keep]
         count[flat[keep]] = n_on.view(-1).numpy()[keep]
     return bits, count
+
+
+def latent_bits(d, net, ids: np.ndarray, query: pd.DataFrame, cfg: MatchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """search_bits for latents of dictionary d: one pass of dictionary.iter_latents over ids, query latent
+    k on (above its threshold) -> bit k. Memory O(N) bytes, and one block's latents at a time."""
+    bits, count = _bit_arrays(len(ids), len(query))
+    cols, thr = query["index"].to_numpy(np.int64), query["threshold"].to_numpy(np.float32)
+    weight = np.left_shift(1, np.arange(len(query), dtype=np.int64))
+    for start, z in iter_latents(d, net, ids, cfg.streams, cfg.warmup, cfg.progress):
+        on = z[:, cols] > thr                                                  # [n, K]
+        bits[start:start + len(on)] = on @ weight
+        count[start:start + len(on)] = on.sum(1)
+    return bits, count
+
+
+def _bit_arrays(n: int, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """(bits, count) for n characters, all off: bits the smallest unsigned integer with K bits."""
+    dtype = np.uint8 if K <= 8 else np.uint16 if K <= 16 else np.uint32
+    return np.zeros(n, dtype), np.zeros(n, np.uint8)
 
 
 def find_hits(count: np.ndarray, K: int, span: tuple[int, int], cut: float, min_length: int) -> pd.DataFrame:
@@ -308,14 +373,18 @@ def _hit_table(text: str, hits: pd.DataFrame, top: int, context: int) -> pd.Data
     return h[HIT_COLUMNS]
 
 
-def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=None, **overrides) -> MatchResult:
+def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=None, dictionary=None,
+          **overrides) -> MatchResult:
     """Find where else in text the units that are on inside span switch on together.
 
     model: a Checkpoint (model + vocab) or a CharRNN with `vocab` given. text: str, N characters.
     span: (a, b) or "a:b", positions in text, end exclusive. config / overrides: MatchConfig fields
-    (e.g. units=["l1.c.0"], threshold=0.95, streams=16, warmup=256).
+    (e.g. units=["l1.c.0"], threshold=0.95, streams=16, warmup=256). dictionary: a
+    neuroscope.dictionary.Dictionary (or its folder) trained on this model: its latents ("l1.c/d.5")
+    are the candidates instead of the units (see the module docstring for their thresholds).
     Raises UserError (before any recording) for a span outside the text, empty or longer than max_span,
-    an unknown unit, a threshold or cut outside (0, 1); and when no unit is on inside the span.
+    an unknown unit or latent, a "-" latent, a threshold or cut outside (0, 1), a dictionary of another
+    model; and when no unit (latent) is on inside the span.
     """
     t0 = time.perf_counter()
     cfg = configured(MatchConfig, config, overrides)
@@ -323,32 +392,54 @@ def match(model, text: str, span, config: MatchConfig | None = None, *, vocab=No
     _check(cfg)
     a, b = parse_span(span, len(text), cfg.max_span)
     streams, _, warmup = stream_layout(len(text), cfg.streams, cfg.warmup)     # refused here, before any pass
-    given = None if cfg.units == "auto" else parse_units(cfg.units, net.config)
-    names = recorded_names(net.config, cfg.states) if given is None else list(dict.fromkeys(u.quantity for u, _ in given))
+    d = as_dictionary(dictionary, net)
+    wanted = _wanted(cfg, net.config, d)
+    what = "units" if d is None else "latents"
     ids = vocab.encode(text)
     n_thr = min(len(text), cfg.threshold_chars)
     seconds = {}
-    thresholds = quantile_thresholds(net, ids[:n_thr], names, cfg.threshold, cfg)
-    query = select_units(net, ids, (a, b), thresholds, cfg)
-    if given is not None and not (query["on_inside"] > 0).any():
-        raise UserError(f"no unit is on inside span [{a}, {b}): none of the given units passes its threshold "
-                        f"{cfg.threshold} there", param="span")
+    query = select_units(net, ids, (a, b), _thresholds(net, ids[:n_thr], cfg, wanted, d), cfg, wanted, d)
+    if wanted is not None and not (query["on_inside"] > 0).any():
+        raise UserError(f"no {what[:-1]} is on inside span [{a}, {b}): none of the given {what} passes its "
+                        f"threshold {cfg.threshold} there", param="span")
     seconds["query"] = time.perf_counter() - t0
-    bits, count = search_bits(net, ids, query, cfg)
+    bits, count = search_bits(net, ids, query, cfg) if d is None else latent_bits(d, net, ids, query, cfg)
     seconds["search"] = time.perf_counter() - t0 - seconds["query"]
     min_length = cfg.min_length if cfg.min_length is not None else max(1, (b - a) // 4)
     hits = find_hits(count, len(query), (a, b), cfg.cut, min_length)
     features = feature_overlap(text, hits, cfg.top)
     seconds["total"] = time.perf_counter() - t0
-    meta = {"chars": len(text), "span": [a, b], "span_text": text[a:b], "units": "auto" if given is None else "given",
-            "threshold": cfg.threshold, "thresholds_from": f"the first {n_thr:,} characters (2,000-bin histogram)",
-            "value": SHOWN, "cut": cfg.cut, "min_length": min_length,
+    how = "2,000-bin histogram" if d is None else "exact quantiles of each latent; on means > 0 at least"
+    meta = {"chars": len(text), "span": [a, b], "span_text": text[a:b], "units": "auto" if wanted is None else "given",
+            "candidates": what, "dictionary": str(d.path) if d is not None and d.path else None,
+            "threshold": cfg.threshold, "thresholds_from": f"the first {n_thr:,} characters ({how})",
+            "value": SHOWN if d is None else f"the activation of latents over {d.quantity} ({SHOWN})",
+            "cut": cfg.cut, "min_length": min_length,
             "hits": len(hits), "hit_chars": int(hits["length"].sum()), "top": cfg.top,
             "on_chars": int(np.count_nonzero(count)), "bits_dtype": str(bits.dtype),
-            "jaccard": "share of the query units on (the on-set is taken over the query units only)",
+            "jaccard": f"share of the query {what} on (the on-set is taken over the query {what} only)",
             "streams": streams, "warmup": warmup, "threshold_streams": stream_layout(n_thr, cfg.streams, cfg.warmup)[0],
             "seconds": seconds}
     return MatchResult(query, _hit_table(text, hits, cfg.top, cfg.context), features, meta)
+
+
+def _wanted(cfg: MatchConfig, model_config, d) -> list[str] | None:
+    """The query ids asked for, parsed and checked ("-l1.c.12" for a unit on when low), or None for auto."""
+    if cfg.units == "auto":
+        return None
+    if d is not None:
+        return [latent.id for latent in parse_latents(cfg.units, d)]
+    return [("-" if sign < 0 else "") + u.id for u, sign in parse_units(cfg.units, model_config)]
+
+
+def _thresholds(net, ids: np.ndarray, cfg: MatchConfig, wanted: list[str] | None, d):
+    """Every candidate's thresholds over ids: {quantity: (low [H], high [H])} for units (the wanted
+    units' quantities, or every one of cfg.states), float32 [d_sae] for the latents of d."""
+    if d is not None:
+        return latent_quantiles(d, net, ids, cfg.threshold, streams=cfg.streams, warmup=cfg.warmup)
+    names = (recorded_names(net.config, cfg.states) if wanted is None
+             else list(dict.fromkeys(parse_unit(u.lstrip("-")).quantity for u in wanted)))
+    return quantile_thresholds(net, ids, names, cfg.threshold, cfg)
 
 
 def _check(cfg: MatchConfig) -> None:

@@ -392,6 +392,8 @@ def test_probe_command_takes_a_dictionary(shared_models, shared_data, small_dict
     assert out["units"][0]["unit_id"].startswith("l1.c/d.")
     printed = run(*args)
     assert printed.exit_code == 0 and "256 latents of rnn.l1.c, read as" in printed.stdout
-    one_line_error(run(*args, "--report", tmp_path / "r.html"), "--report colours units")
+    reported = run(*args, "--report", tmp_path / "r.html")              # the page colours the latents
+    assert reported.exit_code == 0, reported.output
+    assert '"l1.c/d.' in (tmp_path / "r.html").read_text(encoding="utf-8")
     one_line_error(run("probe", "--ckpt", shared_models / "wp_lstm3x512.pt", "--text", text, "--chars", 8000,
                        "--feature", "in_quote", "--dictionary", small_dictionary.path), "trained on another model")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from neuroscope.cli import cli
 from neuroscope.errors import UserError
-from neuroscope.explain import EXPLAINED_R, explain_values
+from neuroscope.explain import EXPLAINED_R, ExplainResult, atoms, explain_values, holds
 from neuroscope.explain._atoms import atoms
 from neuroscope.explain._contexts import unit_contexts
 from neuroscope.features import label
@@ -31,14 +31,20 @@ def planted(rule: np.ndarray, seed: int = 0, noise: float = 0.1) -> np.ndarray:
     return (rule + np.random.default_rng(seed).normal(0, noise, len(rule))).astype(np.float32)
 
 
-def expected_iou(formula_on: np.ndarray, v: np.ndarray, sign: int, q: float, n_fit: int) -> tuple[float, float]:
+def held_out(n: int) -> np.ndarray:
+    """The default split, derived here: blocks of 2,000 characters (n // 12 for short texts), every third held out."""
+    return (np.arange(n) // min(2000, n // 12)) % 3 == 2
+
+
+def expected_iou(formula_on: np.ndarray, v: np.ndarray, sign: int, q: float) -> tuple[float, float]:
     """IoU on the fitting and the held-out part, with the threshold at quantile q of sign * v (fitting part)."""
-    t = np.quantile(sign * v[:n_fit], q)
+    held = held_out(len(v))
+    t = np.quantile(sign * v[~held], q)
     on = sign * v > t
-    def one(sl):
-        a, b = formula_on[sl], on[sl]
+    def one(part):
+        a, b = formula_on[part], on[part]
         return (a & b).sum() / (a | b).sum()
-    return one(slice(0, n_fit)), one(slice(n_fit, None))
+    return one(~held), one(held)
 
 
 def test_in_quote_and_not_space_is_recovered_with_its_iou(prose):
@@ -47,13 +53,26 @@ def test_in_quote_and_not_space_is_recovered_with_its_iou(prose):
     df = explain_values(v[:, None], prose, ["u"])
     best = df[df["rank"] == 1].iloc[0]
     assert (best["formula"], best["sign"], best["length"]) == ("in_quote AND NOT is_space", 1, 2)
-    n_fit = df.attrs["meta"]["fit"][1]
-    assert n_fit == int(len(prose) * 2 / 3)
-    fit, held = expected_iou(rule, v, 1, best["quantile"], n_fit)
+    split = df.attrs["meta"]["split"]
+    assert (split["block"], split["fit_chars"]) == (2000, int((~held_out(len(prose))).sum()))
+    fit, held = expected_iou(rule, v, 1, best["quantile"])
     assert best["iou_fit"] == pytest.approx(fit, abs=1e-6)
     assert best["iou_heldout"] == pytest.approx(held, abs=1e-6)
     assert fit > 0.8 and bool(best["explained"])
     assert best["best_atom"] == "in_quote" and best["best_atom_iou_fit"] < best["iou_fit"]
+    assert (holds(best["formula"], atoms(prose)) == rule).all()
+
+
+def test_holds_reads_every_formula_the_search_writes(code):
+    """holds() on each reported formula counts the held-out characters the table says it holds on."""
+    v = planted((label(code, "bracket_depth") >= 2) & ~label(code, "is_space").astype(bool), noise=0.3)
+    df = explain_values(np.stack([v, -v, np.roll(v, 7)], 1), code, ["a", "b", "c"])
+    a, part = atoms(code), held_out(len(code))
+    assert df["length"].max() == 3 and (df["formula"].str.contains("NOT")).any()
+    for r in df.itertuples():
+        assert int(holds(r.formula, a)[part].sum()) == r.formula_heldout, r.formula
+    with pytest.raises(KeyError, match="is_vowel is not an atom"):
+        holds("in_quote AND is_vowel", a)
 
 
 def test_simulation_r_matches_cell_means_computed_with_pandas(prose):
@@ -62,10 +81,10 @@ def test_simulation_r_matches_cell_means_computed_with_pandas(prose):
     df = explain_values(v[:, None], prose, ["u"])
     best = df[df["rank"] == 1].iloc[0]
     assert best["formula"] == "in_quote AND NOT is_space"
-    n_fit = df.attrs["meta"]["fit"][1]
+    part = held_out(len(prose))
     cells = pd.DataFrame({"q": quote, "s": space, "v": v.astype(np.float64)})
-    means = cells.iloc[:n_fit].groupby(["q", "s"])["v"].mean()
-    held = cells.iloc[n_fit:]
+    means = cells[~part].groupby(["q", "s"])["v"].mean()
+    held = cells[part]
     pred = np.array([means[(a, b)] for a, b in zip(held["q"], held["s"])])
     r = np.corrcoef(pred, held["v"])[0, 1]
     assert best["simulation_r"] == pytest.approx(r, abs=1e-6)
@@ -80,9 +99,24 @@ def test_bracket_depth_2_is_recovered_on_linux(code):
     # a unit on for most of the text may be described by its rarer state: off where NOT bracket_depth>=2
     assert (best["sign"], best["formula"]) in {(1, "bracket_depth>=2"), (-1, "NOT bracket_depth>=2")}
     on = depth2 if best["sign"] > 0 else ~depth2
-    fit, held = expected_iou(on, v, int(best["sign"]), best["quantile"], df.attrs["meta"]["fit"][1])
+    fit, held = expected_iou(on, v, int(best["sign"]), best["quantile"])
     assert (best["iou_fit"], best["iou_heldout"]) == (pytest.approx(fit, abs=1e-6), pytest.approx(held, abs=1e-6))
     assert best["simulation_r"] > 0.95 and bool(best["explained"])
+
+
+def test_the_choice_counts_the_simulation(code):
+    """A unit graded with bracket depth: the narrowest exact mask (depth >= 3) has the largest IoU beyond
+    chance, but its formula leaves the unit's graded value unpredicted; the choice by excess x simulation r
+    takes a formula whose atoms cut the depth at two levels."""
+    depth = label(code, "bracket_depth")
+    v = planted(np.minimum(depth, 4) / 4, noise=0.05)
+    best = explain_values(v[:, None], code, ["u"]).iloc[0]
+    assert "bracket_depth>=1" in best["formula"] and "bracket_depth>=2" in best["formula"]
+    assert best["simulation_r"] > 0.9 and best["explained"]
+    narrow = pd.DataFrame({"v": v, "cell": depth >= 3})
+    part = held_out(len(code))
+    means = narrow[~part].groupby("cell")["v"].mean()
+    assert np.corrcoef(narrow[part]["cell"].map(means), narrow[part]["v"])[0, 1] < 0.85    # what depth>=3 alone gets
 
 
 def test_random_units_are_not_explained(prose):
@@ -93,6 +127,24 @@ def test_random_units_are_not_explained(prose):
     assert not best["explained"].any()
     assert (best["simulation_r"].abs() < EXPLAINED_R).all()
     assert best.loc[best["unit"] == "noise", "simulation_r"].abs().iloc[0] < 0.05
+    margin = np.minimum(best["simulation_r"] - 0.5, best["iou_heldout"] - 0.2)
+    assert np.allclose(best["margin"], margin) and (best["margin"] < -0.4).all()
+
+
+def test_a_verdict_near_the_bar_says_so(prose):
+    """The margin is the distance from the bar; within 0.05 the printed verdict warns that it may flip."""
+    quote = label(prose, "in_quote").astype(np.float32)
+    rng = np.random.default_rng(0)
+    v = np.stack([quote + rng.normal(0, s, len(prose)) for s in (0.1, 0.5, 0.6, 0.8)], 1).astype(np.float32)
+    df = explain_values(v, prose, ["a", "b", "c", "d"])
+    best = df[df["rank"] == 1].set_index("unit")
+    assert best.at["a", "margin"] > 0.3 and bool(best.at["a", "explained"])
+    assert 0 < best.at["b", "margin"] < 0.05 and bool(best.at["b", "explained"])          # just above the bar
+    assert -0.05 < best.at["c", "margin"] < 0 and not best.at["c", "explained"]           # just below it
+    assert best.at["d", "margin"] < -0.1
+    near = best[best["margin"].abs() < 0.05]
+    printed = ExplainResult(df, df.iloc[:0], df.attrs["meta"]).format()
+    assert printed.count("near the bar (margin ") == len(near) and "another text may give the other verdict" in printed
 
 
 def test_atoms_vary_and_shift(code):
@@ -134,7 +186,8 @@ def test_cli_json_and_csv(wp_small, shared_models, shared_data, tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert {"source", "start", "end", "meta", "units"} <= set(data)
-    assert data["meta"]["fit"] == [data["start"], data["start"] + 4000]
+    assert data["meta"]["split"] == {"block": 500, "fit_chars": 4000, "heldout_chars": 2000, "heldout_blocks": 4,
+                                     "blocks": 12}
     assert [u["unit"] for u in data["units"]] == ["l1.c.3", "l0.h.7"]
     u = data["units"][0]
     assert {"sign", "quantile", "threshold", "best_atom", "best_atom_iou_heldout", "simulation_r", "explained",

@@ -306,9 +306,9 @@ def test_match_prints_the_hits_top_asks_for_readably_and_no_nan(matched):
 
 
 def test_explain_says_when_the_held_out_part_cannot_test_a_unit(warpeace):
-    """A unit that tracks quotes, explained on a text whose held-out third holds none: IoU 0 there means
-    untested, and both the command and the report say so."""
-    from neuroscope.explain import ExplainResult, explain_values
+    """A unit that tracks quotes, explained on a text whose held-out part holds none: IoU 0 there means
+    untested, and both the command and the report say so; held-out blocks spread over the text test it."""
+    from neuroscope.explain import ExplainConfig, ExplainResult, explain_values
     from neuroscope.features import label
     from neuroscope.names import Unit
     from neuroscope.report._sections import explain_section
@@ -317,12 +317,19 @@ def test_explain_says_when_the_held_out_part_cannot_test_a_unit(warpeace):
     assert quoted.count('"') % 2 == 0
     text = quoted + quoted[:len(quoted) // 2].replace('"', "'")      # the held-out third: no quotation
     v = label(text, "in_quote") + np.random.default_rng(0).normal(0, 0.05, len(text))
-    table = explain_values(v[:, None], text, ["planted"])
+    table = explain_values(v[:, None], text, ["planted"], ExplainConfig(block=0))     # held out: the last third
     best = table.iloc[0]
     assert "in_quote" in best["formula"] and best["formula_heldout"] == 0 and best["iou_heldout"] == 0
+    spread = explain_values(v[:, None], text, ["planted"]).iloc[0]        # the default: blocks over the whole text
+    assert "in_quote" in spread["formula"] and spread["formula_heldout"] == 30 and spread["iou_heldout"] > 0.5
     printed = ExplainResult(table, table.iloc[:0], table.attrs["meta"]).format()
     assert "note: " in printed and "so its held-out scores say nothing; explain it on more text" in printed
-    section, _ = explain_section([Unit(0, "h", 0)], {"l0.h.0": v.astype(np.float32)}, text)
+    # the report's default split: 12 blocks, the 3rd, 6th, 9th and 12th held out; here those hold no quotation
+    piece = next(warpeace[i:i + 375] for i in range(WP_TEST, WP_TEST + 200_000, 25)
+                 if warpeace[i:i + 375].count('"') == 4 and warpeace[i] != '"' and label(warpeace[i:i + 375], "in_quote")[0] == 0)
+    blocks = (piece + piece + piece.replace('"', "'")) * 4
+    v = label(blocks, "in_quote") + np.random.default_rng(0).normal(0, 0.05, len(blocks))
+    section, _ = explain_section([Unit(0, "h", 0)], {"l0.h.0": v.astype(np.float32)}, blocks)
     assert any(n.startswith("Untested units: ") and "l0.h.0" in n for n in section["notes"])
     assert "<td>untested</td>" in section["html"]
 

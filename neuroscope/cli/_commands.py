@@ -330,8 +330,6 @@ def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_p
     from ..probe import ProbeConfig, probe
     dictionary = settings.pop("dictionary")
     config = ProbeConfig(**settings, **reading, progress=not as_json)     # bad settings refused before loading
-    if dictionary and report_path:
-        raise UserError("--report colours units; with --dictionary write the ranking (--csv, --json) instead")
     if not any(v for k, v in feature_request.items() if k != "lang"):
         raise UserError("name what to probe: --feature NAME (see `neuroscope features`), --feature-regex, "
                         "--feature-file, --feature-span or --all-features")
@@ -352,7 +350,8 @@ def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_p
         write_text(csv_path, result.ranking.to_csv(index=False), "csv", force, inputs)
     if report_path:
         from ..report import build_report
-        build_report(c, span, result, labels, progress=not as_json).save(report_path, force=force, inputs=inputs)
+        build_report(c, span, result, labels, progress=not as_json, dictionary=dictionary).save(
+            report_path, force=force, inputs=inputs)
     _echo_probe(span, result, config, top, as_json)
     for path in () if as_json else (csv_path, report_path):
         if path:
@@ -397,9 +396,12 @@ cli.add_command(dictionary_cmd)
 @text_options
 @feature_options
 @click.option("--unit", "units", multiple=True, metavar="UNIT",
-              help="Unit to colour the text by, e.g. l2.c.323 (repeatable; default: each feature's top units).")
+              help="Unit to colour the text by, e.g. l2.c.323, or a latent of --dictionary, l1.c/d.12 "
+                   "(repeatable; default: each feature's top units).")
 @click.option("--top", "n_units", type=click.IntRange(min=1), default=5, show_default=True,
               help="Top units per feature in the unit picker.")
+@click.option("--dictionary", default=None, metavar="DIR",
+              help="A dictionary of this model (neuroscope dictionary): its latents take the units' place.")
 @click.option("--max-chars", type=int, default=5000, show_default=True,
               help="Characters shown; a longer span is truncated, with a note.")
 @click.option("--null/--no-null", default=True, show_default=True,
@@ -416,12 +418,13 @@ def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
     units, predictions, activation against feature, gate saturation. Opens from disk, offline.
 
     With --feature, the units are ranked over the whole span first (as `neuroscope probe`). With
-    --live, the page also runs the model: type text, watch any unit, intervene, sample (docs/live.md).
+    --dictionary, its latents are matched, ranked and coloured by instead of units. With --live, the
+    page also runs the model: type text, watch any unit, intervene, sample (docs/live.md).
 
     Example: neuroscope report --ckpt wp.pt --text warpeace.txt --chars 5000 --feature in_quote --out report.html
     """
     from ..report import write_report
-    # settings: units, n_units, max_chars, live, live_force (ReportConfig's names), null, match_span
+    # settings: units, n_units, max_chars, live, live_force (ReportConfig's names), null, match_span, dictionary
     report = write_report(ckpt, out, text_request, feature_request, force=force, progress=True, **settings)
     click.echo(printable(out))
     if settings["live"]:

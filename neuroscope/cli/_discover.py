@@ -16,7 +16,9 @@ from ._threads import threads_option
 @click.option("--span", required=True, metavar="A:B",
               help="The pattern: characters [A, B) of the selected text (0 = its first character).")
 @click.option("--units", default="auto", show_default=True,
-              help="auto, or a comma list of units (l1.c.0; -l1.c.12: on when low).")
+              help="auto, or a comma list of units (l1.c.0; -l1.c.12: on when low), or of latents (l1.c/d.5).")
+@click.option("--dictionary", "dictionary", default=None, metavar="DIR",
+              help="A dictionary of this model (neuroscope dictionary): match its latents instead of units.")
 @click.option("--threshold", type=float, default=0.9, show_default=True, help="Quantile q above which a unit is on.")
 @click.option("--cut", type=float, default=0.6, show_default=True, help="Share of the units on, for a hit.")
 @click.option("--top", type=click.IntRange(min=1), default=50, show_default=True, help="Hits listed.")
@@ -26,21 +28,27 @@ from ._threads import threads_option
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/match.md describes it).")
 @threads_option
-def match_cmd(ckpt, text_request, span, reading, device, csv_path, force, as_json, **settings):
+def match_cmd(ckpt, text_request, span, dictionary, reading, device, csv_path, force, as_json, **settings):
     """Find where else the units that are on inside --span switch on together (LSTMVis's match view).
 
-    Example: neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
+    \b
+    Examples:
+      neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --streams 16 --warmup 256
+      neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --dictionary dict/
     """
     from ..checkpoint import choose_text, load_checkpoint
     from ..files import check_output, write_text
     from ..match import match
-    inputs = [ckpt, text_request["text_path"]]
+    inputs = [ckpt, text_request["text_path"], dictionary]
     if csv_path:
         check_output(csv_path, "csv", force, inputs)
     c = load_checkpoint(ckpt, device=resolve_device(device))
+    if dictionary is not None:
+        from ..dictionary import load_dictionary
+        dictionary = load_dictionary(dictionary, c.model)
     where = choose_text(c, **text_request)
     # settings: units, threshold, cut, top (MatchConfig's names)
-    result = match(c, where.text, span, progress=not as_json, **settings, **reading)
+    result = match(c, where.text, span, progress=not as_json, dictionary=dictionary, **settings, **reading)
     if csv_path:
         write_text(csv_path, result.hits.to_csv(index=False), "csv", force, inputs)
     _echo_span_result(where, result, as_json, result.format)          # the --top hits, as the help says
@@ -68,13 +76,15 @@ def _echo_span_result(where, result, as_json: bool, text) -> None:
               help="A dictionary of this model (neuroscope dictionary): explain its latents.")
 @click.option("--lang", type=click.Choice(["auto", "c", "python", "prose"]), default="auto", show_default=True,
               help="Language for code-aware atoms (auto: sniffed).")
+@click.option("--block", type=click.IntRange(min=0), default=2000, show_default=True, metavar="CHARS",
+              help="Of every 3 blocks of this many characters, 2 fit and 1 is held out; 0: hold out the last third.")
 @stream_options()
 @click.option("--csv", "csv_path", default=None, metavar="FILE", help="Write the table (unit x rank) as CSV.")
 @click.option("--force", is_flag=True, help="Replace an existing --csv file.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, with contexts (docs/explain.md).")
 @threads_option
 def explain_cmd(ckpt, text_request, units, dictionary, reading, csv_path, force, as_json, **settings):
-    """Explain units by logical formulas over features, scored on a later held-out part of the text.
+    """Explain units by logical formulas over features, scored on a held-out part of the text.
 
     \b
     Examples:
@@ -84,7 +94,7 @@ def explain_cmd(ckpt, text_request, units, dictionary, reading, csv_path, force,
     from ..checkpoint import choose_text, load_checkpoint
     from ..explain import ExplainConfig, check_latents, check_units, explain
     from ..files import check_output, write_text
-    config = ExplainConfig(**settings, **reading, progress=not as_json)      # settings: top_units, lang
+    config = ExplainConfig(**settings, **reading, progress=not as_json)      # settings: top_units, lang, block
     inputs = [ckpt, text_request["text_path"], dictionary]
     if csv_path:
         check_output(csv_path, "csv", force, inputs)

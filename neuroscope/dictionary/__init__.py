@@ -12,13 +12,13 @@ over rnn.l1.c (neuroscope.names). The folder is SAELens' layout (cfg.json, sae_w
 from ..config import DictionaryConfig
 from ._folder import (Dictionary, DictionaryError, as_dictionary, check_fits, load_dictionary, model_fingerprint,
                       save_dictionary)
-from ._latents import iter_latents, latent_values, latents_of, most_variable_latents
+from ._latents import iter_latents, latent_quantiles, latent_values, latents_of, most_variable_latents
 from ._quality import held_out_quality, unshow
 from ._sae import TopKSAE
 from ._steer import latent_zeroed_losses, parse_steer, steered
 from ._train import train_dictionary
 
 __all__ = ["Dictionary", "DictionaryConfig", "DictionaryError", "TopKSAE", "as_dictionary", "check_fits",
-           "held_out_quality",
-           "iter_latents", "latent_values", "latent_zeroed_losses", "latents_of", "load_dictionary", "model_fingerprint",
-           "most_variable_latents", "parse_steer", "save_dictionary", "steered", "train_dictionary", "unshow"]
+           "held_out_quality", "iter_latents", "latent_quantiles", "latent_values", "latent_zeroed_losses",
+           "latents_of", "load_dictionary", "model_fingerprint", "most_variable_latents", "parse_steer",
+           "save_dictionary", "steered", "train_dictionary", "unshow"]

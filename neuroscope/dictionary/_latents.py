@@ -3,6 +3,8 @@ unit's shown value. A latent's value is its TopK activation (0 where it is not a
 positive), computed from the shown value of the dictionary's quantity (tanh(c) for cells)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -56,3 +58,26 @@ def most_variable_latents(d, model, ids: np.ndarray, n: int, **read) -> list[Lat
     var = moments.variance()
     order = [int(i) for i in np.argsort(-var, kind="stable") if var[i] > 0][:n]
     return [Latent(d.quantity, i) for i in order]
+
+
+def latent_quantiles(d, model, ids: np.ndarray, q: float, **read) -> np.ndarray:
+    """float32 [d_sae]: each latent's q-quantile over ids, exactly: the ceil(q N)-th smallest of its N
+    values, so that a latent is above it at most N - ceil(q N) times. Latents are 0 except at the k on
+    per character, so only the non-zero values are kept (at most k x N of them) and a latent on at no
+    more than N - ceil(q N) characters gets 0. read: iter_latents' streams, warmup, progress."""
+    cols, vals, n = [], [], 0
+    for _, z in iter_latents(d, model, ids, **read):
+        r, c = np.nonzero(z)
+        cols.append(c.astype(np.int32))
+        vals.append(z[r, c])
+        n += len(z)
+    cols, vals = np.concatenate(cols), np.concatenate(vals)
+    order = np.lexsort((vals, cols))                        # by latent, then by value
+    cols, vals = cols[order], vals[order]
+    on = np.bincount(cols, minlength=d.sae.d_sae)           # non-zero values per latent
+    first = np.cumsum(on) - on                              # where each latent's values start in vals
+    rank = math.ceil(q * n - 1e-9) - (n - on)               # 1-based rank of the quantile among them
+    out = np.zeros(d.sae.d_sae, np.float32)
+    has = rank >= 1
+    out[has] = vals[first[has] + rank[has] - 1]
+    return out

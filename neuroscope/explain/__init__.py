@@ -4,15 +4,17 @@
     >>> table[table["rank"] == 1][["unit", "formula", "iou_heldout", "simulation_r", "explained"]]
 
 What is computed, per unit, on text of N characters (row k = the unit after reading text[k]):
-1. split: the first FIT_SHARE (2/3) of the characters is the fitting part, the rest the held-out
-   part; everything chosen (threshold, formula, cell means) is chosen on the fitting part alone.
+1. split (explain._split): the text in blocks of 2,000 characters; of every three, two are the
+   fitting part and one the held-out part, so both parts sample the whole text. Everything chosen
+   (threshold, formula, cell means) is chosen on the fitting part alone.
 2. masks: the unit is "on" where sign * value > the q-quantile of sign * value on the fitting part,
    for each sign (+1, -1) and each q in QUANTILES (0.5 ... 0.99, so a unit on for 30% of the text
    can be matched as well as a sparse one).
 3. search: formulas over the atoms of explain._atoms with AND, OR and AND NOT, up to MAX_LENGTH
    atoms, by beam search (BEAM formulas kept per step), scored by IoU with the mask on the fitting
-   part: |formula and on| / |formula or on|. The mask whose best formula has the highest fitting
-   IoU is the unit's (sign, quantile); its best TOP formulas are reported.
+   part: |formula and on| / |formula or on|. Of every formula kept for any mask, the one with the
+   largest (fitting IoU beyond chance) x (simulation r on the fitting part) gives the unit its
+   (sign, quantile); that mask's best TOP formulas by the same score are reported.
 4. held-out: each formula's IoU on the held-out part, with the same threshold value, beside the
    best single atom's, and how many held-out characters the unit is on (on_heldout) and the formula
    holds on (formula_heldout): where either is 0, the held-out scores say nothing (untested).
@@ -28,11 +30,15 @@ never per character: one bincount per batch of units makes the mask counts, and 
 search is one [masks x beam, groups] @ [groups, atoms] product per unit.
 """
 from .. import callable_module
+from ._atoms import atoms
 from ._contexts import one_line, top_contexts, unit_contexts
 from ._explain import (EXPLAINED_IOU, EXPLAINED_R, ExplainConfig, ExplainResult, check_latents, check_units, explain,
-                       explain_values, on_where, untested)
+                       explain_values, on_where, split_words, untested)
+from ._formulas import holds
+from ._split import Split, split
 
-__all__ = ["EXPLAINED_IOU", "EXPLAINED_R", "ExplainConfig", "ExplainResult", "check_latents", "check_units", "explain",
-           "explain_values", "on_where", "one_line", "top_contexts", "unit_contexts", "untested"]
+__all__ = ["EXPLAINED_IOU", "EXPLAINED_R", "ExplainConfig", "ExplainResult", "Split", "atoms", "check_latents",
+           "check_units", "explain", "explain_values", "holds", "on_where", "one_line", "split", "split_words",
+           "top_contexts", "unit_contexts", "untested"]
 
 callable_module(__name__)

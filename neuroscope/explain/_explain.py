@@ -21,6 +21,7 @@ from ._atoms import atoms, signatures
 from ._contexts import COLUMNS as CONTEXT_COLUMNS
 from ._contexts import unit_contexts
 from ._formulas import Formula, beam_search, chance_iou, iou, leaf_iou, simulation_r
+from ._split import BLOCK, Split, split
 
 FIT_SHARE = 2 / 3
 QUANTILES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
@@ -29,11 +30,10 @@ QUANTILES = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 # floor keeps out units whose graded value is predicted but whose top activity the formula misses.
 EXPLAINED_R = 0.5
 EXPLAINED_IOU = 0.2
-MIN_FIT_CHARS = 1000        # below these the quantiles and IoUs are too coarse to mean anything
-MIN_HELDOUT_CHARS = 500
 COLUMNS = ["unit", "rank", "sign", "quantile", "threshold", "coverage", "formula", "length", "iou_fit",
            "iou_heldout", "on_heldout", "formula_heldout", "best_atom", "best_atom_iou_fit", "best_atom_iou_heldout",
-           "simulation_r", "explained"]
+           "simulation_r", "explained", "margin"]
+NEAR_THE_BAR = 0.05          # |margin| below this: a verdict other text may well flip
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,8 @@ class ExplainConfig:
     beam: int = 8                                # formulas kept per step of the beam search
     max_length: int = 3                          # atoms per formula
     top: int = 3                                 # formulas reported per unit
-    fit_share: float = FIT_SHARE                 # the fitting part: this share of the text, from its start
+    fit_share: float = FIT_SHARE                 # the fitting part: this share of the text...
+    block: int = BLOCK                           # ...in blocks of this many characters (0: the text's start)
     min_r: float = EXPLAINED_R                   # the bar on simulation_r
     min_iou: float = EXPLAINED_IOU               # the bar on the best formula's held-out IoU
     batch: int = 64                              # units whose mask counts are made in one pass
@@ -56,8 +57,8 @@ class ExplainConfig:
     contexts: bool = True                        # each unit's top, typical and random contexts
     progress: bool = False                       # progress bars on stderr
 
-    def check(self, n_chars: int) -> int:
-        """Validate; return the number of fitting characters."""
+    def check(self, n_chars: int) -> Split:
+        """Validate; return the split of n_chars characters (explain._split)."""
         q = self.quantiles
         if not q or not all(0 < x < 1 for x in q) or list(q) != sorted(set(q)):
             raise UserError(f"quantiles must rise strictly between 0 and 1, got {q}", param="quantiles")
@@ -65,17 +66,7 @@ class ExplainConfig:
             raise UserError("beam and max_length must be >= 1 and top between 1 and beam", param="top")
         if not 0 < self.fit_share < 1:
             raise UserError(f"fit_share must lie between 0 and 1, got {self.fit_share}", param="fit_share")
-        return check_length(n_chars, self.fit_share)
-
-
-def check_length(n_chars: int, fit_share: float = FIT_SHARE) -> int:
-    """The fitting part's length; a UserError for a text too short for both parts."""
-    n_fit = int(n_chars * fit_share)
-    need = int(np.ceil(max(MIN_FIT_CHARS / fit_share, MIN_HELDOUT_CHARS / (1 - fit_share))))
-    if n_fit < MIN_FIT_CHARS or n_chars - n_fit < MIN_HELDOUT_CHARS:
-        raise UserError(f"the text has {n_chars:,} characters; explaining needs at least {need:,} (a fitting "
-                        f"part of {MIN_FIT_CHARS:,} and a later held-out part of {MIN_HELDOUT_CHARS:,})")
-    return n_fit
+        return split(n_chars, self.fit_share, self.block)
 
 
 def explain_values(values: np.ndarray, text: str, unit_ids: list[str], config: ExplainConfig | None = None,
@@ -92,41 +83,47 @@ def explain_values(values: np.ndarray, text: str, unit_ids: list[str], config: E
     if values.ndim != 2 or values.shape != (len(text), len(unit_ids)):
         raise UserError(f"values must have shape (len(text), units) = ({len(text)}, {len(unit_ids)}), "
                         f"got {values.shape}", param="values")
-    n_fit = cfg.check(len(text))
-    _check_values(values, n_fit, unit_ids)
+    sp = cfg.check(len(text))
+    if not (np.isfinite(values.min(0)).all() and np.isfinite(values.max(0)).all()):   # no [N, U] temporary
+        raise UserError("values hold NaN or infinite numbers", param="values")
     table, names = _atom_table(text, cfg.lang)
     groups, At = signatures(table)
     G = At.shape[0]
-    g_fit, g_ho = groups[:n_fit], groups[n_fit:]
+    rows_fit, rows_ho = np.flatnonzero(~sp.held), np.flatnonzero(sp.held)
+    g_fit, g_ho = groups[rows_fit], groups[rows_ho]
     n_fit_g = np.bincount(g_fit, minlength=G).astype(np.float32)
     n_ho_g = np.bincount(g_ho, minlength=G).astype(np.float32)
     At = At.astype(np.float32)
+    _check_constant(values, rows_fit, unit_ids, cfg.batch)
     rows = []
     bar = tqdm(total=len(unit_ids), desc="explain", unit="unit", disable=not progress, leave=False)
     with threadpool_limits(1):          # the products are small: BLAS threads cost 10x more than they save
         for lo in range(0, len(unit_ids), cfg.batch):
             cols = np.asarray(values[:, lo:lo + cfg.batch], dtype=np.float32)            # [N, batch]
-            stats = _batch_stats(cols, n_fit, g_fit, g_ho, G, cfg.quantiles)
+            stats = _batch_stats(cols[rows_fit], cols[rows_ho], g_fit, g_ho, G, cfg.quantiles)
             for j, uid in enumerate(unit_ids[lo:lo + cfg.batch]):
                 rows += _explain_one(uid, {k: v[j] for k, v in stats.items()}, n_fit_g, n_ho_g, At, names, cfg)
                 bar.update(1)
     bar.close()
     df = pd.DataFrame(rows, columns=COLUMNS)
-    df.attrs["meta"] = {"chars": len(text), "fit": [0, n_fit], "heldout": [n_fit, len(text)], "atoms": len(names),
+    df.attrs["meta"] = {"chars": len(text), "split": sp.describe(), "atoms": len(names),
                         "groups": G, "quantiles": list(cfg.quantiles), "beam": cfg.beam, "max_length": cfg.max_length,
                         "bar": {"simulation_r": cfg.min_r, "iou_heldout": cfg.min_iou}}
     return df
 
 
-def _check_values(values: np.ndarray, n_fit: int, unit_ids: list[str]) -> None:
-    """Finite values, and no unit constant on the fitting part (it has no top quantile to threshold
-    at). min and max carry NaN and inf, so no [N, U] temporary is made."""
-    if not (np.isfinite(values.min(0)).all() and np.isfinite(values.max(0)).all()):
-        raise UserError("values hold NaN or infinite numbers", param="values")
-    lo, hi = values[:n_fit].min(0), values[:n_fit].max(0)
-    if np.any(lo == hi):
-        bad = [unit_ids[j] for j in np.flatnonzero(lo == hi)]
-        raise UserError(f"unit {bad[0]} is constant ({lo[lo == hi][0]:g}) on the fitting part: it cannot be "
+def _check_constant(values: np.ndarray, rows_fit: np.ndarray, unit_ids: list[str], batch: int) -> None:
+    """No unit constant on the fitting part: it has no top quantile to threshold at. Read a batch of units
+    at a time, so no [n_fit, U] copy is made."""
+    bad, value = [], None
+    for lo in range(0, len(unit_ids), batch):
+        fit = values[rows_fit, lo:lo + batch]
+        same = np.flatnonzero(fit.min(0) == fit.max(0))
+        if value is None and len(same):
+            value = fit[0, same[0]]
+        bad += [unit_ids[lo + j] for j in same]
+    if bad:
+        raise UserError(f"unit {bad[0]} is constant ({value:g}) on the fitting part: it cannot be "
                         f"thresholded" + (f" ({len(bad) - 1} more constant units)" if len(bad) > 1 else ""))
 
 
@@ -135,21 +132,21 @@ def _atom_table(text: str, lang: str) -> tuple[np.ndarray, list[str]]:
     return np.stack(list(a.values()), axis=1), list(a)             # bool [N, A], names
 
 
-def _batch_stats(V: np.ndarray, n_fit: int, g_fit, g_ho, G: int, quantiles) -> dict[str, np.ndarray]:
-    """Per unit of a batch (V float32 [N, Ub]): thresholds [2Q] (sign +, then -), mask counts per
-    group on both parts [2Q, G], value sums per group [G] on both parts, and held-out totals."""
-    Vf, Vh = V[:n_fit], V[n_fit:]
+def _batch_stats(Vf: np.ndarray, Vh: np.ndarray, g_fit, g_ho, G: int, quantiles) -> dict[str, np.ndarray]:
+    """Per unit of a batch (Vf, Vh float32 [n, Ub]: the fitting and held-out rows): thresholds [2Q]
+    (sign +, then -), mask counts per group on both parts [2Q, G], value sums per group [G] on both
+    parts, and the sums of squares of both."""
     q = np.asarray(quantiles, dtype=np.float64)
     t_plus = np.quantile(Vf, q, axis=0).astype(np.float32)                  # [Q, Ub]: on where v > t
     t_minus = np.quantile(Vf, 1 - q, axis=0).astype(np.float32)             # on where v < t
     Hf = np.concatenate([_counts(Vf, g_fit, G, t_plus, 1), _counts(Vf, g_fit, G, t_minus, -1)], axis=1)
     Hh = np.concatenate([_counts(Vh, g_ho, G, t_plus, 1), _counts(Vh, g_ho, G, t_minus, -1)], axis=1)
-    Ub = V.shape[1]
+    Ub = Vf.shape[1]
     off = (np.arange(Ub) * G)[None, :]
     Sf = np.bincount((g_fit[:, None] + off).ravel(), Vf.astype(np.float64).ravel(), Ub * G).reshape(Ub, G)
     Sh = np.bincount((g_ho[:, None] + off).ravel(), Vh.astype(np.float64).ravel(), Ub * G).reshape(Ub, G)
     return {"thresholds": np.concatenate([t_plus, t_minus]).T, "H_fit": Hf, "H_ho": Hh, "S_fit": Sf, "S_ho": Sh,
-            "sum2_ho": (Vh.astype(np.float64) ** 2).sum(0)}
+            "sum2_fit": (Vf.astype(np.float64) ** 2).sum(0), "sum2_ho": (Vh.astype(np.float64) ** 2).sum(0)}
 
 
 def _counts(V: np.ndarray, groups: np.ndarray, G: int, t: np.ndarray, sign: int) -> np.ndarray:
@@ -168,20 +165,31 @@ def _counts(V: np.ndarray, groups: np.ndarray, G: int, t: np.ndarray, sign: int)
     return above[:, :, 1:].transpose(0, 2, 1).astype(np.float32)
 
 
-def _pick_mask(beams: list[list[Formula]], H: np.ndarray, n_total: float) -> int:
-    """The mask whose best formula beats chance by the most fitting IoU. Raw IoU would favour the
-    widest masks (a formula true almost everywhere has IoU = the mask's coverage); the excess over
-    the IoU of an independent formula of the same coverage does not."""
-    excess = [b[0].iou - chance_iou(b[0].key[1] / n_total, H[m].sum() / n_total) if b else -np.inf
-              for m, b in enumerate(beams)]
-    return int(np.argmax(excess))
+def _choose(beams: list[list[Formula]], st: dict, n_fit: np.ndarray, At: np.ndarray) -> tuple[int, list[Formula]]:
+    """The unit's mask and that mask's formulas, best first. Every formula kept for any mask is
+    scored on the fitting part by (IoU beyond chance) x (simulation r): the excess over the IoU of an
+    independent formula of the same coverage, because raw IoU favours the widest masks (a formula
+    true almost everywhere has IoU = the mask's coverage); times r, because a formula that matches a
+    narrow top of the unit while missing its graded value (a brace cell's deepest level) is not the
+    unit's description. r <= 0 counts as 0; ties go to the larger excess."""
+    n_total, scored = float(n_fit.sum()), []
+    for m, beam in enumerate(beams):
+        coverage = st["H_fit"][m].sum() / n_total
+        for f in beam:
+            excess = f.iou - chance_iou(f.key[1] / n_total, coverage)
+            r = simulation_r(f.atoms(), At, n_fit, n_fit, st["S_fit"], st["S_fit"], float(st["sum2_fit"]))
+            scored.append((excess * max(r, 0.0), excess, m, f))
+    if not scored:
+        return 0, []
+    scored.sort(key=lambda t: (-t[0], -t[1]))
+    m = scored[0][2]
+    return m, [f for _, _, mask, f in scored if mask == m]
 
 
 def _explain_one(uid: str, st: dict, n_fit, n_ho, At, names: list[str], cfg: ExplainConfig) -> list[dict]:
     """The rows of one unit: its best formulas on its best mask."""
     Hf, Hh = st["H_fit"], st["H_ho"]
-    beams = beam_search(Hf, n_fit, At, cfg.beam, cfg.max_length)
-    m = _pick_mask(beams, Hf, float(n_fit.sum()))
+    m, formulas = _choose(beam_search(Hf, n_fit, At, cfg.beam, cfg.max_length), st, n_fit, At)
     Q = len(cfg.quantiles)
     ho_total = float(Hh[m].sum())
     fit_leaf, leaves = leaf_iou(Hf[m:m + 1], n_fit, At)
@@ -193,7 +201,7 @@ def _explain_one(uid: str, st: dict, n_fit, n_ho, At, names: list[str], cfg: Exp
             "best_atom": leaf.text(names), "best_atom_iou_fit": float(fit_leaf[0, a]),
             "best_atom_iou_heldout": float(ho_leaf[0, a]), "on_heldout": int(round(ho_total))}
     rows = []
-    for rank, f in enumerate(beams[m][:cfg.top], 1):
+    for rank, f in enumerate(formulas[:cfg.top], 1):
         on = f.on.astype(np.float32)
         rows.append({**base, "rank": rank, "formula": f.text(names), "length": len(f.terms), "iou_fit": f.iou,
                      "iou_heldout": float(iou(on @ Hh[m], on @ n_ho, ho_total)),
@@ -203,8 +211,9 @@ def _explain_one(uid: str, st: dict, n_fit, n_ho, At, names: list[str], cfg: Exp
     if not rows:                                  # no atom overlaps any mask: nothing to say
         rows.append({**base, "rank": 1, "formula": None, "length": 0, "iou_fit": 0.0, "iou_heldout": 0.0,
                      "formula_heldout": 0, "simulation_r": 0.0})
-    verdict = bool(rows[0]["simulation_r"] >= cfg.min_r and rows[0]["iou_heldout"] >= cfg.min_iou)
-    return [{**r, "explained": verdict} for r in rows]
+    # how far the verdict is from flipping: >= 0 explained; the smaller excess, or the larger shortfall
+    margin = min(rows[0]["simulation_r"] - cfg.min_r, rows[0]["iou_heldout"] - cfg.min_iou)
+    return [{**r, "explained": bool(margin >= 0), "margin": float(margin)} for r in rows]
 
 
 # ---------------------------------------------------------------- a model's units
@@ -226,7 +235,7 @@ class ExplainResult:
         for uid, rows in self.table.groupby("unit", sort=False):
             first = rows.iloc[0]
             keep = ["sign", "quantile", "threshold", "coverage", "on_heldout", "best_atom", "best_atom_iou_fit",
-                    "best_atom_iou_heldout", "explained"]
+                    "best_atom_iou_heldout", "explained", "margin"]
             units.append({"unit": uid, **{k: first[k] for k in keep},
                           "simulation_r": first["simulation_r"], "iou_heldout": first["iou_heldout"],
                           "formulas": rows[["rank", "formula", "length", "iou_fit", "iou_heldout", "formula_heldout",
@@ -237,13 +246,13 @@ class ExplainResult:
 
     def format(self) -> str:
         m = self.meta
-        out = [f"fitting part: characters {m['fit'][0]:,} to {m['fit'][1]:,}; held-out part: {m['heldout'][0]:,} "
-               f"to {m['heldout'][1]:,} (source positions); explained = simulation r >= {m['bar']['simulation_r']} "
+        out = [f"{split_words(m['split'])}; explained = simulation r >= {m['bar']['simulation_r']} "
                f"and held-out IoU >= {m['bar']['iou_heldout']}"]
         for uid, rows in self.table.groupby("unit", sort=False):
             f = rows.iloc[0]
             out += ["", f"{uid}: on at its {on_where(f['sign'], f['quantile'], f['threshold'])}: "
-                        f"{'EXPLAINED' if f['explained'] else 'not explained'}, simulation r {f['simulation_r']:+.3f}"]
+                        f"{'EXPLAINED' if f['explained'] else 'not explained'}, simulation r {f['simulation_r']:+.3f}"
+                        f"{near_the_bar(f['margin'])}"]
             for r in rows.itertuples():
                 out.append(f"  {r.rank}. {r.formula}  IoU fit {r.iou_fit:.3f}, held-out {r.iou_heldout:.3f}, "
                            f"simulation r {r.simulation_r:+.3f}")
@@ -252,6 +261,22 @@ class ExplainResult:
             if untested(f):
                 out.append(f"  note: {untested(f)}; explain it on more text")
         return "\n".join(out)
+
+
+def near_the_bar(margin: float) -> str:
+    """", near the bar (margin +0.012): ..." for a verdict another text may flip, else ""."""
+    if abs(margin) >= NEAR_THE_BAR:
+        return ""
+    return f", near the bar (margin {margin:+.3f}): another text may give the other verdict"
+
+
+def split_words(split: dict) -> str:
+    """Where the parts lie, in words (Split.describe's dict)."""
+    if split["block"] == 0:
+        return (f"fitting part: characters {split['fit'][0]:,} to {split['fit'][1]:,}; held-out part: "
+                f"{split['heldout'][0]:,} to {split['heldout'][1]:,} (source positions)")
+    return (f"fitting part: {split['fit_chars']:,} characters; held-out part: {split['heldout_chars']:,} characters in "
+            f"{split['heldout_blocks']} blocks of {split['block']:,} spread over the text")
 
 
 def on_where(sign: int, quantile: float, threshold: float) -> str:
@@ -312,7 +337,7 @@ def explain(model, text: str, units=None, config: ExplainConfig | None = None, *
     """
     cfg = configured(ExplainConfig, config, overrides)
     net, vocab = model_and_vocab(model, vocab)
-    n_fit = cfg.check(len(text))
+    sp = cfg.check(len(text))
     d = as_dictionary(dictionary, net)
     picked = check_units(net.config, units, cfg.top_units) if d is None else check_latents(d, units, cfg.top_units)
     _check_memory(len(text), len(picked) or cfg.top_units)
@@ -326,8 +351,7 @@ def explain(model, text: str, units=None, config: ExplainConfig | None = None, *
     ctx = _contexts(text, values, picked, table, offset) if cfg.contexts else []
     ctx_df = pd.concat(ctx, ignore_index=True) if ctx else pd.DataFrame(columns=["unit", *CONTEXT_COLUMNS])
     streams, _, warmup = stream_layout(len(text), cfg.streams, cfg.warmup)
-    meta = {**table.attrs["meta"], "fit": [offset, offset + n_fit], "heldout": [offset + n_fit, offset + len(text)],
-            "units": len(picked), "streams": streams, "warmup": warmup,
+    meta = {**table.attrs["meta"], "split": sp.describe(offset), "units": len(picked), "streams": streams, "warmup": warmup,
             "value": SHOWN if d is None else f"the activation of latents of {d.path or 'a dictionary'} "
                                              f"over {d.quantity}",
             "seconds": {"record": t1 - t0, "search": t2 - t1, "per_unit_search": (t2 - t1) / len(picked)}}

@@ -154,3 +154,25 @@ def chance_iou(p_formula, p_mask):
     """The IoU a formula independent of the mask would have, from the two coverages (0..1)."""
     both = p_formula * p_mask
     return both / np.maximum(p_formula + p_mask - both, 1e-12)
+
+
+def holds(formula: str, atom_values: dict[str, np.ndarray]) -> np.ndarray:
+    """Where a formula as Formula.text writes it holds: bool [N]. atom_values: {name: bool [N]}, as
+    explain.atoms(text) gives. Formulas are left-deep, so reading the tokens left to right (the
+    parentheses dropped) applies the operators in the formula's order."""
+    tokens = formula.replace("(", " ").replace(")", " ").split()
+    def atom(i: int) -> tuple[np.ndarray, int]:
+        negate = tokens[i] == "NOT"
+        name = tokens[i + negate]
+        if name not in atom_values:
+            raise KeyError(f"{name} is not an atom of this text")
+        v = atom_values[name].astype(bool)
+        return (~v if negate else v), i + 1 + negate
+    on, i = atom(0)
+    while i < len(tokens):
+        op, i = tokens[i], i + 1
+        if op == "AND" and tokens[i] == "NOT":
+            op, i = "AND NOT", i + 1
+        a, i = atom(i)
+        on = _apply(on, op, a)
+    return on

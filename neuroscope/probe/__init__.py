@@ -27,8 +27,9 @@ probing 10M characters costs the sample plus O(units x features), never [N x uni
 from .. import callable_module
 from ._config import MIN_CHARS, ProbeConfig
 from ._pipeline import probe
+from ._ranking import control_model
 from ._result import ProbeResult
 
-__all__ = ["MIN_CHARS", "ProbeConfig", "ProbeResult", "probe"]
+__all__ = ["MIN_CHARS", "ProbeConfig", "ProbeResult", "control_model", "probe"]
 
 callable_module(__name__)

@@ -17,6 +17,10 @@ unit's best explanation; 5 predictions (the text coloured by the probability of 
 character, and the model's top 5 guesses under each character); 6 activation inside vs outside
 each feature; 7 gate saturation per layer (LSTM and GRU); with a match result, a match section.
 With live=True, a live section after the predictions: the model itself runs in the page (_live).
+With dictionary= (a neuroscope.dictionary of the model), its latents take the units' place: the
+ranking (of a probe over them), the pickers, the text coloured by a latent's activation from 0 to
+its largest on the excerpt, the distributions where it is on; the gate section and a live page,
+which cannot show latents, say so in a line.
 
 Content is built first (`Report.sections`, `Report.data`, `Report.charts`), then rendered by _page.
 The pieces: _excerpt reads the numbers off the shown excerpt in one pass of the model (unit values,

@@ -10,9 +10,10 @@ import numpy as np
 from .. import files
 from ..checkpoint import TextSpan
 from ..config import configured
+from ..dictionary import as_dictionary, latents_of
 from ..errors import UserError
 from ..features import kind_of
-from ..names import Unit, parse_unit
+from ..names import DICTIONARY_MARK, Latent, Unit, parse_unit
 from ._config import ReportConfig
 from ._excerpt import Excerpt, read_excerpt
 from ._live import LIVE_JS, check_live, live_payload, live_section
@@ -92,27 +93,49 @@ def check_inputs(span, features: dict, max_chars: int) -> None:
         raise UserError("the text to report on needs at least 2 characters")
 
 
-def _panels(model_config, result, ranked: list[str], features: list[str], kinds: dict,
-            cfg: ReportConfig) -> list[dict]:
-    """One unit picker per feature (ranked ones first), or one without a feature: its units and why.
-    A panel with neither units asked for nor a ranking gets units None, for the excerpt's most
-    variable units: read_excerpt finds them, and build_report puts them in."""
+def _panels(parse, result, ranked: list[str], features: list[str], kinds: dict, cfg: ReportConfig,
+            what: str = "units") -> list[dict]:
+    """One picker per feature (ranked ones first), or one without a feature: its units and why; parse
+    turns an id into a Unit (or a Latent: what = "latents"). A panel with neither units asked for nor a
+    ranking gets units None, for the excerpt's most variable ones: read_excerpt finds them, and
+    build_report puts them in."""
     n = cfg.n_units
     panels = []
     for i, f in enumerate(list(dict.fromkeys(ranked + features)) or [None]):
         if cfg.units:
-            us, why = [parse_unit(u, model_config) for u in cfg.units], "the units asked for"
+            us, why = [parse(u) for u in cfg.units], f"the {what} asked for"
         elif f in ranked:
-            us = [parse_unit(u, model_config) for u in result.top_units(f, n)]
-            why = f"the top {n} units for {f} by |r|"
+            us = [parse(u) for u in result.top_units(f, n)]
+            why = f"the top {n} {what} for {f} by |r|"
         else:
-            us, why = None, f"the {n} most variable units on this excerpt (no ranking given)"
+            us, why = None, f"the {n} most variable {what} on this excerpt (no ranking given)"
         panels.append({"id": f"p{i}", "feature": f, "kind": kinds.get(f), "units": us, "why": why})
     return panels
 
 
-def _shown_units(panels: list[dict]) -> list[Unit]:
-    """Every unit some panel shows, once, in panel order."""
+def _parser(model_config, d):
+    """id -> Unit checked against the model, or (with a dictionary d) -> Latent checked against d."""
+    if d is None:
+        return lambda u: parse_unit(u, model_config)
+    return lambda u: latents_of(d, [u])[0]
+
+
+def check_ranked(result, d) -> None:
+    """Refuse a probe result that ranks other things than the report colours by: units without a
+    dictionary, the dictionary's own latents with one."""
+    ranking = getattr(result, "ranking", None)
+    if ranking is None or not len(ranking):
+        return
+    first = str(ranking["unit_id"].iloc[0])
+    if d is None and DICTIONARY_MARK in first:
+        raise UserError(f"the probe result ranks latents ({first}); give its dictionary too", param="dictionary")
+    if d is not None and not first.startswith(d.prefix + "."):
+        raise UserError(f"the probe result ranks {first}, not latents of the dictionary given ({d.prefix}.N): "
+                        "probe with that dictionary", param="dictionary")
+
+
+def _shown_units(panels: list[dict]) -> list:
+    """Every unit (or latent) some panel shows, once, in panel order."""
     return list(dict.fromkeys(u for p in panels for u in p["units"] or ()))
 
 
@@ -125,12 +148,20 @@ def _permille(p: np.ndarray) -> list[int]:
     return np.rint(np.nan_to_num(np.asarray(p, dtype=np.float64)) * 1000).astype(int).tolist()
 
 
-def _page_data(text: str, start: int, vocab, units: list[Unit], values: dict, labels: dict,
+def _unit_data(u: Unit | Latent, v: np.ndarray) -> dict:
+    """A unit's values for the page, and how it colours them: tanh first (a cell state) or not; a latent's
+    activation from 0 to `max`, its largest on the excerpt (0 where it is never on)."""
+    if isinstance(u, Latent):
+        return {"values": _compact(v, 4), "max": _compact([v.max(initial=0.0)], 4)[0]}
+    return {"values": _compact(v, 4), "tanh": u.squash}
+
+
+def _page_data(text: str, start: int, vocab, units: list, values: dict, labels: dict,
                panels: list[dict], pred: dict) -> dict:
-    """What the page's script reads: the excerpt, unit values, labels, panels and predictions."""
+    """What the page's script reads: the excerpt, unit (or latent) values, labels, panels and predictions."""
     return {
         "text": text, "start": int(start), "vocab": list(vocab.chars),
-        "units": {u.id: {"values": _compact(values[u.id], 4), "tanh": u.squash} for u in units},
+        "units": {u.id: _unit_data(u, values[u.id]) for u in units},
         "labels": {k: v.astype(int).tolist() if v.dtype.kind in "biu" else _compact(v, 4) for k, v in labels.items()},
         "panels": {p["id"]: {"feature": p["feature"]} for p in panels},
         "pred": {"k": int(pred["top_ids"].shape[1]), "page": PAGE,
@@ -141,8 +172,9 @@ def _page_data(text: str, start: int, vocab, units: list[Unit], values: dict, la
 
 
 def _sections(ckpt, text: str, result, ranked: list[str], panels: list[dict], labels: dict, excerpt: Excerpt,
-              payload: dict | None, match) -> tuple[list[dict], dict]:
-    """Every section in page order, numbered, and the charts they name (payload: the live page's, or None)."""
+              payload: dict | None, match, latents: bool) -> tuple[list[dict], dict]:
+    """Every section in page order, numbered, and the charts they name (payload: the live page's, or None;
+    latents: the panels show a dictionary's latents)."""
     cfg, n, units = ckpt.config, len(text), _shown_units(panels)
     sections, charts = [], {}
     for section, its_charts in (model_section(ckpt, excerpt.pred, n), samples_section(ckpt),
@@ -151,7 +183,7 @@ def _sections(ckpt, text: str, result, ranked: list[str], panels: list[dict], la
                                 predictions_section(excerpt.pred),
                                 live_section(payload, panels, text) if payload is not None else (None, {}),
                                 distribution_section(panels, labels, excerpt.values),
-                                gates_section(cfg, excerpt.saturation, n),
+                                gates_section(cfg, excerpt.saturation, n, latents),
                                 match_section(match) if match is not None else (None, {})):
         if section is None:
             continue
@@ -161,17 +193,34 @@ def _sections(ckpt, text: str, result, ranked: list[str], panels: list[dict], la
     return sections, charts
 
 
+def _read(model, ids: np.ndarray, panels: list[dict], cfg: ReportConfig, d) -> Excerpt:
+    """The excerpt's one pass (read_excerpt) for the panels' units, the most variable put in where a
+    panel has none."""
+    n_variable = cfg.n_units if any(p["units"] is None for p in panels) else 0
+    excerpt = read_excerpt(model, ids, _shown_units(panels), n_variable, progress=cfg.progress, dictionary=d)
+    if n_variable and not excerpt.variable:           # a variance pass keeps only latents that are ever on
+        raise UserError("no latent of the dictionary is on anywhere in the shown excerpt: nothing to colour the "
+                        "text by", param="dictionary")
+    for p in panels:
+        p["units"] = excerpt.variable if p["units"] is None else p["units"]
+    return excerpt
+
+
 def build_report(ckpt, text, result=None, features: dict[str, np.ndarray] | None = None,
-                 config: ReportConfig | None = None, **overrides) -> Report:
+                 config: ReportConfig | None = None, *, dictionary=None, **overrides) -> Report:
     """Everything the report shows, as plain data, for the first config.max_chars characters of text.
 
     ckpt: a Checkpoint; text: a TextSpan (text, start, source) or a str (start 0, source "<text>");
     result: a ProbeResult (its ranking, top-k curve and top units) or None; features: {name: labels
     [len(text)]} (uint8 0/1 or int counts); config: a ReportConfig, overrides: any of its fields by
     name, e.g. build_report(ckpt, span, result, features, max_chars=2000, live=True); ReportConfig
-    documents each. The shown characters are read by the model once (read_excerpt). Raises UserError,
-    before that pass, for an unknown setting, labels of the wrong length, a unit that does not exist,
-    a text under 2 characters and (with live) a model the page cannot run.
+    documents each. dictionary: a neuroscope.dictionary.Dictionary (or its folder) of this model: its
+    latents ("l1.c/d.12") take the units' place (config.units names latents, result ranks them: probe
+    with the same dictionary) and colour the text by their activation, 0 to each one's largest on the
+    excerpt. The shown characters are read by the model once (read_excerpt). Raises UserError, before
+    that pass, for an unknown setting, labels of the wrong length, a unit (latent) that does not exist,
+    a text under 2 characters, (with live) a model the page cannot run, a dictionary of another model
+    and a result that ranks units with a dictionary or latents without it.
     """
     cfg = configured(ReportConfig, config, overrides)
     span = text if isinstance(text, TextSpan) else TextSpan(text, 0, "<text>")
@@ -180,21 +229,22 @@ def build_report(ckpt, text, result=None, features: dict[str, np.ndarray] | None
     model, vocab = ckpt.model, ckpt.vocab
     if cfg.live:
         check_live(model, cfg.live_force)
+    d = as_dictionary(dictionary, model)
+    check_ranked(result, d)
     shown_text = span.text[:cfg.max_chars]
     labels = {k: np.asarray(v)[:len(shown_text)] for k, v in features.items()}
     ranking = getattr(result, "ranking", None)
     ranked = list(dict.fromkeys(ranking["feature"])) if ranking is not None and len(ranking) else []
-    panels = _panels(ckpt.config, result, ranked, list(labels), {k: kind_of(v) for k, v in labels.items()}, cfg)
-    n_variable = cfg.n_units if any(p["units"] is None for p in panels) else 0
-    excerpt = read_excerpt(model, vocab.encode(shown_text), _shown_units(panels), n_variable, progress=cfg.progress)
-    for p in panels:
-        p["units"] = excerpt.variable if p["units"] is None else p["units"]
+    panels = _panels(_parser(ckpt.config, d), result, ranked, list(labels), {k: kind_of(v) for k, v in labels.items()},
+                     cfg, "units" if d is None else "latents")
+    excerpt = _read(model, vocab.encode(shown_text), panels, cfg, d)
     payload = live_payload(ckpt, cfg.live_force) if cfg.live else None
-    sections, charts = _sections(ckpt, shown_text, result, ranked, panels, labels, excerpt, payload, cfg.match)
+    sections, charts = _sections(ckpt, shown_text, result, ranked, panels, labels, excerpt, payload, cfg.match,
+                                 d is not None)
     data = _page_data(shown_text, span.start, vocab, _shown_units(panels), excerpt.values, labels, panels,
                       excerpt.pred)
     if payload is not None:
         data["live"] = payload
     return Report(title=f"neuroscope report: {ckpt.name}",
-                  subtitle=subtitle(span, len(shown_text), vocab, result is not None),
+                  subtitle=subtitle(span, len(shown_text), vocab, result is not None, d),
                   sections=sections, data=data, charts=charts, scripts=[LIVE_JS] if payload is not None else [])

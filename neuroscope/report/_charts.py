@@ -4,7 +4,8 @@
     >>> saturation_chart(saturation, num_layers=3)   # one scatter per gate, one point per unit
 
 Every chart that shows units colours them by layer with the same scale, so layer 0 is always the
-first colour. Functions return None when there is nothing to draw.
+first colour. A dictionary's latents (names.Latent) are drawn on their own scale instead of the
+shown value's [-1, 1] (latent_distribution_chart). Functions return None when there is nothing to draw.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from ..names import Unit
+from ..names import Latent
 from ..stats import shown
 from ._excerpt import SATURATED
 
@@ -83,9 +84,11 @@ def topk_chart(topk: pd.DataFrame | None) -> alt.Chart | None:
     ).properties(width=300, height=200)
 
 
-def _binary_frame(feature: str, labels: np.ndarray, v: np.ndarray, unit_id: str) -> list[pd.DataFrame]:
-    """Histogram (fractions) of v inside and outside a binary feature."""
-    edges = np.linspace(*SHOWN_RANGE, 41)
+def _binary_frame(feature: str, labels: np.ndarray, v: np.ndarray, unit_id: str,
+                  edges: np.ndarray | None = None) -> list[pd.DataFrame]:
+    """Histogram of v inside and outside a binary feature (edges: 40 bins over SHOWN_RANGE), as fractions
+    of each group's characters (NaNs, a latent's off characters, fall in no bin)."""
+    edges = np.linspace(*SHOWN_RANGE, 41) if edges is None else edges
     out = []
     for name, mask in ((f"inside {feature}", labels == 1), (f"outside {feature}", labels == 0)):
         if mask.sum() == 0:
@@ -96,13 +99,18 @@ def _binary_frame(feature: str, labels: np.ndarray, v: np.ndarray, unit_id: str)
     return out
 
 
-def _count_frame(labels: np.ndarray, v: np.ndarray, unit_id: str) -> pd.DataFrame:
-    """Quartiles of v per count value (counts binned into ~30 when there are many)."""
+def _count_groups(labels: np.ndarray, v: np.ndarray):
+    """v grouped by count value (counts binned into ~30 when there are many)."""
     lab = labels.astype(np.float64)
     if len(np.unique(lab)) > 40:      # many distinct counts (a line position up to 500): bin them
         width = np.ptp(lab) / 30
         lab = np.floor((lab - lab.min()) / (width + 1e-12)) * width + lab.min()
-    groups = pd.DataFrame({"count": lab, "v": v}).groupby("count")["v"]
+    return pd.DataFrame({"count": lab, "v": v}).groupby("count")["v"]
+
+
+def _count_frame(labels: np.ndarray, v: np.ndarray, unit_id: str) -> pd.DataFrame:
+    """Quartiles of v per count value."""
+    groups = _count_groups(labels, v)
     stats = groups.quantile([0.25, 0.5, 0.75]).unstack()
     stats.columns = ["q25", "median", "q75"]
     stats["n"] = groups.size()
@@ -110,9 +118,11 @@ def _count_frame(labels: np.ndarray, v: np.ndarray, unit_id: str) -> pd.DataFram
 
 
 def distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict[str, np.ndarray],
-                       units: list[Unit]) -> alt.Chart | None:
+                       units: list) -> alt.Chart | None:
     """One row per unit. Binary: histogram of the shown value inside vs outside the feature;
-    count: median and quartiles of the shown value against the count."""
+    count: median and quartiles of the shown value against the count. Latents: latent_distribution_chart."""
+    if any(isinstance(u, Latent) for u in units):
+        return latent_distribution_chart(feature, kind, labels, values, units)
     frames = []
     for u in units:
         v = clip_to_scale(shown(np.asarray(values[u.id], dtype=np.float32), u.squash))
@@ -135,6 +145,47 @@ def distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict
             x="count:Q", y="median:Q", tooltip=["count", "n", alt.Tooltip("median:Q", format=".3f")])
         base = alt.layer(band, line, data=data)
     return base.properties(width=460, height=90).facet(row=alt.Row("unit:N", title=None, sort=[u.id for u in units]))
+
+
+def _on_share(on: np.ndarray, mask: np.ndarray) -> str:
+    return f"{on[mask].mean():.0%}" if mask.any() else "–"
+
+
+def latent_distribution_chart(feature: str, kind: str, labels: np.ndarray, values: dict[str, np.ndarray],
+                              units: list[Latent]) -> alt.Chart | None:
+    """One row per latent. A latent is 0 wherever it is off, which would flatten any histogram into its
+    first bin, so: binary: where it is on, the histogram of its activation (40 bins from 0 to its largest
+    on the excerpt, each row on its own axes) inside vs outside the feature, as fractions of each group's
+    characters, the row named with its on-share in each; count: the share of characters where it is on
+    against the count."""
+    frames, names = [], []
+    for u in units:
+        v = np.asarray(values[u.id], dtype=np.float32)
+        on = v > 0
+        if kind == "binary":
+            names.append(f"{u.id}: on {_on_share(on, labels == 1)} inside, {_on_share(on, labels == 0)} outside")
+            edges = np.linspace(0.0, max(float(v.max(initial=0.0)), 1e-6), 41)
+            frames += _binary_frame(feature, labels, np.where(on, v, np.nan), names[-1], edges)
+        else:
+            names.append(u.id)
+            groups = _count_groups(labels, on.astype(np.float64))
+            frames.append(pd.DataFrame({"share": groups.mean(), "n": groups.size()}).reset_index().assign(unit=u.id))
+    if not frames:
+        return None
+    data = pd.concat(frames, ignore_index=True)
+    if kind == "binary":
+        base = alt.Chart(data).mark_area(interpolate="step-after", opacity=0.55).encode(
+            x=alt.X("value:Q", title="activation where on"),
+            y=alt.Y("fraction:Q", title="fraction", stack=None),
+            color=alt.Color("group:N", title=None, scale=alt.Scale(range=["#e6550d", "#6b7a8f"])),
+            tooltip=["group", alt.Tooltip("value:Q", format=".3f"), alt.Tooltip("fraction:Q", format=".3f")])
+    else:
+        base = alt.Chart(data).mark_line(point=True, color="#1a9850").encode(
+            x=alt.X("count:Q", title=feature), y=alt.Y("share:Q", title="share on", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["count", "n", alt.Tooltip("share:Q", format=".3f")])
+    chart = base.properties(width=460, height=90).facet(
+        row=alt.Row("unit:N", title=None, sort=names, header=alt.Header(labelAngle=0, labelAlign="left")))
+    return chart.resolve_scale(x="independent", y="independent") if kind == "binary" else chart
 
 
 def saturation_chart(sat: pd.DataFrame, num_layers: int) -> alt.Chart | None:

@@ -5,6 +5,7 @@
     >>> ex.saturation                          # one row per (layer, gate, unit): columns left, right
     >>> ex.pred["top_ids"], ex.pred["p_actual"]                     # [N, k] guesses, [N] p of the actual character
     >>> read_excerpt(model, ids, [], n_variable=5).variable         # the 5 most variable units, values kept too
+    >>> read_excerpt(model, ids, [Latent("rnn.l1.c", 12)], dictionary=d).values["l1.c/d.12"]    # its activation
 
 The excerpt is read once, as one exact stream from a zero state, chunk by chunk with the state
 carried (neuroscope.model.iter_logits): the model's own forward runs inside a neuroscope.hooks.Trace,
@@ -17,6 +18,12 @@ winners are known only when the pass ends: it keeps per-unit float64 sums of the
 the excerpt as float32 (float16 would move the values the page prints at 4 significant digits, and
 c reaches thousands), at most MAX_KEPT_BYTES. A longer excerpt takes a pass more: the variance pass
 of neuroscope.record.most_variable_units picks the units, then the one pass records them.
+
+With a dictionary (neuroscope.dictionary) the units are its latents: its quantity is recorded and
+encoded chunk by chunk (the encoder reads each character's state on its own), as one more array,
+"rnn.l1.c/d" [T, latents], that the parts read like a quantity; the most variable are latents
+(every latent's activation kept, within the same MAX_KEPT_BYTES, else dictionary.most_variable_latents
+picks them in a pass first).
 """
 from __future__ import annotations
 
@@ -26,10 +33,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..dictionary import most_variable_latents
 from ..errors import UserError
-from ..model import iter_logits
 from ..hooks import HookError, Trace
-from ..names import Unit, gate_state, parse_quantity, quantity_name, squashes, state_names
+from ..model import iter_logits
+from ..names import DICTIONARY_MARK, Latent, Unit, gate_state, parse_quantity, quantity_name, squashes, state_names
 from ..record import most_variable_units
 from ..stats import Moments, shown
 
@@ -44,21 +52,41 @@ def saturation_gates(cell: str) -> tuple[str, ...]:
     return {"lstm": ("f", "i", "o"), "gru": ("r", "z")}.get(cell, ())
 
 
-def kept_chars(config) -> int:
-    """How many characters of every h and c of this model fit in MAX_KEPT_BYTES as float32."""
-    return MAX_KEPT_BYTES // (4 * config.hidden_size * len(state_names(config, ("h", "c"))))
+def kept_chars(width: int) -> int:
+    """How many characters of `width` values each fit in MAX_KEPT_BYTES as float32."""
+    return MAX_KEPT_BYTES // (4 * width)
+
+
+def _candidates(config, dictionary=None) -> dict[str, list]:
+    """What the most variable are picked among, by the array that holds them: every h and c unit, in
+    recording order (the order that breaks ties), or every latent of the dictionary."""
+    if dictionary is not None:
+        return {_latent_array(dictionary): [Latent(dictionary.quantity, i) for i in range(dictionary.sae.d_sae)]}
+    H = config.hidden_size
+    return {name: [parse_quantity(name).unit(i) for i in range(H)] for name in state_names(config, ("h", "c"))}
+
+
+def _latent_array(d) -> str:
+    """The name of a dictionary's latents among the arrays a pass reads: "rnn.l1.c/d"."""
+    return d.quantity + DICTIONARY_MARK
+
+
+def _column(u: Unit | Latent) -> str:
+    """The array that holds a unit's (or a latent's) values in a pass."""
+    return u.quantity + DICTIONARY_MARK if isinstance(u, Latent) else u.quantity
 
 
 @dataclass
 class Excerpt:
     """What one pass over an excerpt of N characters gives (read_excerpt)."""
 
-    values: dict[str, np.ndarray]   # unit id -> float32 [N], the raw value: the units asked for, then `variable`
+    values: dict[str, np.ndarray]   # unit id -> float32 [N], the raw value (a latent's activation): the units
+                                    # asked for, then `variable`
     saturation: pd.DataFrame        # one row per (layer, gate, unit); left, right: fraction of characters < 0.1, > 0.9
     pred: dict[str, np.ndarray]     # top_ids int [N, k], top_p [N, k]: guesses for character t+1 after
                                     # reading ids[:t+1]; p_actual [N]: the probability given to ids[t]
                                     # before reading it (NaN at t = 0)
-    variable: list[Unit]            # the n_variable most variable units, most variable first
+    variable: list                  # the n_variable most variable units (latents), most variable first
 
 
 class _Columns:
@@ -69,7 +97,7 @@ class _Columns:
 
     def add(self, acts: dict[str, np.ndarray]) -> None:
         for u in self.units:
-            self.parts[u.id].append(np.array(acts[u.quantity][:, u.index], dtype=np.float32))
+            self.parts[u.id].append(np.array(acts[_column(u)][:, u.index], dtype=np.float32))
 
     def values(self) -> dict[str, np.ndarray]:
         return {k: np.concatenate(v) for k, v in self.parts.items()}
@@ -101,11 +129,12 @@ class _Saturation:
 
 
 class _Variable:
-    """Every h and c of the excerpt (float32) and the moments of their shown values, for the variance."""
+    """Every candidate's values over the excerpt (float32) and the moments of their shown values, for the
+    variance; candidates: array name -> its units (or latents), in column order (see `_candidates`)."""
 
-    def __init__(self, config):
-        self.names = state_names(config, ("h", "c"))       # recording order: the order that breaks ties
-        self.H = config.hidden_size
+    def __init__(self, candidates: dict[str, list]):
+        self.candidates = candidates
+        self.names = list(candidates)
         self.blocks = {name: [] for name in self.names}
         self.moments = {name: Moments() for name in self.names}
 
@@ -115,13 +144,13 @@ class _Variable:
             self.blocks[name].append(raw)
             self.moments[name].add(shown(raw, squashes(name)))
 
-    def top(self, n: int) -> tuple[list[Unit], dict[str, np.ndarray]]:
-        """The n units whose shown value varies most over the characters read (ties in recording order),
-        and their raw values."""
+    def top(self, n: int) -> tuple[list, dict[str, np.ndarray]]:
+        """The n candidates whose shown value varies most over the characters read (ties in candidate
+        order), and their raw values."""
         variance = np.concatenate([self.moments[k].variance() for k in self.names])
-        units = [parse_quantity(self.names[i // self.H]).unit(i % self.H)
-                 for i in np.argsort(-variance, kind="stable")[:n]]
-        return units, {u.id: np.concatenate([b[:, u.index] for b in self.blocks[u.quantity]]) for u in units}
+        every = [u for k in self.names for u in self.candidates[k]]
+        units = [every[i] for i in np.argsort(-variance, kind="stable")[:n]]
+        return units, {u.id: np.concatenate([b[:, u.index] for b in self.blocks[_column(u)]]) for u in units}
 
 
 class _Guesses:
@@ -145,20 +174,24 @@ class _Guesses:
 
 
 @torch.no_grad()
-def read_excerpt(model, ids: np.ndarray, units: list[Unit], n_variable: int = 0, k: int = TOP_K,
-                 chunk: int = CHUNK, progress: bool = False) -> Excerpt:
+def read_excerpt(model, ids: np.ndarray, units: list, n_variable: int = 0, k: int = TOP_K,
+                 chunk: int = CHUNK, progress: bool = False, dictionary=None) -> Excerpt:
     """One pass over ids (int64 [N], one stream from a zero state): the values of `units`, the gates'
     saturation, the model's top k guesses and, with n_variable > 0, the n_variable units (h and c of
-    every layer) whose shown value varies most, with their values (a variance pass first past kept_chars)."""
+    every layer) whose shown value varies most, with their values (a variance pass first past kept_chars).
+    With a dictionary, `units` are its latents (names.Latent) and so are the most variable."""
     cfg = model.config
-    if n_variable and len(ids) > kept_chars(cfg):          # too long to keep every h and c: pick them first
-        picked = most_variable_units(model, ids, n_variable, chunk=chunk, progress=progress)
-        return replace(read_excerpt(model, ids, list(dict.fromkeys(units + picked)), 0, k, chunk, progress),
+    pool = _candidates(cfg, dictionary) if n_variable else {}
+    if n_variable and len(ids) > kept_chars(sum(len(us) for us in pool.values())):     # too long: pick them first
+        picked = (most_variable_units(model, ids, n_variable, chunk=chunk, progress=progress) if dictionary is None
+                  else most_variable_latents(dictionary, model, ids, n_variable, streams=1, warmup=0,
+                                             progress=progress))
+        return replace(read_excerpt(model, ids, list(dict.fromkeys(units + picked)), 0, k, chunk, progress, dictionary),
                        variable=picked)
-    columns, saturation, variable = _Columns(units), _Saturation(cfg), _Variable(cfg) if n_variable else None
+    columns, saturation, variable = _Columns(units), _Saturation(cfg), _Variable(pool) if n_variable else None
     parts = [columns, saturation] + ([variable] if variable else [])
     names = list(dict.fromkeys([u.quantity for u in units] + [name for *_, name in saturation.keys]
-                               + (variable.names if variable else [])))
+                               + [us[0].quantity for us in pool.values()]))        # what the units are read from
     x = torch.as_tensor(np.asarray(ids), dtype=torch.long, device=next(model.parameters()).device)   # [N]
     guesses, traces, prepared = _Guesses(x, k), [], {}
 
@@ -169,6 +202,9 @@ def read_excerpt(model, ids: np.ndarray, units: list[Unit], n_variable: int = 0,
         for s, logits in iter_logits(model, x[None], chunk, progress, "report", context=traced):
             trace = traces.pop()
             acts = {name: trace[name][0].float().cpu().numpy() for name in names}     # [T, H] each
+            if dictionary is not None and dictionary.quantity in acts:
+                raw = torch.from_numpy(acts[dictionary.quantity])
+                acts[_latent_array(dictionary)] = dictionary.latents(raw).cpu().numpy()          # [T, latents]
             for part in parts:
                 part.add(acts)
             guesses.add(s, logits)

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..model import count_parameters
+from ..names import Unit
 
 # A 3 x 512 LSTM has 6.4M weights (13 MB as float16, 17 MB in base64) and steps in a few ms per
 # character in Chromium; past about 8M a page gets slow to open and to scroll, so bigger needs force.
@@ -133,16 +134,22 @@ def live_notes(payload: dict) -> list[str]:
 
 def live_section(payload: dict, panels: list[dict], text: str) -> tuple[dict, dict]:
     """The live section: a text box, a unit picker (the report's units of h and c), interventions,
-    sampling. The page's live script draws it from the payload. text: the report's excerpt; when the
+    sampling. The page's live script draws it from the payload; it runs the model, not a dictionary, so
+    when the panels show latents it offers units and a first note says why. text: the report's excerpt; when the
     vocabulary has "\r", a box "read line breaks as \r\n" is offered, ticked if the excerpt writes them so."""
-    units = list(dict.fromkeys(u for p in panels for u in p["units"] if u.state in ("h", "c")))
+    shown = [u for p in panels for u in p["units"]]
+    units = list(dict.fromkeys(u for u in shown if isinstance(u, Unit) and u.state in ("h", "c")))
     label = {u: f"{u.id}   ({p['feature']})" if p["feature"] else u.id for p in reversed(panels) for u in p["units"]}
     options = [{"id": u.id, "label": label[u]} for u in units]
     if not options:
         options = [{"id": "l0.h.0", "label": "l0.h.0"}]
     crlf = ("\r\n" in text) if "\r" in payload["vocab"] else None
+    notes = live_notes(payload)
+    if any(not isinstance(u, Unit) for u in shown):
+        notes.insert(0, "The page runs the model only, not the dictionary: it colours by units of h and c, never "
+                        "by the latents shown above.")
     return {"id": "live", "title": "Live: type, watch a unit, intervene", "kind": "live", "options": options,
-            "crlf": crlf, "notes": live_notes(payload)}, {}
+            "crlf": crlf, "notes": notes}, {}
 
 
 __all__ = ["LIVE_JS", "MAX_LIVE_WEIGHTS", "check_live", "encode_weights", "live_payload", "live_section",

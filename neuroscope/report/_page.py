@@ -171,12 +171,14 @@ SCRIPT = """
       });
     }
     function show(uid) {
-      var u = D.units[uid];
+      var u = D.units[uid], latent = u.max !== undefined;
       spans.forEach(function (s, k) {
-        var raw = u.values[k], v = u.tanh ? Math.tanh(raw) : raw;
+        // a unit: its shown value on [-1, 1]; a latent: its activation over its largest on the excerpt, 0..1
+        var raw = u.values[k], v = latent ? (u.max > 0 ? raw / u.max : 0) : u.tanh ? Math.tanh(raw) : raw;
         s.style.backgroundColor = diverging(v);
         s.style.color = ink(Math.abs(v));
-        var t = uid + " = " + fmt(raw) + (u.tanh ? " (tanh " + v.toFixed(3) + ")" : "");
+        var t = uid + " = " + fmt(raw) + (latent ? " (largest on the excerpt " + fmt(u.max) + ")"
+                                                 : u.tanh ? " (tanh " + v.toFixed(3) + ")" : "");
         if (labels) t += "\\n" + panel.feature + " = " + labels[k];
         s.title = t + "\\nchar " + (D.start + k);
       });
@@ -297,6 +299,10 @@ MACROS = """
 <span class="legend">inactive &minus;1 <span class="bar" style="background:linear-gradient(90deg, {{ c.blue }}, {{ c.white }}, {{ c.green }})"></span> +1 active</span>
 {%- endmacro %}
 
+{% macro legend_latents() -%}
+<span class="legend">off 0 <span class="bar" style="background:linear-gradient(90deg, {{ c.white }}, {{ c.green }})"></span> the latent's largest on the excerpt</span>
+{%- endmacro %}
+
 {% macro chart(id, caption=None) -%}
 <figure style="margin:0">{% if caption %}<figcaption class="note">{{ caption }}</figcaption>{% endif %}
 <div class="chart" data-chart="{{ id }}"></div></figure>
@@ -325,9 +331,9 @@ MACROS = """
 {% for p in s.panels %}
 <h3>{{ p.title }}</h3>
 <div class="controls">
-<label>unit <select id="pick-{{ p.id }}">{% for u in p.options %}<option value="{{ u.id }}">{{ u.label }}</option>{% endfor %}</select></label>
+<label>{{ 'latent' if s.get('latents') else 'unit' }} <select id="pick-{{ p.id }}">{% for u in p.options %}<option value="{{ u.id }}">{{ u.label }}</option>{% endfor %}</select></label>
 {% if p.feature is not none %}<label><input type="checkbox" id="labels-{{ p.id }}" checked> show {{ p.feature }} labels</label>{% endif %}
-{{ legend_units() }}
+{% if s.get('latents') %}{{ legend_latents() }}{% else %}{{ legend_units() }}{% endif %}
 {% if p.feature is not none %}<span class="legend"><span class="uline"></span> {{ p.feature }} {{ 'on' if p.kind == 'binary' else '(darker = larger count)' }}</span>{% endif %}
 </div>
 <div class="textview" data-panel="{{ p.id }}"></div>

@@ -9,7 +9,10 @@ fields its kind needs; charts maps the chart ids a section names to altair chart
 are plain data that their macro lays out. Two are of kind "html" and carry a ready fragment
 instead: explain_section and match_section write their tables and marked contexts here, escaping
 every piece of text they put in.
-A panel (see _build) is one unit picker: its feature, the feature's kind, its units and why.
+A panel (see _build) is one unit picker: its feature, the feature's kind, its units and why. With a
+dictionary the panels hold its latents (names.Latent) instead, and each section says so: the text is
+coloured by a latent's activation from 0 to its largest on the excerpt, the distributions are drawn on
+that scale, and the gate section says that it shows the model's gate units, which latents do not have.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import pandas as pd
 
 from ..features import FEATURES
 from ..model import count_parameters
+from ..names import Latent
 from ..stats import SHOWN, shown
 from ._charts import distribution_chart, loss_chart, ranking_chart, saturation_chart, thin_curve, topk_chart
 from ._excerpt import SATURATED
@@ -41,8 +45,19 @@ def shown_path(path: str | os.PathLike) -> str:
     return rel if not rel.startswith(os.pardir + os.sep + os.pardir) else path
 
 
-def subtitle(span, n: int, vocab, ranked: bool) -> list[str]:
-    """Where the excerpt comes from, whether it is cut, and what the vocabulary could not read."""
+def latent_panels(panels: list[dict]) -> bool:
+    """Whether the panels show a dictionary's latents (never mixed with units)."""
+    return any(isinstance(u, Latent) for p in panels for u in p["units"] or ())
+
+
+VALUE_OF = {"unit": f"each unit's shown value ({SHOWN})",          # what a unit and a latent are read as
+            "latent": "each latent's activation (the dictionary's encoder applied to the shown value of its "
+                      "quantity, tanh(c) for a cell state)"}
+
+
+def subtitle(span, n: int, vocab, ranked: bool, dictionary=None) -> list[str]:
+    """Where the excerpt comes from, whether it is cut, what the vocabulary could not read, and the
+    dictionary whose latents the page shows."""
     lines = [f"{shown_path(span.source)}, characters {span.start:,} to {span.start + n:,}"
              + (f" ({span.split} split)" if span.split else "")]
     if len(span.text) > n:
@@ -52,6 +67,10 @@ def subtitle(span, n: int, vocab, ranked: bool) -> list[str]:
     if unknown:
         lines.append(f"{unknown} characters are not in the model's vocabulary and were read as "
                      f"{vocab.chars[vocab.fallback_id]!r}.")
+    if dictionary is not None:
+        d = dictionary
+        lines.append(f"Latents of the dictionary {shown_path(d.path) if d.path else '(in memory)'} over {d.quantity} "
+                     f"({d.sae.d_sae:,} latents, {d.sae.k} on per character) take the units' place.")
     return lines
 
 
@@ -119,10 +138,10 @@ def _fmt(v, spec: str) -> str:
     return format(v, spec)
 
 
-def _ranking_rows(top: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def _ranking_rows(top: pd.DataFrame, what: str = "unit") -> tuple[list[str], list[list[str]]]:
     """A ranking table's header and rows of formatted cells (missing numbers as "–")."""
     p_col = "p_adjusted" if "p_adjusted" in top.columns else "p_value"
-    columns = ["#", "unit", "layer", "state", "r", "AUROC", "p (adjusted)" if p_col == "p_adjusted" else "p",
+    columns = ["#", what, "layer", "state", "r", "AUROC", "p (adjusted)" if p_col == "p_adjusted" else "p",
                "selectivity", "control max |r|", "flag"]
     rows = []
     for rank, (_, r) in enumerate(top.iterrows(), 1):
@@ -137,23 +156,24 @@ def _ranking_rows(top: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def ranking_section(result, ranked: list[str], panels: list[dict], num_layers: int) -> tuple[dict, dict]:
     """Per ranked feature: the top rows of the ranking, a bar chart of r and the top-k probe curve."""
-    s = {"id": "ranking", "title": "Neuron ranking", "kind": "ranking", "features": [], "notes": []}
+    what = "latent" if latent_panels(panels) else "unit"
+    s = {"id": "ranking", "title": "Latent ranking" if what == "latent" else "Neuron ranking", "kind": "ranking",
+         "features": [], "notes": []}
     if not ranked:
-        s["notes"].append("No probe result, so no ranking: probe features to rank the units by how well "
+        s["notes"].append(f"No probe result, so no ranking: probe features to rank the {what}s by how well "
                           "they track each.")
         return s, {}
     charts = {}
     panel_of = {p["feature"]: p["id"] for p in panels}
     meta = getattr(result, "meta", {}) or {}
     if meta.get("chars"):
-        s["notes"].append(f"Ranked over {int(meta['chars']):,} characters; r is Pearson's correlation of each "
-                          f"unit's shown value ({SHOWN}) with the labels. Click a row "
-                          "to colour the text by that unit.")
+        s["notes"].append(f"Ranked over {int(meta['chars']):,} characters; r is Pearson's correlation of "
+                          f"{VALUE_OF[what]} with the labels. Click a row to colour the text by that {what}.")
     s["notes"] += [f"Probe note: {n}" for n in meta.get("notes", [])]
     topk = getattr(result, "topk", None)
     for i, f in enumerate(ranked):
         top = result.ranking[result.ranking["feature"] == f].head(N_ROWS)
-        columns, rows = _ranking_rows(top)
+        columns, rows = _ranking_rows(top, what)
         charts[f"rank{i}"] = ranking_chart(top, num_layers)
         tk = topk_chart(topk[topk["feature"] == f]) if topk is not None and len(topk) else None
         if tk is None:
@@ -169,6 +189,8 @@ def ranking_section(result, ranked: list[str], panels: list[dict], num_layers: i
 
 def units_section(panels: list[dict], result, ranked: list[str]) -> tuple[dict, dict]:
     """One unit picker per panel, over the excerpt coloured by the picked unit (drawn by the page)."""
+    what = "latent" if latent_panels(panels) else "unit"
+    What = what.capitalize()
     out = []
     for p in panels:
         r_of = {}
@@ -177,11 +199,15 @@ def units_section(panels: list[dict], result, ranked: list[str]) -> tuple[dict, 
             r_of = {u: float(v) for u, v in rk.items()}
         options = [{"id": u.id, "label": u.id + (f"   r = {r_of[u.id]:+.3f}" if u.id in r_of else "")}
                    for u in p["units"]]
-        title = f"Units for {p['feature']}" if p["feature"] is not None else "Selected units"
+        title = f"{What}s for {p['feature']}" if p["feature"] is not None else f"Selected {what}s"
         out.append({"id": p["id"], "title": title, "feature": p["feature"], "kind": p["kind"], "options": options})
-    notes = [f"Each character is coloured by the unit's shown value after reading it ({SHOWN}). "
-             "Hover for the value." + (" Picker: " + panels[0]["why"] + "." if panels else "")]
-    return {"id": "units", "title": "Text coloured by unit", "kind": "units", "panels": out, "notes": notes}, {}
+    colour = (f"the unit's shown value after reading it ({SHOWN})" if what == "unit" else
+              "the latent's activation after reading it, from white (0: off) to green (its largest value on the "
+              "shown excerpt; a latent's scale is its own)")
+    notes = [f"Each character is coloured by {colour}. Hover for the value."
+             + (" Picker: " + panels[0]["why"] + "." if panels else "")]
+    return {"id": "units", "title": f"Text coloured by {what}", "kind": "units", "panels": out, "notes": notes,
+            "latents": what == "latent"}, {}
 
 
 def predictions_section(pred: dict) -> tuple[dict, dict]:
@@ -202,16 +228,29 @@ def distribution_section(panels: list[dict], labels: dict, values: dict) -> tupl
         if chart is None:
             continue
         charts[f"dist{i}"] = chart
-        what = "inside vs outside" if p["kind"] == "binary" else "median and quartiles against"
-        s["charts"].append((f"dist{i}", f"Shown value ({SHOWN}) {what} {f}, on the shown excerpt"))
+        s["charts"].append((f"dist{i}", _distribution_caption(f, p["kind"], latent_panels([p]))))
     if not s["charts"]:
         s["notes"].append("No feature labels given, so nothing to compare the activations with.")
     return s, charts
 
 
-def gates_section(cfg, saturation: pd.DataFrame, n: int) -> tuple[dict, dict]:
-    """Each gate unit's saturated fractions on the excerpt (LSTM and GRU; a plain RNN has no gates)."""
+def _distribution_caption(feature: str, kind: str, latents: bool) -> str:
+    if not latents:
+        what = "inside vs outside" if kind == "binary" else "median and quartiles against"
+        return f"Shown value ({SHOWN}) {what} {feature}, on the shown excerpt"
+    if kind == "binary":
+        return (f"Latent activation where the latent is on (> 0), inside vs outside {feature}, as a fraction of "
+                "each group's characters, on the shown excerpt; each row has its own axes, from 0 to the latent's "
+                "largest, and names how often the latent is on in each group")
+    return f"Share of characters where the latent is on (> 0) against {feature}, on the shown excerpt"
+
+
+def gates_section(cfg, saturation: pd.DataFrame, n: int, latents: bool = False) -> tuple[dict, dict]:
+    """Each gate unit's saturated fractions on the excerpt (LSTM and GRU; a plain RNN has no gates). With
+    latents elsewhere on the page, a note says that this section shows the model's gate units."""
     s = {"id": "gates", "title": "Gate saturation", "kind": "charts", "charts": [], "notes": []}
+    if latents:
+        s["notes"].append("A dictionary's latents have no gates: this section shows the model's own gate units.")
     chart = saturation_chart(saturation, cfg.num_layers)
     if chart is None:
         s["notes"].append(f"A plain {cfg.cell.upper()} has no gates.")
@@ -227,6 +266,7 @@ def match_section(result, number_of_hits: int = 20, title: str = "Match") -> tup
     import html as h
     m = result.meta
     a, b = m["span"]
+    what = m.get("candidates", "units")
     units = ", ".join(f"{r.unit} ({r.on_inside:.0%} in, {r.on_around:.0%} around)" for r in result.query.itertuples())
     feats = result.features[result.features["scope"] == "top"].sort_values("precision", ascending=False)
     rows = "".join(f"<tr><td>{h.escape(r.feature)}</td><td>{_fmt(r.precision, '.2f')}</td>"
@@ -236,11 +276,11 @@ def match_section(result, number_of_hits: int = 20, title: str = "Match") -> tup
                    f"<span style=\"color:#888\">{h.escape(r.before)}</span><mark>{h.escape(r.text)}</mark>"
                    f"<span style=\"color:#888\">{h.escape(r.after)}</span></div>"
                    for r in result.hits.head(number_of_hits).itertuples())
-    body = (f"<p>Span [{a}, {b}): <mark>{h.escape(m['span_text'])}</mark></p><p>Query units: {h.escape(units)}.</p>"
+    body = (f"<p>Span [{a}, {b}): <mark>{h.escape(m['span_text'])}</mark></p><p>Query {what}: {h.escape(units)}.</p>"
             f"<table><tr><th>feature</th><th>precision</th><th>recall</th><th>base rate</th></tr>{rows}</table>"
             f"<div style=\"white-space:pre-wrap;font-family:monospace\">{hits}</div>")
     notes = [f"{m['hits']:,} hits over {m['chars']:,} characters: runs where at least {m['cut']:.0%} of the query "
-             f"units are on (each above its {m['threshold']} quantile, from {m['thresholds_from']}), at least "
+             f"{what} are on (each above its {m['threshold']} quantile, from {m['thresholds_from']}), at least "
              f"{m['min_length']} characters long; precision and recall over the top {m['top']} hits' characters."]
     return {"id": f"match-{a}", "title": title, "kind": "html", "html": body, "notes": notes}, {}
 
@@ -248,21 +288,22 @@ def match_section(result, number_of_hits: int = 20, title: str = "Match") -> tup
 def explain_section(units: list, values: dict[str, np.ndarray], text: str, title: str = "Explanations"
                     ) -> tuple[dict | None, dict]:
     """Per shown unit, the formula over features that best matches where it is on (neuroscope.explain:
-    chosen on the first 2/3 of the shown text, scored on the last 1/3), its simulation r and verdict,
+    chosen on 2/3 of the shown text, scored on the other 1/3, in blocks), its simulation r and verdict,
     and its contexts, as one HTML fragment (kind "html": escaped here); (None, {}) when the text is
     too short for the two parts. Constant units are listed as such; a unit whose held-out part holds
     none of its on-characters or of its formula's is marked untested, with a note saying why."""
     import html as h
 
     from ..errors import UserError
-    from ..explain import ExplainConfig, explain_values, untested
+    from ..explain import ExplainConfig, explain_values, split_words, untested
     cfg = ExplainConfig()
     try:
         cfg.check(len(text))
     except UserError:
         return None, {}
     varying = [u for u in units if np.ptp(values[u.id]) > 0]
-    V = np.stack([shown(values[u.id], u.squash) for u in varying], 1) if varying else None
+    # a latent (no squash) is read as its activation is
+    V = np.stack([shown(values[u.id], getattr(u, "squash", False)) for u in varying], 1) if varying else None
     table = explain_values(V, text, [u.id for u in varying], cfg) if varying else pd.DataFrame(columns=["rank"])
     best = table[table["rank"] == 1]
     why = {r["unit"]: untested(r) for _, r in best.iterrows()}           # held-out scores that say nothing
@@ -280,9 +321,9 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
             "<th>held-out IoU</th><th>simulation r</th><th>verdict</th><th>best single atom (held-out IoU)</th></tr>"
             f"{rows}</table></div>{body_ctx}")
     meta = table.attrs.get("meta", {})
-    n_fit = meta.get("fit", [0, cfg.check(len(text))])[1]
-    notes = [f"Formulas of up to 3 features (AND, OR, NOT) chosen on the first {n_fit:,} characters shown, "
-             f"scored on the other {len(text) - n_fit:,}; explained = simulation r >= {cfg.min_r} and held-out "
+    split = meta.get("split") or cfg.check(len(text)).describe()
+    notes = [f"Formulas of up to 3 features (AND, OR, NOT) chosen on the fitting part of the shown text, scored "
+             f"on the held-out part ({split_words(split)}); explained = simulation r >= {cfg.min_r} and held-out "
              f"IoU >= {cfg.min_iou} (docs/explain.md)."]
     quiet = [r.unit for r in best.itertuples() if why[r.unit] and r.on_heldout == 0]
     blind = [f"{r.unit}: {r.formula}" for r in best.itertuples() if why[r.unit] and r.on_heldout > 0]
@@ -291,7 +332,7 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
                                                f"where their formula holds ({'; '.join(blind)})" if blind else "")
                             if part)
         notes.append(f"Untested units: their held-out IoU and simulation r say nothing, because the held-out part "
-                     f"(the last {len(text) - n_fit:,} characters shown) holds no character {where}. "
+                     f"holds no character {where}. "
                      "The command neuroscope explain scores them on as much text as you give it.")
     return {"id": "explanations", "title": title, "kind": "html", "html": body, "notes": notes}, {}
 
