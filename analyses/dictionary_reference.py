@@ -20,8 +20,8 @@ on the first CHARS characters of the test split (never trained on):
   formula holds is a feature; the best unit of the whole model (every h and c unit of every layer,
   chosen on explain's fitting blocks) is scored against it on the held-out blocks beside the latent
   (|AUROC - 0.5| x 2). Latents ahead of every unit by 0.1 or more are listed;
-- three features the gallery's units did not show, labelled here: the characters of "www" in a URL
-  (enwiki), inside a {{template}} argument after its "|" (enwiki), and inside a quotation on a line
+- three features the gallery's units did not show, labelled here: the w's of "www" (enwiki; the
+  count of wiki_markup.py, as one binary feature), inside a {{template}} argument after its "|" (enwiki), and inside a quotation on a line
   after the one it opened on (War and Peace): best unit of the model beside best latent, held out.
 
     python analyses/dictionary_reference.py               # about 90 minutes on a 2-core CPU (training included)
@@ -42,6 +42,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPORTS, SHARED, setup  # noqa: E402
 from explain_reference import structural  # noqa: E402
+from wiki_markup import www_count  # noqa: E402
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.dictionary import (Dictionary, TopKSAE, held_out_quality, latent_values, load_dictionary,
@@ -131,11 +132,7 @@ def only_latents(formulas: dict, l_values, l_names, a_values, text: str, margin:
 def named_features(text: str, model: str) -> dict[str, np.ndarray]:
     """The labels of the three features the units did not show (module docstring), those this corpus has."""
     if model == "enwiki_lstm2x512":
-        www = np.zeros(len(text), np.uint8)
-        for i in range(len(text) - 3):
-            if text.startswith("www.", i):
-                www[i:i + 4] = 1
-        return {"www": www, "template_argument": template_argument(text)}
+        return {"www": (www_count(text) > 0).astype(np.uint8), "template_argument": template_argument(text)}
     if model == "wp_lstm3x512":
         return {"quote_after_line_break": quote_after_line_break(text)}
     return {}
