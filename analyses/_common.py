@@ -49,11 +49,12 @@ def load(args):
     return ckpt, replace(span, text=span.text[:args.chars])
 
 
-def run_probe(args, ckpt, span, features: dict, states=("c",)):
-    """probe() with the script's recording and ablation settings; sample = the whole span."""
+def run_probe(args, ckpt, span, features: dict, states=("c",), dictionary=None):
+    """probe() with the script's recording and ablation settings; sample = the whole span; with a
+    dictionary, its latents in place of the units."""
     return probe(ckpt, span.text, features, states=states, ablate=args.ablate, streams=args.streams,
                  warmup=args.warmup, progress=True, ablate_chars=args.ablate_chars,
-                 ablate_draws=args.ablate_draws, sample_chars=args.chars)
+                 ablate_draws=args.ablate_draws, sample_chars=args.chars, dictionary=dictionary)
 
 
 def finding(result, feature: str) -> dict:

@@ -50,10 +50,12 @@ def main(argv=None) -> dict:
     p.add_argument("--chars", type=int, default=100_000, help="first CHARS of each test split")
     p.add_argument("--streams", type=int, default=64)
     p.add_argument("--warmup", type=int, default=256)
+    p.add_argument("--block", type=int, default=2000, help="explain's split (0: the last third held out)")
     p.add_argument("--out", default=str(REPORTS / "explain_reference.json"))
     args = p.parse_args(argv)
     setup()
     out = {"script": "explain_reference", "chars": args.chars, "streams": args.streams, "warmup": args.warmup,
+           "block": args.block,
            "bar": {"simulation_r": EXPLAINED_R, "iou_heldout": EXPLAINED_IOU}, "units": [], "models": []}
     for model, corpus, ref, whole in CASES:
         ckpt = load_checkpoint(Path(args.shared) / "models" / f"{model}.pt")
@@ -62,7 +64,7 @@ def main(argv=None) -> dict:
         units = all_units(ckpt.config) if whole else list(ref)
         t0 = time.perf_counter()
         res = explain(ckpt, text, units=units, offset=span.start, streams=args.streams, warmup=args.warmup,
-                      contexts=False, progress=True)
+                      block=args.block, contexts=False, progress=True)
         best = res.table[res.table["rank"] == 1].set_index("unit")
         if whole:
             n = len(best)

@@ -197,6 +197,11 @@ def test_cli_json_and_csv(wp_small, shared_models, shared_data, tmp_path):
     assert list(table["unit"].unique()) == ["l1.c.3", "l0.h.7"] and len(table) == 6
     text = CliRunner().invoke(cli, args[:-3])
     assert text.exit_code == 0 and "best single atom" in text.output and "held-out part" in text.output
+    assert "2,000 characters in 4 blocks of 500 spread over the text" in text.output
+    cut = json.loads(CliRunner().invoke(cli, args[:-2] + ["--block", "0"]).output)
+    start = data["start"]
+    assert cut["meta"]["split"] == {"block": 0, "fit": [start, start + 4000], "heldout": [start + 4000, start + 6000]}
+    assert "margin" in u and u["explained"] == (u["margin"] >= 0)
 
 
 def test_top_units_are_the_most_variable_read_in_pieces(shared_models, shared_data):
