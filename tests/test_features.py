@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from neuroscope import features as F
 from neuroscope.cli import cli
@@ -204,6 +204,7 @@ def test_wiki_markup_depth_equals_pairing_left_to_right(text):
 
 @settings(max_examples=200, deadline=None)
 @given(texts)
+@example("/*\\*/")                  # a backslash escapes nothing in a comment: hypothesis found it once
 def test_c_literals_comments_and_if_conditions_equal_a_reference_lexer(text):
     string, comment, _ = ref_c_lexer(text)
     assert F.label(text, "in_string", lang="c").tolist() == string

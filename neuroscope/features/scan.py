@@ -138,10 +138,13 @@ def _token_delims(text: str, s: int, lang: str) -> tuple[int, str | None, bool]:
     return 1, head, False
 
 
-def _is_closed(text: str, s: int, e: int, open_len: int, close: str | None) -> bool:
-    """Whether the token text[s:e] ends with its closing delimiter (not an escaped quote)."""
+def _is_closed(text: str, s: int, e: int, open_len: int, close: str | None, comment: bool = False) -> bool:
+    """Whether the token text[s:e] ends with its closing delimiter (for a string, not an escaped
+    quote; a backslash escapes nothing in a comment: /*\*/ is closed)."""
     if close is None or e - s < open_len + len(close) or not text.startswith(close, e - len(close)):
         return False
+    if comment:
+        return True
     j = k = e - len(close)
     while k > s + open_len and text[k - 1] == "\\":
         k -= 1
@@ -213,7 +216,7 @@ class Scan:
             for m in rx.finditer(text):
                 s, e = m.span()
                 open_len, close, comment = _token_delims(text, s, lang)
-                closed = _is_closed(text, s, e, open_len, close)
+                closed = _is_closed(text, s, e, open_len, close, comment)
                 rows.append((s, e, s + open_len - 1, e - 1 if closed else e, comment))
         arr = np.array(rows, dtype=np.int64).reshape(-1, 5)
         return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4].astype(bool)
