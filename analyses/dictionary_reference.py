@@ -187,15 +187,17 @@ def random_dictionary(like: Dictionary, mean: np.ndarray, seed: int = 0) -> Dict
     return Dictionary(sae, like.quantity, like.fingerprint, {"random": True})
 
 
-def dictionary_for(net, vocab, corpus: Path, quantity: str, folder: Path, chars: int = 1_000_000) -> Dictionary:
+def dictionary_for(net, vocab, corpus: Path, quantity: str, folder: Path, chars: int = 1_000_000,
+                   **design) -> Dictionary:
+    """The dictionary kept in folder, else trained there (design: train_dictionary's settings)."""
     if (folder / "cfg.json").exists():
         d = load_dictionary(folder, net)
         if d.info.get("complete"):
             return d
     train = choose_text(None, corpus, split="train", chars=chars)
     test = choose_text(None, corpus, split="test", chars=100_000)
-    return train_dictionary(net, vocab.encode(train.text), quantity, folder,
-                            held_out=vocab.encode(test.text), resume=(folder / "cfg.json").exists(), force=True)
+    return train_dictionary(net, vocab.encode(train.text), quantity, folder, held_out=vocab.encode(test.text),
+                            resume=(folder / "cfg.json").exists(), force=True, **design)
 
 
 def one_case(args, model: str, corpus: str, quantity: str, refs: dict) -> dict:
