@@ -288,3 +288,18 @@ def test_a_latent_report_renders_in_chromium(browser, wp_small, d, text, ranked,
         assert bg == expected_colour(unit["values"][k] / unit["max"])           # white 0 .. green at its largest
         assert title.startswith(f"{second} = ")
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_a_latent_silent_where_formulas_are_chosen_is_listed_not_fatal(warpeace):
+    """A sparse latent can be 0 on every fitting block and on in a held-out one: the report's explanations
+    list it as having nothing to explain instead of failing the page (found on enwiki's dictionary)."""
+    from neuroscope.names import Unit
+    from neuroscope.report._sections import explain_section
+    text = warpeace[100_000:103_000]                          # 12 blocks of 250; the 3rd, 6th, ... held out
+    quiet = np.zeros(len(text), np.float32)
+    quiet[500:750] = 1.0                                       # on only in the first held-out block
+    unit = np.tanh(np.random.default_rng(0).normal(size=len(text))).astype(np.float32)
+    latent = Latent("rnn.l1.c", 5)
+    section, _ = explain_section([Unit(0, "h", 0), latent], {"l0.h.0": unit, latent.id: quiet}, text)
+    assert f"<td>{latent.id}</td><td colspan=\"6\">constant on the fitting part of this text" in section["html"]
+    assert "<td>l0.h.0</td>" in section["html"]

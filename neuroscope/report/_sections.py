@@ -298,10 +298,11 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
     from ..explain import ExplainConfig, explain_values, split_words, untested
     cfg = ExplainConfig()
     try:
-        cfg.check(len(text))
+        fit = ~cfg.check(len(text)).held
     except UserError:
         return None, {}
-    varying = [u for u in units if np.ptp(values[u.id]) > 0]
+    # a unit constant where formulas are chosen has no quantile to threshold at (a sparse latent often is)
+    varying = [u for u in units if np.ptp(values[u.id][fit]) > 0]
     # a latent (no squash) is read as its activation is
     V = np.stack([shown(values[u.id], getattr(u, "squash", False)) for u in varying], 1) if varying else None
     table = explain_values(V, text, [u.id for u in varying], cfg) if varying else pd.DataFrame(columns=["rank"])
@@ -313,7 +314,8 @@ def explain_section(units: list, values: dict[str, np.ndarray], text: str, title
                    f"<td>{'explained' if r.explained else 'untested' if why[r.unit] else '–'}</td>"
                    f"<td><code>{h.escape(r.best_atom)}</code> ({_fmt(r.best_atom_iou_heldout, '.3f')})</td></tr>"
                    for r in best.itertuples())
-    rows += "".join(f"<tr><td>{h.escape(u.id)}</td><td colspan=\"6\">constant on this text</td></tr>"
+    rows += "".join(f"<tr><td>{h.escape(u.id)}</td><td colspan=\"6\">constant on the fitting part of this "
+                    "text: nothing to explain</td></tr>"
                     for u in units if u not in varying)
     signs = dict(zip(best["unit"], best["sign"]))
     body_ctx = "".join(_contexts_html(u.id, V[:, j], text, int(signs[u.id])) for j, u in enumerate(varying))
