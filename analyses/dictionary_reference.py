@@ -47,7 +47,7 @@ from wiki_markup import www_count  # noqa: E402
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.dictionary import (Dictionary, TopKSAE, held_out_quality, latent_values, load_dictionary,
                                    train_dictionary)
-from neuroscope.explain import atoms, explain_values, holds, split
+from neuroscope.explain import ExplainConfig, atoms, explain_values, holds, split
 from neuroscope.features import kind_of, label
 from neuroscope.files import write_json
 from neuroscope.names import latent_id, parse_quantity
@@ -63,6 +63,11 @@ CASES = [("enwiki_lstm2x512", "enwiki.xml", "rnn.l1.c", {"in_wikilink": "l1.c.0"
 FIT = 2 / 3
 
 
+def held_part(n: int) -> np.ndarray:
+    """bool [n]: explain's held-out blocks (explain.split with explain's defaults)."""
+    return split(n, FIT, ExplainConfig().block).held
+
+
 def score(values: np.ndarray, y: np.ndarray, binary: bool) -> np.ndarray:
     """|AUROC - 0.5| * 2 or |Spearman| of each column: how well it tracks y, either sign."""
     if binary:
@@ -73,7 +78,7 @@ def score(values: np.ndarray, y: np.ndarray, binary: bool) -> np.ndarray:
 def tracked(values: np.ndarray, names: list[str], y: np.ndarray, binary: bool) -> dict:
     """The best single column and the best sparse probe on 4, chosen on explain's fitting blocks, scored on
     its held-out blocks (explain.split)."""
-    held = split(len(y), FIT, 2000).held
+    held = held_part(len(y))
     fit = np.nan_to_num(score(values[~held].astype(np.float32), y[~held], binary))
     top = np.argsort(-fit, kind="stable")[:4]
     X, Xh = values[~held][:, top].astype(np.float32), values[held][:, top].astype(np.float32)
@@ -89,7 +94,7 @@ def tracked(values: np.ndarray, names: list[str], y: np.ndarray, binary: bool) -
 def explained(values: np.ndarray, text: str, names: list[str]) -> dict:
     """explain every column that varies on the fitting part (one that does not is not explained); counts
     of explained, and of explained by a structural formula, and those columns' formulas."""
-    fit = values[~split(len(text), FIT, 2000).held]      # explain needs a column that varies on its fitting part
+    fit = values[~held_part(len(text))]      # explain needs a column that varies on its fitting part
     live = [j for j in range(values.shape[1]) if float(fit[:, j].astype(np.float32).std()) > 0]
     t0 = time.perf_counter()
     table = explain_values(values[:, live], text, [names[j] for j in live], progress=True)
@@ -113,7 +118,7 @@ def held_out_score(values: np.ndarray, labels: np.ndarray, held: np.ndarray) -> 
 def only_latents(formulas: dict, l_values, l_names, a_values, text: str, margin: float = 0.1) -> dict:
     """Features only latents track: each explained latent's formula as a label; the model's best unit for
     it (chosen on explain's fitting blocks) against the latent, on the held-out blocks."""
-    held = split(len(text), FIT, 2000).held
+    held = held_part(len(text))
     a = atoms(text)
     names = list(formulas)
     Y = np.stack([holds(formulas[n], a) for n in names], 1).astype(np.uint8)            # [N, F]
@@ -272,13 +277,7 @@ def print_tables(out: dict) -> None:
         q = c["quality"]
         print(f"| {c['model']} {c['quantity']} | {q['fvu']:.3f} | {q['l0']:.1f} | {q['dead']:.1%} | "
               f"{q['loss_recovered']:.3f} ({c['loss_recovered_into_memory']:.3f}) | {c['training_seconds']} |")
-    print("\n| feature | best unit (held out) | best latent (held out) | 4 units | 4 latents |")
-    print("| --- | --- | --- | --- | --- |")
-    for c in out["cases"]:
-        for f, r in c["features"].items():
-            u, lat = r["units"], r["latents"]
-            print(f"| {f} ({c['model']}) | {u['best']} {u['single_heldout']:.3f} | {lat['best']} {lat['single_heldout']:.3f} "
-                  f"| {u['probe4_heldout']:.3f} | {lat['probe4_heldout']:.3f} |")
+    print_tracked(out, "features", "")
     print("\n| model, quantity | units explained (structural) | latents | random directions | control dictionary |")
     print("| --- | --- | --- | --- | --- |")
     for c in out["cases"]:
@@ -290,16 +289,21 @@ def print_tables(out: dict) -> None:
     for c in out["cases"]:
         o = c["only_latents"]
         print(f"- {c['model']} {c['quantity']}: {o['latent_ahead_by_0.1']} of {o['formulas']} formulas tracked by their "
-              f"latent at least {o['margin']} better than by any unit; e.g. " + "; ".join(
+              f"latent at least {o['margin']} better than by any unit" + ("; e.g. " if o["ahead"] else "") + "; ".join(
                   f"{r['latent']} `{r['formula']}` {r['latent_heldout']:.3f} vs {r['best_unit']} "
                   f"{r['best_unit_heldout']:.3f}" for r in o["ahead"][:3]))
-    print("\n| feature (model) | share | best unit (held out) | best latent | 4 units | 4 latents |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print_tracked(out, "named", "share")
+
+
+def print_tracked(out: dict, key: str, share: str) -> None:
+    """The table of one features dict of every case: best unit and latent, 4 of each, held out."""
+    print(f"\n| feature (model) |{' share |' if share else ''} best unit (held out) | best latent | 4 units | 4 latents |")
+    print("| --- " * (6 if share else 5) + "|")
     for c in out["cases"]:
-        for f, r in c["named"].items():
+        for f, r in c[key].items():
             u, lat = r["units"], r["latents"]
-            print(f"| {f} ({c['model']}) | {r['share']:.2%} | {u['best']} {u['single_heldout']:.3f} | {lat['best']} "
-                  f"{lat['single_heldout']:.3f} | {u['probe4_heldout']:.3f} | {lat['probe4_heldout']:.3f} |")
+            print(f"| {f} ({c['model']}) |{f' {r[share]:.2%} |' if share else ''} {u['best']} {u['single_heldout']:.3f} "
+                  f"| {lat['best']} {lat['single_heldout']:.3f} | {u['probe4_heldout']:.3f} | {lat['probe4_heldout']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.explain import EXPLAINED_IOU, EXPLAINED_R, explain
 from neuroscope.features import baseline_names
 from neuroscope.files import write_json
-from neuroscope.names import parse_quantity, state_names
+from neuroscope.record import every_unit
 
 # model, corpus, the reference units (probe's best unit per feature on the whole test split), all units?
 CHAR_CLASSES = set(baseline_names())
@@ -38,10 +38,6 @@ def structural(formula: str) -> bool:
     character: the post's "interpretable" cells track structure (quotes, lines, brackets), not letters."""
     atoms = [t for t in formula.replace("(", " ").replace(")", " ").split() if t not in ("AND", "OR", "NOT")]
     return any(not a.startswith(("prev:", "next:")) and a.split(">=")[0] not in CHAR_CLASSES for a in atoms)
-
-
-def all_units(config) -> list[str]:
-    return [parse_quantity(q).unit(i).id for q in state_names(config, ("h", "c")) for i in range(config.hidden_size)]
 
 
 def main(argv=None) -> dict:
@@ -61,7 +57,7 @@ def main(argv=None) -> dict:
         ckpt = load_checkpoint(Path(args.shared) / "models" / f"{model}.pt")
         span = choose_text(ckpt, Path(args.shared) / "data" / corpus, split="test")
         text = span.text[:args.chars]
-        units = all_units(ckpt.config) if whole else list(ref)
+        units = [u.id for u in every_unit(ckpt.config)] if whole else list(ref)
         t0 = time.perf_counter()
         res = explain(ckpt, text, units=units, offset=span.start, streams=args.streams, warmup=args.warmup,
                       block=args.block, contexts=False, progress=True)

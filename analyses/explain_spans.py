@@ -26,7 +26,7 @@ from _common import REPORTS, SHARED, setup  # noqa: E402
 from neuroscope.checkpoint import choose_text, load_checkpoint
 from neuroscope.explain import EXPLAINED_IOU, EXPLAINED_R, explain
 from neuroscope.files import write_json
-from neuroscope.names import parse_quantity, state_names
+from neuroscope.record import every_unit
 
 CASES = [("wp_lstm3x512", "warpeace.txt", ["l2.c.328", "l2.h.498"], 50),
          ("linux_lstm3x512", "linux.txt", ["l0.c.338", "l1.c.122"], 50),
@@ -35,8 +35,7 @@ SPANS = ("first", "last", "whole")
 
 
 def units_of(config, refs: list[str], n_random: int, seed: int = 0) -> list[str]:
-    every = [parse_quantity(q).unit(i).id for q in state_names(config, ("h", "c")) for i in range(config.hidden_size)]
-    pool = [u for u in every if u not in refs]
+    pool = [u.id for u in every_unit(config) if u.id not in refs]
     picked = np.random.default_rng(seed).choice(len(pool), n_random, replace=False) if n_random else []
     return refs + [pool[i] for i in sorted(picked)]
 
