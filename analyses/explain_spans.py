@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPORTS, SHARED, setup  # noqa: E402
 
 from neuroscope.checkpoint import choose_text, load_checkpoint
-from neuroscope.explain import EXPLAINED_IOU, EXPLAINED_R, explain
+from neuroscope.explain import explain
 from neuroscope.files import write_json
 from neuroscope.record import every_unit
 

@@ -47,6 +47,7 @@ _LAZY = {
     "report": ("neuroscope.report", None), "build_report": ("neuroscope.report", "build_report"),
     "hooks": ("neuroscope.hooks", None), "Trace": ("neuroscope.hooks", "Trace"),
     "features": ("neuroscope.features", None),
+    "causes": ("neuroscope.causes", None), "patch": ("neuroscope.causes", "patch"),
 }
 
 

@@ -224,6 +224,9 @@ class DictionaryConfig:
 
     latents: int = 4096          # d_sae: latents in the dictionary
     k: int = 32                  # latents on per character (TopK)
+    # Matryoshka prefixes (Bussmann et al. 2025): the first m latents must also reconstruct alone, for each
+    # m here, so general features gather in early latents instead of splitting. Empty: plain TopK.
+    nested: tuple[int, ...] = ()
     epochs: int = 2              # passes over the training text, each recorded afresh
     batch: int = 1024            # rows per step
     # Adam's. Gao et al.'s rule, 2e-4 / sqrt(latents / 2**14), gives 4e-4 at 4,096 latents; for our short
@@ -246,6 +249,11 @@ class DictionaryConfig:
                 raise UserError(f"{name} must be a whole number from {lo:,} to {hi:,}, got {v!r}", param=name)
         if self.k > self.latents:
             raise UserError(f"k ({self.k}) must not exceed latents ({self.latents})", param="k")
+        nested = tuple(self.nested) if isinstance(self.nested, (list, tuple)) else (self.nested,)
+        object.__setattr__(self, "nested", nested)            # frozen: a list from JSON becomes the tuple
+        if not all(is_int(m) and 1 <= m < self.latents for m in self.nested) or list(self.nested) != sorted(set(self.nested)):
+            raise UserError(f"nested must be increasing whole numbers below latents ({self.latents}), got "
+                            f"{list(self.nested)!r}", param="nested")
         if self.batch > self.block:
             raise UserError(f"batch ({self.batch}) must not exceed block ({self.block})", param="batch")
         if not (isinstance(self.lr, Real) and 0 < self.lr < 1):

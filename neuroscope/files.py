@@ -8,21 +8,19 @@ Rules, the same for every command:
 - outputs are regular files (a store, a dictionary: a folder): a device node, a FIFO, a socket or a link to one is
   refused from its stat alone, with or without force, and never opened (a FIFO would block);
 - an existing file or folder is replaced only with force;
-- force never replaces an input of the same command (compared as files, so links and other
-  spellings of the same path count), nor something of another kind, nor what neuroscope did not make:
-  an HTML report replaces only an HTML page, a checkpoint only a checkpoint, a CSV only a table as
-  neuroscope writes them (a header of comma-separated lower-case column names like `feature,kind,rank`,
-  rows of as many fields, read in its first 64 KiB: not a Python source, a note, a spreadsheet export),
-  a store or a dictionary only one holding nothing but its own files (FOLDERS; a store's arrays
-  listed in its meta.json): a folder with a file of the user's inside is refused whole;
+- force never replaces an input of the same command (compared as files, so links and other spellings of
+  the same path count), nor something of another kind, nor what neuroscope did not make: an HTML report
+  replaces only an HTML page, a checkpoint only a checkpoint, a CSV only a table as neuroscope writes them
+  (a header of lower-case column names like `feature,kind,rank`, rows of as many fields, read in its first
+  64 KiB: not a Python source, a note, a spreadsheet export),
+  a store or a dictionary only one holding nothing but its own files (FOLDERS; a store's arrays listed
+  in its meta.json): a folder with a file of the user's inside is refused whole;
 - a write goes to a temporary beside the target, is flushed to disk, then renamed over it, so a
   kill or a full disk leaves the old file (or nothing) and never half a file. While a temporary
   exists, SIGTERM and SIGHUP raise `Interrupted` (a KeyboardInterrupt, like SIGINT) so that it is
   removed; only SIGKILL leaves one. Temporaries are named after their writer (machine, process id and
   start time): the next write beside one removes it only when that writer was on this machine and is
-  gone, so a live run on another machine of a shared folder, or a user's file, is never touched.
-Check the output with `check_output` where the input enters, before the expensive work, and write
-with the same arguments after it."""
+  gone, so a live run on another machine of a shared folder, or a user's file, is never touched."""
 from __future__ import annotations
 
 import csv
@@ -378,6 +376,11 @@ def _place(tmp: str | Path, out: Path, force: bool) -> None:
     os.replace(tmp, out)
 
 
+def table_csv(df) -> str:
+    """A table as CSV: text fields quoted, so a lone CR (a CRLF corpus's text) stays inside its field."""
+    return ",".join(df.columns) + "\n" + df.to_csv(index=False, header=False, quoting=csv.QUOTE_NONNUMERIC)
+
+
 def write_text(path: str | os.PathLike, text: str, kind: str = "text", force: bool = False,
                inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
     """Write UTF-8 text atomically (newlines as given), after the rules of `check_output`."""
@@ -392,10 +395,8 @@ def json_ready(obj):
         return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [json_ready(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
-        obj = obj.tolist()                      # numpy scalars and arrays, torch tensors
-        if isinstance(obj, list):
-            return json_ready(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):    # numpy scalars and arrays, tensors
+        return json_ready(obj.tolist())
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

@@ -9,8 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from neuroscope import activations
-from neuroscope.activations import open_store, plan_store, write_store
+from neuroscope.record import _store as activations
+from neuroscope.record import open_store, plan_store, write_store
 from neuroscope.checkpoint import TextSpan, load_checkpoint
 from neuroscope.cli import cli
 from neuroscope.errors import UserError

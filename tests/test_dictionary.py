@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from neuroscope.cli import cli
-from neuroscope.dictionary import (Dictionary, DictionaryConfig, TopKSAE, held_out_quality, load_dictionary,
+from neuroscope.dictionary import (Dictionary, TopKSAE, held_out_quality, load_dictionary,
                                    model_fingerprint, save_dictionary, train_dictionary, unshow)
 from neuroscope.dictionary._sae import losses
 from neuroscope.errors import UserError
@@ -76,6 +76,39 @@ def test_training_steps_keep_decoder_rows_at_unit_norm_and_lower_the_loss():
         sae.normalise_decoder()
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(80), atol=1e-5)
     assert losses(sae, x, None)["fvu"].item() < first / 3
+
+
+def _prefix_fvu(sae: TopKSAE, x: torch.Tensor, m: int) -> float:
+    """FVU of x from the first m latents alone (the selected ones below m), computed densely."""
+    z = sae.encode(x)
+    z[:, m:] = 0
+    return float((x - sae.decode(z)).pow(2).sum(1).mean() / (x - x.mean(0)).pow(2).sum(1).mean())
+
+
+def test_the_nested_loss_is_the_mean_fvu_of_its_prefixes_and_gathers_features_early():
+    g = torch.Generator().manual_seed(5)
+    basis = torch.randn(40, 32, generator=g)
+    x = (torch.rand(4096, 40, generator=g) * (torch.rand(4096, 40, generator=g) < 0.1)) @ basis
+    sae = TopKSAE(32, 80, 4, torch.Generator().manual_seed(6))
+    sae.init_from_data(x)
+    out = losses(sae, x, None, (8, 20))
+    want = np.mean([_prefix_fvu(sae, x, m) for m in (8, 20, 80)])
+    assert out["loss"].item() == pytest.approx(want, rel=1e-5)
+    assert out["fvu"].item() == pytest.approx(_prefix_fvu(sae, x, 80), rel=1e-5)
+    first8 = {}
+    for nested in ((), (8,)):
+        sae = TopKSAE(32, 80, 4, torch.Generator().manual_seed(6))
+        sae.init_from_data(x)
+        opt, order = torch.optim.Adam(sae.parameters(), lr=1e-2), torch.Generator().manual_seed(7)
+        for _ in range(300):
+            loss = losses(sae, x[torch.randint(0, 4096, (256,), generator=order)], None, nested)["loss"]
+            opt.zero_grad()
+            loss.backward()
+            sae.remove_parallel_gradient()
+            opt.step()
+            sae.normalise_decoder()
+        first8[nested] = _prefix_fvu(sae, x, 8)
+    assert first8[(8,)] < 0.9 * first8[()]            # the first 8 latents alone carry more of x
 
 
 def test_auxk_asks_dead_latents_to_reconstruct_the_error():
@@ -349,7 +382,6 @@ def test_the_sample_command_steers_and_refuses_bad_steers(shared_models, small_d
 def test_probe_ranks_latents_with_the_same_statistics(wp_small, warpeace, small_dictionary):
     from neuroscope.dictionary import latent_values
     from neuroscope.probe import probe
-    from neuroscope.stats import CorrAccumulator
     text = warpeace[-20_000:]
     y = label(text, "in_quote")
     result = probe(wp_small, text, {"in_quote": y}, dictionary=small_dictionary, sparse=False, streams=1)

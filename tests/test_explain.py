@@ -11,7 +11,6 @@ from click.testing import CliRunner
 from neuroscope.cli import cli
 from neuroscope.errors import UserError
 from neuroscope.explain import EXPLAINED_R, ExplainResult, atoms, explain_values, holds
-from neuroscope.explain._atoms import atoms
 from neuroscope.explain._contexts import unit_contexts
 from neuroscope.features import label
 from neuroscope.text import read_text

@@ -33,7 +33,7 @@ import pytest
 from click.testing import CliRunner
 
 from neuroscope import files
-from neuroscope.activations import open_store, write_store
+from neuroscope.record import open_store, write_store
 from neuroscope.checkpoint import choose_text
 from neuroscope.cli import cli
 from neuroscope.errors import UserError
@@ -389,7 +389,7 @@ def test_ctrl_c_is_obeyed_within_two_seconds_inside_a_long_chunk(shared_models, 
     where Python cannot stop it; the process must end within 2 s of SIGINT all the same."""
     out = tmp_path / "acts"
     code = textwrap.dedent(f"""
-        from neuroscope.activations import write_store
+        from neuroscope.record import write_store
         from neuroscope.checkpoint import choose_text, load_checkpoint
         ckpt = load_checkpoint({str(shared_models / "wp_lstm3x512.pt")!r})
         span = choose_text(ckpt, text_path={str(shared_data / "warpeace.txt")!r}, chars=16384)
@@ -521,9 +521,10 @@ def _read_only_home(tmp, wp, mounts, monkeypatch):
 
 def _disk_fills_mid_record(tmp, wp, mounts, monkeypatch):
     """The free-space check passed, then another program filled the disk: a real ENOSPC while writing."""
-    import neuroscope.activations as activations
+    import neuroscope.record as recording
     disk = mounts(tmp / "disk", "2m")
-    monkeypatch.setattr(activations, "check_disk", lambda plan, out: _fill_up(disk))
+    for where in (recording, recording._store):           # the command's check and the store's own
+        monkeypatch.setattr(where, "check_disk", lambda plan, out: _fill_up(disk))
     out = disk / "acts"
     one_error(run(*fill(commands(*wp)["record --out"], out), "--chars", "5000"), "No space left on device")
     assert not out.exists() and temporaries(disk) == []
@@ -546,7 +547,7 @@ def _folder_read_only_before_the_write(command: str):
 
 
 def _folder_removed_mid_record(tmp, wp, mounts, monkeypatch):
-    import neuroscope.activations as activations
+    from neuroscope.record import _store as activations
     real = activations._record_into
     folder = tmp / "outdir"
     folder.mkdir()
@@ -630,7 +631,7 @@ def _slow_disk_record(tmp, wp, mounts, monkeypatch):
     out, began = tmp / "acts", tmp / "sync-began"
     code = textwrap.dedent(f"""
         import pathlib, torch
-        from neuroscope import activations
+        from neuroscope.record import _store as activations
         def slow_sync(self):
             pathlib.Path({str(began)!r}).touch()
             torch.set_num_threads(1)

@@ -18,6 +18,7 @@ import click
 from ..config import CELLS, DEMO_STEPS, TrainConfig
 from ..errors import UserError
 from ..features.show import printable
+from ._causes import patch_cmd
 from ._dictionary import dictionary_cmd
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
@@ -212,10 +213,10 @@ def record_cmd(ckpt, text_request, states, dtype, reading, out, force, device, a
     """
     from pathlib import Path
 
-    from ..activations import check_disk, plan_store, write_store
     from ..checkpoint import choose_text, load_checkpoint
     from ..files import check_output
     from ..names import parse_states
+    from ..record import check_disk, plan_store, write_store
     states = parse_states(states)
     check_output(out, "store", force, inputs=[ckpt, text_request["text_path"]])
     model = load_checkpoint(ckpt, device=resolve_device(device))
@@ -326,7 +327,7 @@ def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_p
     """
     from ..checkpoint import choose_text, load_checkpoint
     from ..features import resolve
-    from ..files import check_output, same_file, write_text
+    from ..files import check_output, same_file, table_csv, write_text
     from ..probe import ProbeConfig, probe
     dictionary = settings.pop("dictionary")
     config = ProbeConfig(**settings, **reading, progress=not as_json)     # bad settings refused before loading
@@ -347,7 +348,7 @@ def probe_cmd(ckpt, text_request, feature_request, settings, reading, top, csv_p
     labels = resolve(span.text, offset=span.start, **feature_request)
     result = probe(c, span.text, labels, config, dictionary=dictionary)
     if csv_path:
-        write_text(csv_path, result.ranking.to_csv(index=False), "csv", force, inputs)
+        write_text(csv_path, table_csv(result.ranking), "csv", force, inputs)
     if report_path:
         from ..report import build_report
         build_report(c, span, result, labels, progress=not as_json, dictionary=dictionary).save(
@@ -389,6 +390,7 @@ def _what_was_ranked(meta: dict) -> str:
 cli.add_command(match_cmd)
 cli.add_command(explain_cmd)
 cli.add_command(dictionary_cmd)
+cli.add_command(patch_cmd)
 
 
 @cli.command("report")

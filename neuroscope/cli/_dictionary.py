@@ -13,6 +13,14 @@ from ._threads import threads_option
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(DictionaryConfig)}
 JSON_KEYS = ("fvu", "l0", "dead", "loss_recovered", "loss_clean", "loss_spliced", "loss_ablated")
 
+def _sizes(ctx, param, value: str) -> tuple[int, ...]:
+    """"128,512" -> (128, 512); DictionaryConfig checks the numbers."""
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"a comma-separated list of whole numbers, got {value!r}") from None
+
+
 # How the autoencoder trains, handed as `settings`: DictionaryConfig overrides.
 training_options = option_group(
     "settings",
@@ -20,6 +28,8 @@ training_options = option_group(
                  help="Latents (d_sae)."),
     click.option("--k", type=click.IntRange(min=1), default=DEFAULTS["k"], show_default=True,
                  help="Latents on per character."),
+    click.option("--nested", type=str, default="", metavar="M,M,...", callback=_sizes,
+                 help="Matryoshka prefixes: the first M latents also reconstruct alone (e.g. 128,512)."),
     click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS["epochs"], show_default=True,
                  help="Passes over the training characters."),
     click.option("--batch", type=click.IntRange(min=2), default=DEFAULTS["batch"], show_default=True,

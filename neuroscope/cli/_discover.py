@@ -37,7 +37,7 @@ def match_cmd(ckpt, text_request, span, dictionary, reading, device, csv_path, f
       neuroscope match --ckpt enwiki.pt --text enwiki.xml --span 1200:1228 --dictionary dict/
     """
     from ..checkpoint import choose_text, load_checkpoint
-    from ..files import check_output, write_text
+    from ..files import check_output, table_csv, write_text
     from ..match import match
     inputs = [ckpt, text_request["text_path"], dictionary]
     if csv_path:
@@ -50,7 +50,7 @@ def match_cmd(ckpt, text_request, span, dictionary, reading, device, csv_path, f
     # settings: units, threshold, cut, top (MatchConfig's names)
     result = match(c, where.text, span, progress=not as_json, dictionary=dictionary, **settings, **reading)
     if csv_path:
-        write_text(csv_path, result.hits.to_csv(index=False), "csv", force, inputs)
+        write_text(csv_path, table_csv(result.hits), "csv", force, inputs)
     _echo_span_result(where, result, as_json, result.format)          # the --top hits, as the help says
 
 
@@ -93,7 +93,7 @@ def explain_cmd(ckpt, text_request, units, dictionary, reading, csv_path, force,
     """
     from ..checkpoint import choose_text, load_checkpoint
     from ..explain import ExplainConfig, check_latents, check_units, explain
-    from ..files import check_output, write_text
+    from ..files import check_output, table_csv, write_text
     config = ExplainConfig(**settings, **reading, progress=not as_json)      # settings: top_units, lang, block
     inputs = [ckpt, text_request["text_path"], dictionary]
     if csv_path:
@@ -108,7 +108,7 @@ def explain_cmd(ckpt, text_request, units, dictionary, reading, csv_path, force,
     span = choose_text(c, **text_request)
     result = explain(c, span.text, list(units), config, offset=span.start, dictionary=dictionary)
     if csv_path:
-        write_text(csv_path, result.table.to_csv(index=False), "csv", force, inputs)
+        write_text(csv_path, table_csv(result.table), "csv", force, inputs)
     _echo_span_result(span, result, as_json, result.format)
     if csv_path and not as_json:
         from ..features import printable

@@ -76,14 +76,22 @@ class TopKSAE(nn.Module):
             self.W_dec.grad -= along * self.W_dec
 
 
-def losses(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def losses(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor | None, nested: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
     """The training losses of one batch: `fvu` (MSE over the batch's variance), `aux` (AuxK over the dead
-    latents, 0 when none) and `loss` (their sum); also the batch's `fired` latents (bool [d_sae])."""
+    latents, 0 when none) and `loss` (their sum); also the batch's `fired` latents (bool [d_sae]).
+    nested: Matryoshka prefixes; the reconstruction term is then the mean FVU of the first m latents alone,
+    for each m and for all of them (the latents selected are the same; a prefix keeps those below m)."""
     pre = sae.pre_acts(x)
     values, indices = sae.select(pre)
-    x_hat = sae.decode_sparse(values, indices)
+    rows = sae.W_dec[indices]                                     # [n, k, d_in], gathered once
+    x_hat = torch.einsum("nk,nkd->nd", values, rows) + sae.b_dec
     scale = (x - x.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
     fvu = (x - x_hat).pow(2).sum(1).mean() / scale
+    recon = fvu
+    for m in nested:
+        part = torch.einsum("nk,nkd->nd", values * (indices < m), rows) + sae.b_dec
+        recon = recon + (x - part).pow(2).sum(1).mean() / scale
+    recon = recon / (len(nested) + 1)
     fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=x.device)
     fired[indices[values > 0]] = True
     aux = x.new_zeros(())
@@ -96,4 +104,4 @@ def losses(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor | None) -> dict[str
         error = (x - x_hat).detach()
         e_hat = torch.einsum("nk,nkd->nd", a_values, sae.W_dec[a_indices])
         aux = (error - e_hat).pow(2).sum(1).mean() / error.pow(2).sum(1).mean().clamp_min(1e-12)
-    return {"fvu": fvu, "aux": aux, "loss": fvu + AUX_COEF * aux, "fired": fired}
+    return {"fvu": fvu, "aux": aux, "loss": recon + AUX_COEF * aux, "fired": fired}

@@ -28,7 +28,7 @@ from ._quality import held_out_quality
 from ._sae import TopKSAE, losses
 
 # What a resumed run must share with the run it continues; epochs may grow (train longer).
-SAME_ON_RESUME = ("latents", "k", "batch", "lr", "block", "dead_after", "seed", "streams", "warmup")
+SAME_ON_RESUME = ("latents", "k", "nested", "batch", "lr", "block", "dead_after", "seed", "streams", "warmup")
 
 
 @dataclass
@@ -144,7 +144,7 @@ def _epoch(run: _Run, d: Dictionary, model, ids, epoch: int, config: DictionaryC
 
 def _step(run: _Run, x: torch.Tensor, config: DictionaryConfig) -> None:
     dead = (run.rows - run.last_fired) > config.dead_after if run.rows > config.dead_after else None
-    out = losses(run.sae, x, dead)
+    out = losses(run.sae, x, dead, config.nested)
     if not torch.isfinite(out["loss"]):
         raise UserError("the dictionary's loss became NaN or inf: the states hold NaN or inf, or lr is too high",
                         param="lr")
@@ -179,10 +179,12 @@ def _restore(run: _Run, d: Dictionary, out: Path, model, config: DictionaryConfi
     if saved.quantity != d.quantity:
         raise UserError(f"{out} was trained on {saved.quantity}, not {d.quantity}", param="quantity")
     before, chars = saved.info.get("config", {}), d.info["chars"]
-    changed = [k for k in SAME_ON_RESUME if before.get(k) != asdict(config)[k]]
+    now = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}   # as JSON kept them
+    old = {k: before.get(k, [] if k == "nested" else None) for k in SAME_ON_RESUME}       # nested came later
+    changed = [k for k in SAME_ON_RESUME if old[k] != now[k]]
     if changed:
         raise UserError(f"resume keeps the settings of the run it continues; {changed[0]} was "
-                        f"{before.get(changed[0])!r}, now {asdict(config)[changed[0]]!r}", param="resume")
+                        f"{old[changed[0]]!r}, now {now[changed[0]]!r}", param="resume")
     if saved.info.get("chars") != chars:
         was = saved.info.get("chars")
         raise UserError(f"{out} was trained on {f'{was:,}' if isinstance(was, int) else repr(was)} characters, this text has {chars:,}: "

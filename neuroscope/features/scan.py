@@ -139,7 +139,7 @@ def _token_delims(text: str, s: int, lang: str) -> tuple[int, str | None, bool]:
 
 
 def _is_closed(text: str, s: int, e: int, open_len: int, close: str | None, comment: bool = False) -> bool:
-    """Whether the token text[s:e] ends with its closing delimiter (for a string, not an escaped
+    r"""Whether the token text[s:e] ends with its closing delimiter (for a string, not an escaped
     quote; a backslash escapes nothing in a comment: /*\*/ is closed)."""
     if close is None or e - s < open_len + len(close) or not text.startswith(close, e - len(close)):
         return False

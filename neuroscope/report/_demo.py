@@ -21,7 +21,7 @@ from ..checkpoint import choose_text
 from ..config import DEMO_STEPS
 from ..errors import UserError
 from ..features import resolve
-from ..files import check_output, write_text
+from ..files import check_output, table_csv, write_text
 from ..probe import probe
 from ..train import TrainConfig, stdlib_corpus, train
 from ._build import build_report
@@ -84,7 +84,7 @@ def run_demo(out: str | os.PathLike = "neuroscope-demo", steps: int = DEMO_STEPS
 
     log("[3/4] recording every unit and ranking it against each feature (Pearson r)")
     result = probe(ckpt, span.text, features, seed=seed, progress=progress)
-    write_text(paths["csv"], result.ranking.to_csv(index=False), "csv", force)
+    write_text(paths["csv"], table_csv(result.ranking), "csv", force)
 
     log("[4/4] writing the report")
     report = build_report(ckpt, span, result, features, max_chars=max_chars, progress=progress, live=live)

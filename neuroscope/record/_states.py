@@ -31,13 +31,13 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .config import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams  # noqa: F401 (importable from here too)
-from .errors import UserError
-from .model import iter_logits
-from .hooks import HookError, Trace
-from .names import (GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
+from ..config import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams  # noqa: F401 (importable from here too)
+from ..errors import UserError
+from ..model import iter_logits
+from ..hooks import HookError, Trace
+from ..names import (GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
                     squashes, state_names)
-from .stats import Moments, shown
+from ..stats import Moments, shown
 
 OPS = ("zero", "clamp", "scale")
 
@@ -382,8 +382,3 @@ def shown_values(model, ids: np.ndarray, units: list[Unit], streams: int | str =
     for name, (js, _) in cols.items():
         var[js] = moments[name].variance()
     return out, var
-
-
-from . import callable_module  # noqa: E402 (ns.record(...) is record())
-
-callable_module(__name__)

@@ -40,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .files import STORE_FORMAT, check_output, json_ready, publish_dir, temp_dir
-from .names import parse_quantity, parse_states, unit_id
-from .record import iter_states, recorded_names, stream_layout
-from .text import MAX_TEXT_BYTES, read_bytes, regular_file_size
+from ..errors import UserError
+from ..files import STORE_FORMAT, check_output, json_ready, publish_dir, temp_dir
+from ..names import parse_quantity, parse_states, unit_id
+from ._states import iter_states, recorded_names, stream_layout
+from ..text import MAX_TEXT_BYTES, read_bytes, regular_file_size
 
 FORMAT = STORE_FORMAT
 DTYPES = ("float32", "float16")

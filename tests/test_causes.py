@@ -1,0 +1,208 @@
+"""neuroscope.causes: patching between two inputs, and interchange interventions for a feature."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from neuroscope.cli import cli
+from neuroscope.dictionary import Dictionary, TopKSAE, model_fingerprint
+from neuroscope.errors import UserError
+from neuroscope.features import label
+from neuroscope.hooks import Trace
+from neuroscope.model import CharRNN
+from neuroscope.config import ModelConfig
+from neuroscope.causes import Behaviour, interchange, pairs, patch, patch_edits, source_plan, target
+from neuroscope.text import Vocab
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+A = 'Pierre said, "I shall not'
+B = "Pierre said to me I shall"         # the same length as A, without the quote
+TAIL = ' go to the ball tonight," and he went out.'
+
+
+def probs(ckpt, text: str) -> np.ndarray:
+    """The model's own (fused) next-character distributions over text: [len(text), V]."""
+    with torch.no_grad():
+        logits, _ = ckpt.model(torch.as_tensor(ckpt.vocab.encode(text))[None])
+    return torch.softmax(logits[0].double(), -1).numpy()
+
+
+def test_patching_every_state_reproduces_the_source_from_that_step_on(wp_small):
+    assert len(A) == len(B)
+    base, source, t = A + TAIL, B + TAIL, len(A) - 1
+    r = patch(wp_small, base, source, at=t)
+    p_src, p_base = probs(wp_small, source), probs(wp_small, base)
+    ids = wp_small.vocab.encode(base)
+    steps = r.steps.dropna(subset=["loss_clean"])
+    want = p_src[steps["position"], ids[steps["position"] + 1]]
+    np.testing.assert_allclose(steps["p_patched"], want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(steps["p_clean"], p_base[steps["position"], ids[steps["position"] + 1]],
+                               rtol=1e-4, atol=1e-6)
+    assert r.steps["position"].iloc[0] == t and len(r.steps) == len(base) - t
+    assert float(np.abs(p_src[t:] - p_base[t:]).max()) > 0.05           # the two texts do predict differently
+    top = "".join(wp_small.vocab.chars[i] for i in np.argsort(-p_src[t])[:5])
+    assert r.steps["top_patched"].iloc[0] == top
+
+
+def test_a_patch_from_the_base_itself_or_of_nothing_that_differs_changes_nothing(wp_small):
+    r = patch(wp_small, A + TAIL, A + TAIL, at=[3, len(A) - 1])
+    assert r.steps["kl"].max() < 1e-6
+    np.testing.assert_allclose(r.steps["p_patched"].dropna(), r.steps["p_clean"].dropna(), rtol=1e-5)
+    s = r.summary()
+    assert s["top1_changed"] == 0 and s["loss_patched"] == pytest.approx(s["loss_clean"], rel=1e-5)
+
+
+def test_a_unit_patch_puts_the_source_value_in_and_changes_only_later_steps(wp_small):
+    base, source, t = A + TAIL, B + TAIL, len(A) - 1
+    tgt = target(["l1.c.5", "l0.h.7"], wp_small.model.config)
+    plan = dict(zip([t], source_plan(wp_small.model, wp_small.vocab.encode(source), tgt, [t])))
+    x = torch.as_tensor(wp_small.vocab.encode(base))[None].expand(2, -1)
+    with torch.no_grad(), Trace(wp_small.model, names=["rnn.l1.c", "rnn.l0.h"], edit=patch_edits(tgt, plan, [1])) as tr:
+        wp_small.model(x)
+    with torch.no_grad(), Trace(wp_small.model, names=["rnn.l1.c", "rnn.l0.h"]) as src:
+        wp_small.model(torch.as_tensor(wp_small.vocab.encode(source))[None])
+    assert tr["rnn.l1.c"][1, t, 5] == pytest.approx(float(src["rnn.l1.c"][0, t, 5]), abs=1e-5)
+    assert tr["rnn.l0.h"][1, t, 7] == pytest.approx(float(src["rnn.l0.h"][0, t, 7]), abs=1e-5)
+    assert torch.equal(tr["rnn.l1.c"][1, :t], tr["rnn.l1.c"][0, :t])            # nothing before the step
+    assert float((tr["rnn.l1.c"][1, t + 1:] - tr["rnn.l1.c"][0, t + 1:]).abs().max()) > 1e-4   # after it
+
+
+def test_free_running_after_a_full_patch_continues_as_the_source_would(wp_small):
+    C = "The old prince looked at "
+    r = patch(wp_small, A, C, at=len(A) - 1, source_at=len(C) - 1, free=40, temperature=0)
+    v = wp_small.vocab
+    assert r.continuation["patched"] == wp_small.model.sample(v, 40, temperature=0, prime=C)[len(C):]
+    assert r.continuation["clean"] == wp_small.model.sample(v, 40, temperature=0, prime=A)[len(A):]
+    assert r.continuation["patched"] != r.continuation["clean"]
+    assert len(r.steps) == 41 and r.steps["next"].iloc[:40].str.cat() == r.continuation["patched"]
+
+
+def test_free_sampling_is_coupled_and_repeatable(wp_small):
+    one = patch(wp_small, A, A, at=4, free=60, temperature=1.0, seed=3)
+    assert one.continuation["clean"] == one.continuation["patched"]       # the same distributions: the same draws
+    two = patch(wp_small, A, B, at=len(A) - 1, free=60, temperature=1.0, seed=3)
+    assert two.continuation == patch(wp_small, A, B, at=len(A) - 1, free=60, temperature=1.0, seed=3).continuation
+
+
+def test_a_latent_patch_moves_the_shown_value_by_the_activation_difference(wp_small):
+    """A dictionary that reconstructs exactly (latents +x and -x): patching all its latents puts the
+    source's tanh(c) where h reads it, so h_t = o_t(base) * tanh(c_t(source))."""
+    H = wp_small.model.config.hidden_size
+    sae = TopKSAE(H, 2 * H, H)
+    eye = torch.eye(H)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1)), sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+        sae.b_enc.zero_(), sae.b_dec.zero_()
+    d = Dictionary(sae, "rnn.l1.c", model_fingerprint(wp_small.model))
+    base, source, t = A + TAIL, B + TAIL, len(A) - 1
+    tgt = target([f"l1.c/d.{i}" for i in range(2 * H)], wp_small.model.config, d)
+    plan = dict(zip([t], source_plan(wp_small.model, wp_small.vocab.encode(source), tgt, [t])))
+    x = torch.as_tensor(wp_small.vocab.encode(base))[None].expand(2, -1)
+    names = ["rnn.l1.h", "rnn.l1.c", "rnn.l1.gate_o"]
+    with torch.no_grad(), Trace(wp_small.model, names=names, edit=patch_edits(tgt, plan, [1])) as tr:
+        wp_small.model(x)
+    with torch.no_grad(), Trace(wp_small.model, names=["rnn.l1.c"]) as src:
+        wp_small.model(torch.as_tensor(wp_small.vocab.encode(source))[None])
+    want = tr["rnn.l1.gate_o"][1, t] * torch.tanh(src["rnn.l1.c"][0, t])
+    torch.testing.assert_close(tr["rnn.l1.h"][1, t], want, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(tr["rnn.l1.c"][1, t], tr["rnn.l1.c"][0, t])            # the memory stays the base's
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"at": 99}, "outside the base"),
+    ({"at": 20, "source_at": [30]}, "outside the source"),
+    ({"at": [3, 4], "source_at": [3]}, "one source step per"),
+    ({"at": 3, "what": "l7.c"}, "cannot patch"),
+    ({"at": 3, "what": ["l1.c.500"]}, "does not exist"),
+    ({"at": 3, "what": ["l1.gate_f.3"]}, "not a gate"),
+    ({"at": 3, "what": ["l1.c/d.3"]}, "need the dictionary"),
+    ({"at": 3, "free": 10**9}, "free must be"),
+    ({"at": 3, "temperature": float("nan")}, "temperature"),
+    ({"at": [3, 3]}, "twice"),
+    ({"at": 2.5}, "whole-number"),
+])
+def test_bad_patches_are_refused_in_one_line(wp_small, kwargs, message):
+    with pytest.raises(UserError, match=message) as e:
+        patch(wp_small, A, B, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_texts_of_another_vocabulary_and_states_of_another_cell_are_refused(wp_small):
+    with pytest.raises(UserError, match="vocabulary lacks"):
+        patch(wp_small, A, "Пьер сказал", at=1)
+    vocab = Vocab(sorted(set(A + B)))
+    gru = CharRNN(ModelConfig(len(vocab), "gru", hidden_size=8, num_layers=2))
+    with pytest.raises(UserError, match="cannot patch 'l1.c'"):
+        patch(gru, A, B, at=3, what="l1.c", vocab=vocab)
+    r = patch(gru, A, B, at=3, vocab=vocab)                 # every state of a GRU: its h
+    assert r.size == 16
+
+
+# ------------------------------------------------------------------ interchange interventions
+
+QUOTE = Behaviour("in_quote", base=lambda y: y == 1, source=lambda y: y == 0, chars='"', window=60, horizon=10)
+
+
+@pytest.fixture(scope="module")
+def quote_pairs(warpeace):
+    text = warpeace[-60_000:]
+    return text, pairs(text, label(text, "in_quote"), QUOTE, n=40, seed=1)
+
+
+def test_pairs_end_on_the_two_values_and_share_the_base_continuation(quote_pairs):
+    text, ps = quote_pairs
+    assert len(ps) == 40 and all(len(b) == len(s) == 70 for b, s in ps)
+    y = label(text, "in_quote")
+    for b, s in ps:
+        assert b[-10:] == s[-10:]
+        i, j = text.find(b), text.find(s[:60])                  # where each window was cut from
+        assert i >= 0 and j >= 0 and y[i + 59] == 1 and y[j + 59] == 0
+
+
+def test_patching_every_state_follows_the_source_on_every_pair(wp_small, quote_pairs):
+    _, ps = quote_pairs
+    r = interchange(wp_small, ps, QUOTE, {"every state": "all", "layer 1": "l1", "one unit": ["l1.c.5"]},
+                    random_draws=5)
+    t = r.table.set_index("set")
+    assert r.pairs > 10
+    assert t.loc["every state", "accuracy"] == 1.0 and t.loc["every state", "effect"] == pytest.approx(1.0, abs=1e-4)
+    assert t.loc["layer 1", "units"] == 256 and t.loc["one unit", "units"] == 1
+    assert t.loc["one unit: random", "low"] <= t.loc["one unit: random", "accuracy"] <= t.loc["one unit: random", "high"]
+    assert np.isnan(t.loc["layer 1", "low"])
+
+
+def test_interchange_input_is_checked(wp_small, quote_pairs, warpeace):
+    _, ps = quote_pairs
+    with pytest.raises(UserError, match="bad layer"):
+        interchange(wp_small, ps, QUOTE, {"x": "l9"})
+    with pytest.raises(UserError, match="base and .* source positions"):
+        pairs(warpeace[:300], label(warpeace[:300], "in_quote"), QUOTE, n=40)
+    with pytest.raises(UserError, match="pairs must be"):
+        pairs(warpeace[:300], label(warpeace[:300], "in_quote"), QUOTE, n=0)
+
+
+# ------------------------------------------------------------------ the command
+
+def test_the_patch_command_prints_json_writes_csv_and_refuses_in_one_line(shared_models, tmp_path):
+    ckpt = str(shared_models / "wp_lstm2x128.pt")
+    run = CliRunner().invoke
+    out = run(cli, ["patch", "--ckpt", ckpt, "--base", A + TAIL, "--source", B + TAIL, "--at", str(len(A) - 1),
+                    "--what", "l1.c.5,l1.h.5", "--json", "--top", "3", "--csv", str(tmp_path / "s.csv")])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert {"loss_clean", "loss_patched", "kl_mean", "kl_max", "top1_changed", "size", "listed"} <= set(got)
+    assert got["size"] == 2 and len(got["listed"]) == 3
+    steps = pd.read_csv(tmp_path / "s.csv", keep_default_na=False)
+    assert len(steps) == len(TAIL) + 1 and steps["position"].iloc[0] == len(A) - 1
+    again = run(cli, ["patch", "--ckpt", ckpt, "--base", A, "--source", B, "--at", "3", "--csv", str(tmp_path / "s.csv")])
+    assert again.exit_code == 1 and "exists" in again.output
+    for args, words in [(["--at", "99"], "outside the base"), (["--at", "3", "--what", "l5.c"], "cannot patch"),
+                        (["--at", "3", "--base-file", str(tmp_path / "none.txt")], "one of them")]:
+        bad = run(cli, ["patch", "--ckpt", ckpt, "--base", A, "--source", B, *args])
+        assert bad.exit_code == 1 and words in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output
