@@ -15,8 +15,9 @@ from neuroscope.errors import UserError
 from neuroscope.features import label
 from neuroscope.hooks import Trace
 from neuroscope.model import CharRNN
+from neuroscope.names import parse_unit
 from neuroscope.config import ModelConfig
-from neuroscope.causes import Behaviour, interchange, pairs, patch, patch_edits, source_plan, target
+from neuroscope.causes import Behaviour, attribute, interchange, pairs, patch, patch_edits, source_plan, target
 from neuroscope.text import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -206,3 +207,109 @@ def test_the_patch_command_prints_json_writes_csv_and_refuses_in_one_line(shared
                         (["--at", "3", "--base-file", str(tmp_path / "none.txt")], "one of them")]:
         bad = run(cli, ["patch", "--ckpt", ckpt, "--base", A, "--source", B, *args])
         assert bad.exit_code == 1 and words in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output
+
+
+# ------------------------------------------------------------------ attribution through time
+
+QUOTED = 'Natasha looked at him. "I know all that, and I will not say it again, never," she said.'
+
+
+def unit_value(ckpt, text: str, layer: int, state: str, index: int) -> float:
+    """The shown value after the text's last character, from one independent forward."""
+    with torch.no_grad():
+        _, (h, c) = ckpt.model(torch.as_tensor(ckpt.vocab.encode(text))[None])
+    v = (c if state == "c" else h)[layer, 0, index]
+    return float(torch.tanh(v) if state == "c" else v)
+
+
+def test_occlusion_is_exactly_the_change_when_one_character_is_replaced(wp_small):
+    at = len(QUOTED) - 12
+    a = attribute(wp_small, QUOTED, "l1.c.5", at, window=30, methods="occlusion")
+    assert a.value == pytest.approx(unit_value(wp_small, QUOTED[:at + 1], 1, "c", 5), abs=1e-5)
+    assert list(a.table["position"]) == list(range(at - 30, at + 1)) and list(a.table["offset"])[-1] == 0
+    for i in (at - 30, at - 17, at - 1, at):
+        swapped = QUOTED[:i] + " " + QUOTED[i + 1:at + 1]
+        want = a.value - unit_value(wp_small, swapped, 1, "c", 5)
+        got = float(a.table.set_index("position").loc[i, "occlusion"])
+        assert got == pytest.approx(want, abs=2e-5)
+    assert a.table["ig"].isna().all() and np.isnan(a.completeness)
+
+
+@pytest.mark.parametrize("unit, at", [("l1.c.5", 70), ("l0.h.17", 40), ("l1.h.100", 85)])
+def test_integrated_gradients_sum_to_the_change_within_one_percent(wp_small, unit, at):
+    a = attribute(wp_small, QUOTED, unit, at, window=40, methods="ig")
+    u = parse_unit(unit)
+    spaces = QUOTED[:at - 40] + " " * 41
+    assert a.baseline == pytest.approx(unit_value(wp_small, spaces, u.layer, u.state, u.index), abs=1e-5)
+    assert a.completeness < 0.01
+    assert float(a.table["ig"].sum()) == pytest.approx(a.value - a.baseline, rel=0.01, abs=1e-6)
+
+
+def test_the_quote_cell_is_driven_by_the_quote_that_opened_it(reference, warpeace):
+    """wp_lstm3x512's quote cell l2.c.323, 30 characters into a quotation: of the 100 characters before,
+    replacing the opening quote moves it most, by far."""
+    big = reference("wp_lstm3x512")
+    start = 2_950_000
+    while not (warpeace[start] == '"' and warpeace[start - 1].isspace() and '"' not in warpeace[start + 1:start + 45]):
+        start = warpeace.index('"', start + 1)                 # an opening quote whose quotation runs on 44 more
+    text = warpeace[start - 200:start + 31]
+    a = attribute(big, text, "l2.c.323", len(text) - 1, window=100, methods="occlusion")
+    size = np.sort(np.abs(a.table["occlusion"].to_numpy()))[::-1]
+    top = a.table.iloc[int(np.argmax(np.abs(a.table["occlusion"])))]
+    assert top["char"] == '"' and int(top["offset"]) == -30 and size[0] > 3 * size[1]     # 0.171 against 0.031
+
+
+def test_bad_attributions_are_refused_in_one_line(wp_small):
+    for kwargs, words in [({"at": 999}, "at must be"), ({"window": 0}, "window must be"),
+                          ({"unit": "l1.gate_f.3"}, "not the gate"), ({"unit": "l4.c.3"}, "does not exist"),
+                          ({"unit": "l1.c/d.3"}, "give the dictionary"), ({"replace": "Ж"}, "replace must be"),
+                          ({"methods": ("shap",)}, "methods must be")]:
+        args = {"unit": "l1.c.5", "at": 40, **kwargs}
+        with pytest.raises(UserError, match=words) as e:
+            attribute(wp_small, QUOTED, args.pop("unit"), args.pop("at"), **args)
+        assert "\n" not in str(e.value)
+
+
+def test_the_attribute_command_prints_json_and_writes_a_page(shared_models, shared_data, tmp_path):
+    ckpt, text = str(shared_models / "wp_lstm2x128.pt"), str(shared_data / "warpeace.txt")
+    run = CliRunner().invoke
+    out = run(cli, ["attribute", "--ckpt", ckpt, "--text", text, "--start", "5000", "--chars", "2000", "--unit",
+                    "l1.c.5", "--at", "620", "--window", "50", "--json", "--out", str(tmp_path / "a.html")])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert got["unit"] == "l1.c.5" and len(got["characters"]) == 51 and got["completeness"] < 0.01
+    page = (tmp_path / "a.html").read_text()
+    assert "Attribution" in page and page.count("<span title=") == 2 * 51
+    again = run(cli, ["attribute", "--ckpt", ckpt, "--text", text, "--unit", "l1.c.5", "--at", "620",
+                      "--out", str(tmp_path / "a.html")])
+    assert again.exit_code == 1 and "exists" in again.output
+    far = run(cli, ["attribute", "--ckpt", ckpt, "--text", text, "--start", "0", "--chars", "100", "--unit", "l1.c.5",
+                    "--at", "100"])
+    assert far.exit_code == 1 and "outside the selected text" in far.output and len(far.output.strip().splitlines()) == 1
+
+
+def test_the_report_shows_an_attribution_strip_for_its_top_unit_at_its_largest_value(wp_small, warpeace):
+    from neuroscope.report import build_report
+    text = warpeace[2_950_000:2_952_000]
+    r = build_report(wp_small, text, units=["l1.c.5", "l0.h.3"], max_chars=1500)
+    section = next(s for s in r.sections if s["id"] == "attribution")
+    v = unit_value  # the value the strip names is the unit's largest on the shown text
+    values = [v(wp_small, text[:i + 1], 1, "c", 5) for i in range(1, 1500, 50)]
+    assert "l1.c.5" in section["html"] and "l0.h.3" not in section["html"]
+    shown = float(section["html"].split("value ")[1].split(",")[0])
+    assert shown >= max(values) - 1e-3
+    assert section["html"].count("<span title=") == 2 * 101
+    assert "attribution" not in [s["id"] for s in build_report(wp_small, text, units=["l1.c.5"], max_chars=1500,
+                                                                attribute=0).sections]
+
+
+def test_occlusion_and_patching_are_batched_passes(wp_small, recurrence_steps):
+    """All occlusions of a window in one batched pass after the prefix: at + 1 steps in all; a forced patch
+    reads the source up to its step once and the base once, both runs side by side."""
+    at, window = 80, 60
+    steps = recurrence_steps(wp_small.model)
+    attribute(wp_small, QUOTED, "l1.c.5", at, window=window, methods="occlusion")
+    assert steps.steps == at + 1 and steps.calls == 2 and steps.rows == (at - window) + (window + 1) * (window + 2)   # the clean row too
+    steps = recurrence_steps(wp_small.model)
+    patch(wp_small, A + TAIL, B + TAIL, at=len(A) - 1)
+    assert steps.steps == len(A) + len(A + TAIL) and steps.rows == len(A) + 2 * len(A + TAIL)

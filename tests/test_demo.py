@@ -13,7 +13,7 @@ from neuroscope.features import label
 from neuroscope.report._demo import DEMO_FEATURES, run_demo
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SECTIONS = ["model", "samples", "ranking", "units", "explanations", "predictions", "live", "distribution", "gates"]
+SECTIONS = ["model", "samples", "ranking", "units", "explanations", "predictions", "live", "distribution", "gates", "attribution"]
 
 
 @pytest.fixture(scope="module")

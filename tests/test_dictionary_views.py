@@ -211,7 +211,7 @@ def test_without_a_ranking_the_most_variable_latents_are_shown_with_or_without_a
     assert list(page_data(kept.html)["units"]) == want
     monkeypatch.setattr(excerpt_module, "MAX_KEPT_BYTES", 999 * 4 * 256)      # 999 characters of 256 latents
     steps = recurrence_steps(wp_small.model)
-    over = build_report(wp_small, text, dictionary=d, max_chars=1000, n_units=4)
+    over = build_report(wp_small, text, dictionary=d, max_chars=1000, n_units=4, attribute=0)
     assert steps.steps == 2 * 1000                                          # the variance pass, then the one pass
     assert list(page_data(over.html)["units"]) == want
 

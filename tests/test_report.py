@@ -29,7 +29,7 @@ from neuroscope.report._sections import shown_path
 from neuroscope.text import Vocab
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates"]
+SECTIONS = ["model", "samples", "ranking", "units", "predictions", "distribution", "gates", "attribution"]
 EVIL = 'He said "run <script>window.__pwned=1</script> now" & left </pre> <b>x</b>.\r\n\tOK\r\n'
 
 
@@ -287,7 +287,8 @@ def test_a_report_reads_its_excerpt_once(tiny, recurrence_steps, ranked, live):
     ckpt, span, features, result = tiny
     n = 2400                                                     # three chunks of read_excerpt
     steps = recurrence_steps(ckpt.model)
-    rep = build_report(ckpt, span, result if ranked else None, features if ranked else None, max_chars=n, live=live)
+    rep = build_report(ckpt, span, result if ranked else None, features if ranked else None, max_chars=n, live=live,
+                       attribute=0)                          # its own passes: tests/test_causes.py
     assert steps.steps == n and steps.calls == 3
     assert len(page_data(rep.html)["units"]) == (10 if ranked else 5)
 
@@ -298,7 +299,7 @@ def test_past_the_memory_cap_a_variance_pass_picks_the_most_variable_units(tiny,
     per_char = 4 * 16 * 4                                        # h and c of 2 layers of 16 units, float32
     monkeypatch.setattr(excerpt_module, "MAX_KEPT_BYTES", 499 * per_char)
     steps = recurrence_steps(ckpt.model)
-    over = build_report(ckpt, span, max_chars=500)
+    over = build_report(ckpt, span, max_chars=500, attribute=0)
     assert steps.steps == 2 * 500                                # the variance pass, then the one pass
     assert page_data(over.html)["units"] == page_data(kept.html)["units"]
 

@@ -8,11 +8,13 @@
 latents: `target`) by the source's at chosen steps, then reads on (forced) or samples (free), and
 compares every later prediction with the clean base's. `interchange` measures, over many pairs of
 contexts that differ in a feature, how often patching a feature's units moves the model's behaviour to
-the source's (interchange intervention accuracy).
+the source's (interchange intervention accuracy). `attribute` scores the characters before one
+character by how much they drive a unit there (occlusion and integrated gradients).
 """
+from ._attribute import Attribution, attribute
 from ._interchange import Behaviour, InterchangeResult, interchange, pairs
 from ._patch import MAX_CHARS, MAX_FREE, PatchConfig, PatchResult, patch, patch_edits, run_traced, source_plan
 from ._target import Target, target
 
-__all__ = ["Behaviour", "InterchangeResult", "MAX_CHARS", "MAX_FREE", "PatchConfig", "PatchResult", "Target", "interchange", "pairs",
+__all__ = ["Attribution", "Behaviour", "InterchangeResult", "MAX_CHARS", "MAX_FREE", "PatchConfig", "PatchResult", "Target", "attribute", "interchange", "pairs",
            "patch", "patch_edits", "run_traced", "source_plan", "target"]

@@ -85,7 +85,7 @@ def patch(model, base: str, source: str, at, what=None, *, source_at=None, dicti
     See the module docstring."""
     config = configured(PatchConfig, config, overrides)
     net, vocab = model_and_vocab(model, vocab)
-    base_ids, source_ids = _encode(vocab, base, "base"), _encode(vocab, source, "source")
+    base_ids, source_ids = encode_text(vocab, base, "base"), encode_text(vocab, source, "source")
     at = _positions(at, len(base_ids), "at", "base")
     source_at = at if source_at is None else _positions(source_at, len(source_ids), "source_at", "source", sort=False)
     if len(source_at) != len(at):
@@ -103,7 +103,8 @@ def patch(model, base: str, source: str, at, what=None, *, source_at=None, dicti
     return PatchResult(list(at), list(source_at), tgt.label, tgt.size, steps, cont)
 
 
-def _encode(vocab, text, param: str) -> np.ndarray:
+def encode_text(vocab, text, param: str) -> np.ndarray:
+    """ids of a text a causal analysis reads: non-empty, at most MAX_CHARS, every character in the vocabulary."""
     if not isinstance(text, str) or not text:
         raise UserError(f"{param} must be a non-empty text", param=param)
     if len(text) > MAX_CHARS:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import click
 
 from ..errors import UserError
-from ._options import check_text_argument, device_option, echo_json, option_group, resolve_device
+from ._options import check_text_argument, device_option, echo_json, option_group, resolve_device, text_options
 from ._threads import threads_option
 
 
@@ -118,3 +118,73 @@ def _echo_patch(result, top: int, as_json: bool) -> None:
         p = f"{r.p_clean:.3f} -> {r.p_patched:.3f}" if r.next else " " * 14
         click.echo(f"{r.position:>7}  {printable(r.char):<4}  {printable(r.next):<4}  {p:>16}  {r.kl:6.3f}  "
                    f"{printable(r.top_clean)} | {printable(r.top_patched)}")
+
+
+@click.command("attribute")
+@click.option("--ckpt", required=True, help="Checkpoint (.pt).")
+@text_options
+@click.option("--unit", required=True, metavar="UNIT", help="A unit (l2.c.323) or a latent of --dictionary (l1.c/d.12).")
+@click.option("--at", type=click.IntRange(min=0), required=True, metavar="I",
+              help="The character of the selected text (0-based) after which the unit is read.")
+@click.option("--window", type=click.IntRange(min=1), default=100, show_default=True, help="Characters before --at scored.")
+@click.option("--method", type=click.Choice(["both", "occlusion", "ig"]), default="both", show_default=True,
+              help="Occlusion (exact, one batched pass), integrated gradients, or both.")
+@click.option("--dictionary", default=None, metavar="DIR", help="The dictionary of a latent --unit.")
+@click.option("--out", default=None, metavar="FILE", help="Write the heat strips as an HTML page.")
+@click.option("--force", is_flag=True, help="Replace an existing --out page.")
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@device_option
+@threads_option
+def attribute_cmd(ckpt, text_request, unit, at, window, method, dictionary, out, force, as_json, device):
+    """Which earlier characters drive a unit at one character: occlusion and integrated gradients over the
+    --window characters before --at.
+
+    Example: neuroscope attribute --ckpt wp.pt --text warpeace.txt --start 4000 --unit l2.c.323 --at 950
+    """
+    from ..causes import MAX_CHARS, attribute
+    from ..checkpoint import choose_text, load_checkpoint
+    from ..files import check_output
+    inputs = [ckpt, text_request["text_path"], dictionary]
+    if out:
+        check_output(out, "html", force, inputs)
+    c = load_checkpoint(ckpt, device=resolve_device(device))
+    span = choose_text(c, **text_request)
+    if at >= len(span.text):
+        raise UserError(f"--at {at} is outside the selected text ({len(span.text):,} characters)")
+    if at >= MAX_CHARS:
+        raise UserError(f"--at {at:,} reads more than {MAX_CHARS:,} characters first: move --start nearer")
+    d = None
+    if dictionary is not None:
+        from ..dictionary import load_dictionary
+        d = load_dictionary(dictionary, c.model)
+    methods = ("occlusion", "ig") if method == "both" else (method,)
+    a = attribute(c, span.text[:at + 1], unit, at, window=window, methods=methods, dictionary=d)
+    if out:
+        _write_strips(a, c, span, out, force, inputs)
+    _echo_attribution(a, span.start, as_json)
+
+
+def _write_strips(a, c, span, out: str, force: bool, inputs: list) -> None:
+    from ..report import Report
+    from ..report._sections import attribution_section, shown_path
+    section, _ = attribution_section([a], span.start)
+    Report(f"neuroscope attribution: {a.unit}", [f"{shown_path(span.source)}, {c.name}"], [section], {}).save(
+        out, force, inputs)
+
+
+def _echo_attribution(a, start: int, as_json: bool) -> None:
+    from ..features import printable
+    if as_json:
+        echo_json({**a.to_json(), "start": start})
+        return
+    line = f"{a.unit} after character {a.at} of the selection ({start + a.at:,} of the file): value {a.value:+.4f}"
+    if a.table["ig"].notna().all():
+        line += f"; with the window of spaces {a.baseline:+.4f}; integrated gradients sum to the change within " \
+                f"{a.completeness:.2%}"
+    click.echo(line)
+    t = a.table
+    for method in ("occlusion", "ig"):
+        if t[method].notna().all():
+            top = t.reindex(t[method].abs().sort_values(ascending=False, kind="stable").index).head(8)
+            click.echo(f"{method:>9}: " + "  ".join(f"{printable(r.char)}@{r.offset} {getattr(r, method):+.3f}"
+                                                     for r in top.itertuples()))

@@ -18,7 +18,7 @@ import click
 from ..config import CELLS, DEMO_STEPS, TrainConfig
 from ..errors import UserError
 from ..features.show import printable
-from ._causes import patch_cmd
+from ._causes import attribute_cmd, patch_cmd
 from ._dictionary import dictionary_cmd
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
@@ -391,6 +391,7 @@ cli.add_command(match_cmd)
 cli.add_command(explain_cmd)
 cli.add_command(dictionary_cmd)
 cli.add_command(patch_cmd)
+cli.add_command(attribute_cmd)
 
 
 @cli.command("report")

@@ -14,13 +14,15 @@ from ..dictionary import as_dictionary, latents_of
 from ..errors import UserError
 from ..features import kind_of
 from ..names import DICTIONARY_MARK, Latent, Unit, parse_unit
+from ..stats import shown
 from ._config import ReportConfig
 from ._excerpt import Excerpt, read_excerpt
 from ._live import LIVE_JS, check_live, live_payload, live_section
 from ._page import iframe, render_page
-from ._sections import (distribution_section, explain_section, gates_section, match_section, model_section,
+from ._sections import (attribution_section, distribution_section, explain_section, gates_section, match_section, model_section,
                         predictions_section, ranking_section, samples_section, subtitle, units_section)
 
+ATTRIBUTION_WINDOW = 100   # characters before the attributed one
 PAGE = 400         # characters per page of the guesses grid
 
 
@@ -172,9 +174,9 @@ def _page_data(text: str, start: int, vocab, units: list, values: dict, labels: 
 
 
 def _sections(ckpt, text: str, result, ranked: list[str], panels: list[dict], labels: dict, excerpt: Excerpt,
-              payload: dict | None, match, latents: bool) -> tuple[list[dict], dict]:
+              payload: dict | None, extras: list, latents: bool) -> tuple[list[dict], dict]:
     """Every section in page order, numbered, and the charts they name (payload: the live page's, or None;
-    latents: the panels show a dictionary's latents)."""
+    extras: (section, charts) pairs put last, or (None, {}); latents: the panels show a dictionary's latents)."""
     cfg, n, units = ckpt.config, len(text), _shown_units(panels)
     sections, charts = [], {}
     for section, its_charts in (model_section(ckpt, excerpt.pred, n), samples_section(ckpt),
@@ -183,14 +185,28 @@ def _sections(ckpt, text: str, result, ranked: list[str], panels: list[dict], la
                                 predictions_section(excerpt.pred),
                                 live_section(payload, panels, text) if payload is not None else (None, {}),
                                 distribution_section(panels, labels, excerpt.values),
-                                gates_section(cfg, excerpt.saturation, n, latents),
-                                match_section(match) if match is not None else (None, {})):
+                                gates_section(cfg, excerpt.saturation, n, latents), *extras):
         if section is None:
             continue
         section["number"] = len(sections) + 1
         sections.append(section)
         charts.update(its_charts)
     return sections, charts
+
+
+def _attributions(ckpt, text: str, panels: list[dict], excerpt: Excerpt, cfg: ReportConfig, d) -> list:
+    """causes.attribute for the first cfg.attribute units of the first panel, each at the character where
+    its shown value (a latent's activation) is largest, over the ATTRIBUTION_WINDOW characters before it."""
+    from ..causes import attribute
+    units = (panels[0]["units"] or [])[:cfg.attribute] if panels else []
+    out = []
+    for u in units:
+        v = shown(np.asarray(excerpt.values[u.id], dtype=np.float32), getattr(u, "squash", False))
+        if len(v) < 2 or not np.ptp(v[1:]) > 0:
+            continue
+        at = 1 + int(np.argmax(v[1:]))
+        out.append(attribute(ckpt, text[:at + 1], u.id, at, window=min(ATTRIBUTION_WINDOW, at), dictionary=d))
+    return out
 
 
 def _read(model, ids: np.ndarray, panels: list[dict], cfg: ReportConfig, d) -> Excerpt:
@@ -239,7 +255,9 @@ def build_report(ckpt, text, result=None, features: dict[str, np.ndarray] | None
                      cfg, "units" if d is None else "latents")
     excerpt = _read(model, vocab.encode(shown_text), panels, cfg, d)
     payload = live_payload(ckpt, cfg.live_force) if cfg.live else None
-    sections, charts = _sections(ckpt, shown_text, result, ranked, panels, labels, excerpt, payload, cfg.match,
+    extras = [attribution_section(_attributions(ckpt, shown_text, panels, excerpt, cfg, d), span.start),
+              match_section(cfg.match) if cfg.match is not None else (None, {})]
+    sections, charts = _sections(ckpt, shown_text, result, ranked, panels, labels, excerpt, payload, extras,
                                  d is not None)
     data = _page_data(shown_text, span.start, vocab, _shown_units(panels), excerpt.values, labels, panels,
                       excerpt.pred)

@@ -22,6 +22,8 @@ class ReportConfig:
     live: bool = False          # carry the model's weights and run it in the page (docs/live.md)
     live_force: bool = False    # with live: carry a model above _live.MAX_LIVE_WEIGHTS weights anyway
     match: object = None        # a neuroscope.match result to show as a section (its hits in context), or None
+    attribute: int = 1          # units of the first panel given an attribution strip (causes.attribute) at the
+                                # character where each is largest; 0: no Attribution section
 
     def __post_init__(self):
         if self.units is not None:
@@ -30,6 +32,8 @@ class ReportConfig:
             object.__setattr__(self, "units", tuple(self.units) or None)
         if self.max_chars < 1:
             raise UserError(f"max_chars must be >= 1, got {self.max_chars}", param="max_chars")
+        if not (isinstance(self.attribute, int) and 0 <= self.attribute <= 100):
+            raise UserError(f"attribute must be a whole number from 0 to 100, got {self.attribute!r}", param="attribute")
         if self.n_units < 1:
             raise UserError(f"n_units must be >= 1, got {self.n_units}", param="n_units")
         if self.live_force and not self.live:      # refused at once, not silently ignored after the work

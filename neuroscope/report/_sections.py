@@ -354,3 +354,49 @@ def _contexts_html(uid: str, v: np.ndarray, text: str, sign: int) -> str:
     return (f"<details><summary>{h.escape(uid)}: contexts</summary>"
             f"<div style=\"white-space:pre;font-family:monospace\">{lines}</div></details>")
 
+
+
+def attribution_section(attributions: list, text_start: int = 0, title: str = "Attribution") -> tuple[dict | None, dict]:
+    """Per attribution (neuroscope.causes.Attribution), heat strips over the characters before the one it
+    explains: occlusion and integrated gradients, red where a character drives the value up, blue where it
+    drives it down, each strip on its own scale (a CR is drawn as ʳ, a line feed as ⏎); (None, {}) without
+    attributions."""
+    if not attributions:
+        return None, {}
+    import html as h
+    body = "".join(_strips(a, text_start, h.escape) for a in attributions)
+    notes = ["Occlusion: the value minus its value with that one character replaced by a space (exact, one batched "
+             "pass). Integrated gradients: from the same window of spaces to the text, through the input embeddings; "
+             "the scores sum to the value's change, within the completeness error shown (docs/causes.md)."]
+    return {"id": "attribution", "title": title, "kind": "html", "html": body, "notes": notes}, {}
+
+
+def _strips(a, text_start: int, esc) -> str:
+    """One attribution: a line of numbers, then one strip per method that ran."""
+    from ..explain import one_line
+    from ..features import printable
+    t = a.table
+    head = (f"<p><b>{esc(a.unit)}</b> after character {a.at + text_start:,} ({esc(printable(t['char'].iloc[-1]))}): "
+            f"value {a.value:+.3f}")
+    if np.isfinite(a.baseline):
+        head += f", {a.baseline:+.3f} with the window of spaces; completeness error {a.completeness:.2%}"
+    rows = []
+    for method, name in (("occlusion", "occlusion"), ("ig", "integrated gradients")):
+        s = t[method].to_numpy()
+        if not np.isfinite(s).all():
+            continue
+        top = t.iloc[int(np.argmax(np.abs(s)))]
+        head += f"; {name} puts most on {esc(printable(top['char']))} at {int(top['offset'])}"
+        scale = max(float(np.abs(s).max()), 1e-12)
+        cells = "".join(f"<span title=\"{int(o)}: {v:+.4f}\" style=\"background:{_heat(v / scale)}\">"
+                        f"{esc(one_line(c) or 'ʳ')}</span>" for c, o, v in zip(t["char"], t["offset"], s))
+        rows.append(f"<div><code style=\"display:inline-block;width:13em\">{name}</code><span style=\"font-family:monospace;white-space:pre\">"
+                    f"{cells}</span></div>")
+    return head + ".</p>" + "".join(rows)
+
+
+def _heat(x: float) -> str:
+    """-1 (blue) .. 0 (white) .. +1 (red) as an rgb() colour."""
+    x = max(-1.0, min(1.0, x))
+    fade = int(255 * (1 - abs(x)))
+    return f"rgb(255,{fade},{fade})" if x >= 0 else f"rgb({fade},{fade},255)"
