@@ -31,33 +31,41 @@ from neuroscope.features import kind_of, label
 from neuroscope.files import write_json
 from neuroscope.names import latent_id
 
-MODEL, CORPUS, QUANTITY = "wp_lstm3x512", "warpeace.txt", "rnn.l2.c"
-DESIGNS = {                                          # name: train_dictionary's settings
-    "1024_k32": {"latents": 1024, "k": 32},
-    "512_k32": {"latents": 512, "k": 32},
-    "nested": {"latents": 4096, "k": 32, "nested": (64, 256, 1024)},
+NESTED = {"latents": 4096, "k": 32, "nested": (64, 256, 1024)}
+WP = ("wp_lstm3x512", "warpeace.txt", "rnn.l2.c", ("in_quote", "line_position"))
+DESIGNS = {                  # name: (model, corpus, quantity, features), train_dictionary's settings
+    "1024_k32": (WP, {"latents": 1024, "k": 32}),
+    "512_k32": (WP, {"latents": 512, "k": 32}),
+    "nested": (WP, NESTED),
+    "nested_enwiki_l1": (("enwiki_lstm2x512", "enwiki.xml", "rnn.l1.c", ("in_wikilink", "in_url")), NESTED),
+    "nested_linux_l0": (("linux_lstm3x512", "linux.txt", "rnn.l0.c", ("in_comment",)), NESTED),
+    "nested_linux_l1": (("linux_lstm3x512", "linux.txt", "rnn.l1.c", ("brace_depth",)), NESTED),
 }
-FEATURES = ("in_quote", "line_position")
 
 
-def one_design(ckpt, corpus: Path, folder: Path, name: str, text: str, chars: int, read: dict) -> dict:
+def one_design(shared: Path, dicts: Path, name: str, chars: int, read: dict) -> dict:
+    (model, corpus_name, quantity, features), design = DESIGNS[name]
+    ckpt = load_checkpoint(shared / "models" / f"{model}.pt")
+    corpus = shared / "data" / corpus_name
+    text = choose_text(ckpt, corpus, split="test").text
+    folder = dicts / (f"{model}_l2_c_{name}" if model == WP[0] else f"{model}_{name}")
     t0 = time.perf_counter()
-    design = DESIGNS[name]
     latents = design["latents"]
-    d = dictionary_for(ckpt.model, ckpt.vocab, corpus, QUANTITY, folder, **design)
+    d = dictionary_for(ckpt.model, ckpt.vocab, corpus, quantity, folder, **design)
     trained = time.perf_counter() - t0
     test = choose_text(None, corpus, split="test", chars=100_000).text
     quality = held_out_quality(d, ckpt.model, ckpt.vocab.encode(test))
     part = text[:chars]
     values = latent_values(d, ckpt.model, ckpt.vocab.encode(part), **read)
-    names = [latent_id(QUANTITY, i) for i in range(latents)]
+    names = [latent_id(quantity, i) for i in range(latents)]
     feats = {}
-    for f in FEATURES:
+    for f in features:
         y = label(part, f)
         feats[f] = tracked(values, names, y, kind_of(y) == "binary")
     ex = explained(values, part, names)
     ex.pop("formulas")
-    return {"design": name, **design, "quality": quality, "seconds": round(trained, 1),
+    return {"design": name, "model": model, "quantity": quantity, **design, "quality": quality,
+            "seconds": round(trained, 1),
             "features": feats, "explained": ex}
 
 
@@ -72,36 +80,36 @@ def main(argv=None) -> dict:
     if set(args.designs) - set(DESIGNS):
         p.error(f"unknown design {sorted(set(args.designs) - set(DESIGNS))[0]!r}; choose from {', '.join(DESIGNS)}")
     setup()
-    ckpt = load_checkpoint(Path(args.shared) / "models" / f"{MODEL}.pt")
-    corpus = Path(args.shared) / "data" / CORPUS
-    text = choose_text(ckpt, corpus, split="test").text
     read = {"streams": 64, "warmup": 256}
     path = Path(args.out)
     kept = json.loads(path.read_text())["designs"] if path.exists() else []
-    done = {d.get("design", f"{d['latents']}_k{d['k']}"): d for d in kept}
+    done = {d["design"]: {"model": WP[0], "quantity": WP[2], **d} for d in kept}       # the first ones were all wp
     for name in args.designs:
-        done[name] = one_design(ckpt, corpus, Path(args.dicts) / f"{MODEL}_l2_c_{name}", name, text, args.chars, read)
-    out = {"script": "dictionary_designs", "model": MODEL, "quantity": QUANTITY, "chars": args.chars,
+        done[name] = one_design(Path(args.shared), Path(args.dicts), name, args.chars, read)
+    out = {"script": "dictionary_designs", "chars": args.chars,
            "designs": [{"design": n, **done[n]} for n in DESIGNS if n in done]}
-    default = next(c for c in json.loads((REPORTS / "dictionary_reference.json").read_text())["cases"]
-                   if c["model"] == MODEL)
-    print("| design | FVU | loss recovered | dead | " + " | ".join(f"{f} best / 4" for f in FEATURES)
-          + " | explained (structural) |")
-    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in FEATURES) + " | --- |")
-    rows = [("4,096, k 32 (default)", default["quality"], {f: default["features"][f]["latents"] for f in FEATURES},
-             default["explained"]["latents"])]
-    rows += [(f"{d['latents']:,}, k {d['k']}" + (f", nested {d['nested']}" if d.get("nested") else ""), d["quality"],
-              d["features"], d["explained"]) for d in out["designs"]]
-    for name, q, feats, ex in rows:
-        cells = " | ".join(f"{feats[f]['single_heldout']:.3f} / {feats[f]['probe4_heldout']:.3f}" for f in FEATURES)
-        print(f"| {name} | {q['fvu']:.3f} | {q['loss_recovered']:.3f} | {q['dead']:.1%} | {cells} | "
-              f"{ex['explained_structural']} ({ex['share_structural']:.1%}) |")
-    units = default["features"]
-    print("units (best / 4): " + ", ".join(f"{f} {units[f]['units']['single_heldout']:.3f} / "
-                                             f"{units[f]['units']['probe4_heldout']:.3f}" for f in FEATURES))
+    print_table(out["designs"])
     write_json(args.out, out, force=True)          # the script regenerates its own file
     print(f"wrote {args.out}")
     return out
+
+
+def print_table(designs: list[dict]) -> None:
+    """One row per design and feature, beside the default dictionary and the units of the same case
+    (reports/dictionary_reference.json): best single / best 4, held out."""
+    cases = {(c["model"], c["quantity"]): c for c in json.loads((REPORTS / "dictionary_reference.json").read_text())["cases"]}
+    pair = lambda t: f"{t['single_heldout']:.3f} / {t['probe4_heldout']:.3f}"      # noqa: E731
+    print("| design | case | FVU | loss recovered | dead | feature | latents best / 4 | default dictionary | units "
+          "| explained (structural): design / default / units |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for d in designs:
+        c, q, ex = cases[(d["model"], d["quantity"])], d["quality"], d["explained"]
+        counts = f"{ex['explained_structural']} / {c['explained']['latents']['explained_structural']} / " \
+                 f"{c['explained']['units']['explained_structural']}"
+        for f, t in d["features"].items():
+            print(f"| {d['design']} | {d['model']} {d['quantity']} | {q['fvu']:.3f} | {q['loss_recovered']:.3f} | "
+                  f"{q['dead']:.1%} | {f} | {pair(t)} | {pair(c['features'][f]['latents'])} | "
+                  f"{pair(c['features'][f]['units'])} | {counts} |")
 
 
 if __name__ == "__main__":

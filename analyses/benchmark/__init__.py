@@ -7,6 +7,7 @@
     python analyses/benchmark headline   # `neuroscope probe` / `record` as whole processes vs the fused forward
     python analyses/benchmark match      # match vs recording the same text; peak memory at 10M chars
     python analyses/benchmark explain    # explaining all 3,072 units vs the fused forward
+    python analyses/benchmark causes     # a patch and a window's occlusions vs the fused forward
     python analyses/benchmark imports    # `import neuroscope` and `ns.probe` as fresh processes vs `python -c pass`
     python analyses/benchmark floor ...  # the fused forward alone (headline runs it in a fresh process)
 

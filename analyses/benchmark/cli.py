@@ -7,7 +7,7 @@ import click
 
 from analyses._paths import SHARED
 
-from . import contention, dictionary, explain, features, headline, imports, match, printer, probe, record, timing, train
+from . import causes, contention, dictionary, explain, features, headline, imports, match, printer, probe, record, timing, train
 
 
 def _model(name: str) -> str:
@@ -167,6 +167,19 @@ def bench_match(as_json, **opts):
     the corpora repeated to 10M characters with the small wp_lstm2x128.
     """
     printer.show("match", match.run(**opts, on_part=printer.match_part), as_json)
+
+
+@cli.command("causes")
+@click.option("--ckpt", default=_model("wp_lstm3x512.pt"), show_default=True, help="Checkpoint.")
+@click.option("--chars", default=2_000, show_default=True, help="First characters of warpeace.txt's test split.")
+@click.option("--window", default=100, show_default=True, help="Characters before the attributed one.")
+@click.option("--repeats", default=5, show_default=True, help="Timing repeats (median).")
+@_threads()
+@_as_json
+def bench_causes(as_json, **opts):
+    """A forced patch of every state vs the fused forward over base and source; all occlusions of a window
+    in one batched pass vs one fused forward over the same characters; integrated gradients' time."""
+    printer.show("causes", causes.run(**opts), as_json)
 
 
 @cli.command("explain")

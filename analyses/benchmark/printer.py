@@ -108,6 +108,18 @@ def _explain(res):
            f"({res['explained_share']:.1%}); load average {res['load_average']}")
 
 
+def _causes(res):
+    yield (f"{res['ckpt']}, {res['chars']:,} chars of the warpeace.txt test split, {res['device']}; "
+           f"fused nn.LSTM forward over them {res['fused_s'] * 1000:.0f} ms")
+    yield (f"  patch (every state, forced, base and source side by side): {res['patch_s'] * 1000:.0f} ms = "
+           f"{res['patch_ratio']:.2f}x the fused forward over both texts")
+    yield (f"  occlusion of {res['window']} characters, one batched pass: {res['occlusion_s'] * 1000:.0f} ms = "
+           f"{res['occlusion_ratio']:.2f}x one fused forward ({res['prefix_s'] * 1000:.0f} ms of it the prefix, "
+           f"{res['occlusions_beyond_prefix_s'] * 1000:.0f} ms the {res['window'] + 2} rows of the window)")
+    yield (f"  integrated gradients: {res['ig_s']:.2f} s, completeness error {res['ig_completeness']:.2%}; "
+           f"load average {res['load_average']}")
+
+
 def _imports(res):
     yield (f"python {res['python']}, torch {res['torch']}, seconds of a fresh process, median (min-max) of "
            f"{res['repeats']}; load average after: {', '.join(f'{x:.1f}' for x in res['load_average'])}")
@@ -147,4 +159,4 @@ def _dictionary(res):
 
 
 LINES = {"dictionary": _dictionary, "contention": _contention, "train": _train, "record": _record, "features": _features, "probe": _probe, "headline": _headline,
-         "match": _match, "explain": _explain, "imports": _imports}
+         "match": _match, "explain": _explain, "imports": _imports, "causes": _causes}

@@ -53,6 +53,14 @@ listing_options = option_group(
     click.option("--json", "as_json", is_flag=True, help="Print the summary and the listed steps as JSON."))
 
 
+# The page and the printout of `attribute`, handed as `output`.
+page_options = option_group(
+    "output",
+    click.option("--out", default=None, metavar="FILE", help="Write the heat strips as an HTML page."),
+    click.option("--force", is_flag=True, help="Replace an existing --out page."),
+    click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON."))
+
+
 @click.command("patch")
 @click.option("--ckpt", required=True, help="Checkpoint (.pt).")
 @text_pair
@@ -130,12 +138,10 @@ def _echo_patch(result, top: int, as_json: bool) -> None:
 @click.option("--method", type=click.Choice(["both", "occlusion", "ig"]), default="both", show_default=True,
               help="Occlusion (exact, one batched pass), integrated gradients, or both.")
 @click.option("--dictionary", default=None, metavar="DIR", help="The dictionary of a latent --unit.")
-@click.option("--out", default=None, metavar="FILE", help="Write the heat strips as an HTML page.")
-@click.option("--force", is_flag=True, help="Replace an existing --out page.")
-@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
+@page_options
 @device_option
 @threads_option
-def attribute_cmd(ckpt, text_request, unit, at, window, method, dictionary, out, force, as_json, device):
+def attribute_cmd(ckpt, text_request, unit, at, window, method, dictionary, output, device):
     """Which earlier characters drive a unit at one character: occlusion and integrated gradients over the
     --window characters before --at.
 
@@ -144,6 +150,7 @@ def attribute_cmd(ckpt, text_request, unit, at, window, method, dictionary, out,
     from ..causes import MAX_CHARS, attribute
     from ..checkpoint import choose_text, load_checkpoint
     from ..files import check_output
+    out, force = output["out"], output["force"]
     inputs = [ckpt, text_request["text_path"], dictionary]
     if out:
         check_output(out, "html", force, inputs)
@@ -161,7 +168,7 @@ def attribute_cmd(ckpt, text_request, unit, at, window, method, dictionary, out,
     a = attribute(c, span.text[:at + 1], unit, at, window=window, methods=methods, dictionary=d)
     if out:
         _write_strips(a, c, span, out, force, inputs)
-    _echo_attribution(a, span.start, as_json)
+    _echo_attribution(a, span.start, output["as_json"])
 
 
 def _write_strips(a, c, span, out: str, force: bool, inputs: list) -> None:
