@@ -217,6 +217,8 @@ def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_
             train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, **SMALL)
         monkeypatch.setattr(trainer, "save_dictionary", real)
         train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **{**SMALL, "k": 4})
+    with pytest.raises(UserError, match=r"keeps the settings.*nested was \[\], now \[16, 64\]"):
+        train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **{**SMALL, "nested": (16, 64)})
     with pytest.raises(UserError, match="trained on 20,000 characters, this text has 16,000: resume reads the same"):
         train_dictionary(wp_small.model, ids[0][:16_000], "rnn.l0.h", half_again, resume=True, **SMALL)
     from safetensors.torch import load_file, save_file
@@ -228,7 +230,9 @@ def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_
 
 def test_settings_are_checked_before_any_work(wp_small, ids, tmp_path):
     for bad, match in (({"k": 300}, "k .300. must not exceed latents"), ({"latents": 0}, "latents must be"),
-                       ({"lr": float("nan")}, "lr must be"), ({"batch": 8192}, "batch .8192. must not exceed block")):
+                       ({"lr": float("nan")}, "lr must be"), ({"batch": 8192}, "batch .8192. must not exceed block"),
+                       ({"nested": (64, 32)}, "nested must be increasing"), ({"nested": (SMALL["latents"],)}, "below latents"),
+                       ({"nested": "abc"}, "nested must be")):
         with pytest.raises(UserError, match=match):
             train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "x", **{**SMALL, **bad})
     with pytest.raises(UserError, match="too few characters to train: 1,000"):
