@@ -15,6 +15,7 @@ follow the same input. A patch at step t replaces the state after reading charac
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from numbers import Real
 
@@ -179,16 +180,20 @@ def _latent_edit(tgt: Target, plan: dict, rows, offset: int):
     return move
 
 
-def run_traced(net, x: torch.Tensor, edits_at, state=None, chunk: int = CHUNK):
-    """Logits [B, T, V] (float32) of ids x [B, T] read in chunks with the state carried, each chunk inside a
-    Trace with edits_at(offset) as its edits; returns (logits, state)."""
+def run_traced(net, x: torch.Tensor, edits_at, edited: tuple[int, int], state=None, chunk: int = CHUNK):
+    """Logits [B, T, V] (float32) of ids x [B, T] read in chunks with the state carried; returns (logits,
+    state). Only the steps edited[0]..edited[1] run inside a Trace, with edits_at(offset) as each chunk's
+    edits; the steps before and after run the model's own fused forward (edits there would do nothing)."""
     net.eval()
+    first, last = edited
+    bounds = sorted({0, first, last + 1, x.shape[1]})
     out = []
     try:
-        for s in range(0, x.shape[1], chunk):
-            with Trace(net, names=[], edit=edits_at(s)):
-                logits, state = net(x[:, s:s + chunk], state)
-            out.append(logits.float())
+        for a, b in zip(bounds, bounds[1:]):
+            for s in range(a, b, chunk):
+                with Trace(net, names=[], edit=edits_at(s)) if a == first else nullcontext():
+                    logits, state = net(x[:, s:min(s + chunk, b)], state)
+                out.append(logits.float())
     except HookError as exc:
         raise UserError(str(exc)) from None
     return torch.cat(out, 1), state
@@ -197,7 +202,7 @@ def run_traced(net, x: torch.Tensor, edits_at, state=None, chunk: int = CHUNK):
 @torch.no_grad()
 def _forced(net, vocab, ids, tgt, plan) -> pd.DataFrame:
     x = torch.as_tensor(ids)[None].expand(2, -1)
-    logits, _ = run_traced(net, x, lambda s: patch_edits(tgt, plan, [1], s))
+    logits, _ = run_traced(net, x, lambda s: patch_edits(tgt, plan, [1], s), (min(plan), max(plan)))
     first = min(plan)
     nxt = np.append(ids[first + 1:], -1)
     return _table(vocab, logits[0, first:], logits[1, first:], ids[first:], nxt, first)
@@ -207,7 +212,7 @@ def _forced(net, vocab, ids, tgt, plan) -> pd.DataFrame:
 def _free(net, vocab, prefix, tgt, plan, config: PatchConfig):
     """Rows: 0 clean, sampling its own; 1 patched, sampling; 2 clean, reading row 1's characters."""
     x = torch.as_tensor(prefix)[None].expand(3, -1)
-    logits, state = run_traced(net, x, lambda s: patch_edits(tgt, plan, [1], s))
+    logits, state = run_traced(net, x, lambda s: patch_edits(tgt, plan, [1], s), (min(plan), max(plan)))
     last = logits[:, -1]
     gen = torch.Generator().manual_seed(config.seed)
     read, pl, pc, chosen, clean = [int(prefix[-1])], [last[1]], [last[2]], [], []
