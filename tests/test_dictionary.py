@@ -78,6 +78,7 @@ def test_training_steps_keep_decoder_rows_at_unit_norm_and_lower_the_loss():
     assert losses(sae, x, None)["fvu"].item() < first / 3
 
 
+@torch.no_grad()
 def _prefix_fvu(sae: TopKSAE, x: torch.Tensor, m: int) -> float:
     """FVU of x from the first m latents alone (the selected ones below m), computed densely."""
     z = sae.encode(x)

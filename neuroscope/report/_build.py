@@ -199,6 +199,7 @@ def _attributions(ckpt, text: str, panels: list[dict], excerpt: Excerpt, cfg: Re
     its shown value (a latent's activation) is largest, over the ATTRIBUTION_WINDOW characters before it."""
     from ..causes import attribute
     units = (panels[0]["units"] or [])[:cfg.attribute] if panels else []
+    text = ckpt.vocab.decode(ckpt.vocab.encode(text))      # unknown characters as the excerpt read them
     out = []
     for u in units:
         v = shown(np.asarray(excerpt.values[u.id], dtype=np.float32), getattr(u, "squash", False))
