@@ -43,7 +43,8 @@ but the CLI and demo.
 from ..config import SAMPLE_AT, TrainConfig
 from ._corpus import stdlib_corpus
 from ._run import Run, run_steps, text_fingerprint, train
+from ._sweep import Spec, Task, read_spec, run_sweep, run_task
 from ._trainer import DeferredInterrupt, Trainer, pick_device
 
-__all__ = ["SAMPLE_AT", "DeferredInterrupt", "Run", "TrainConfig", "Trainer", "pick_device", "run_steps",
+__all__ = ["SAMPLE_AT", "DeferredInterrupt", "Run", "Spec", "Task", "TrainConfig", "Trainer", "read_spec", "run_sweep", "run_task", "pick_device", "run_steps",
            "stdlib_corpus", "text_fingerprint", "train"]
