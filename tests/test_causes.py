@@ -313,3 +313,10 @@ def test_occlusion_and_patching_are_batched_passes(wp_small, recurrence_steps):
     steps = recurrence_steps(wp_small.model)
     patch(wp_small, A + TAIL, B + TAIL, at=len(A) - 1)
     assert steps.steps == len(A) + len(A + TAIL) and steps.rows == len(A) + 2 * len(A + TAIL)
+
+
+def test_steps_given_out_of_order_keep_their_source_steps(wp_small):
+    C = "The old prince looked at "
+    one = patch(wp_small, A + TAIL, C + TAIL, at=[20, 5], source_at=[18, 2], what="l1.c")
+    two = patch(wp_small, A + TAIL, C + TAIL, at=[5, 20], source_at=[2, 18], what="l1.c")
+    assert one.at == [5, 20] and one.source_at == [2, 18] and one.steps.equals(two.steps)

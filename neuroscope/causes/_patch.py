@@ -88,13 +88,14 @@ def patch(model, base: str, source: str, at, what=None, *, source_at=None, dicti
     net, vocab = model_and_vocab(model, vocab)
     base_ids, source_ids = encode_text(vocab, base, "base"), encode_text(vocab, source, "source")
     at = _positions(at, len(base_ids), "at", "base")
-    source_at = at if source_at is None else _positions(source_at, len(source_ids), "source_at", "source", sort=False)
+    source_at = at if source_at is None else _positions(source_at, len(source_ids), "source_at", "source")
     if len(source_at) != len(at):
         raise UserError(f"source_at names {len(source_at)} steps and at {len(at)}: give one source step per "
                         "patched step", param="source_at")
     if any(t >= len(source_ids) for t in source_at):
         raise UserError(f"step {max(source_at)} is outside the source ({len(source_ids):,} characters, steps 0.."
                         f"{len(source_ids) - 1})", param="source_at")
+    at, source_at = zip(*sorted(zip(at, source_at)))                 # in base order, each with its source step
     tgt = what if isinstance(what, Target) else make_target(what, net.config, dictionary)
     plan = dict(zip(at, source_plan(net, source_ids, tgt, source_at)))
     if config.free:
@@ -109,7 +110,7 @@ def encode_text(vocab, text, param: str) -> np.ndarray:
     if not isinstance(text, str) or not text:
         raise UserError(f"{param} must be a non-empty text", param=param)
     if len(text) > MAX_CHARS:
-        raise UserError(f"{param} has {len(text):,} characters; a patch reads at most {MAX_CHARS:,}", param=param)
+        raise UserError(f"{param} has {len(text):,} characters; a causal analysis reads at most {MAX_CHARS:,}", param=param)
     unknown = sorted(set(text) - set(vocab.chars))
     if unknown:
         raise UserError(f"{param} holds {len(unknown)} character(s) this model's vocabulary lacks, e.g. "
@@ -117,7 +118,8 @@ def encode_text(vocab, text, param: str) -> np.ndarray:
     return vocab.encode(text)
 
 
-def _positions(at, n: int, param: str, text: str, sort: bool = True) -> list[int]:
+def _positions(at, n: int, param: str, text: str) -> list[int]:
+    """Steps as given (one or a list), each checked to lie in a text of n characters, none twice."""
     steps = [at] if np.isscalar(at) else list(at)
     if not steps or not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in steps):
         raise UserError(f"{param} must be one or more whole-number steps, got {at!r}", param=param)
@@ -127,7 +129,7 @@ def _positions(at, n: int, param: str, text: str, sort: bool = True) -> list[int
     steps = [int(t) for t in steps]
     if len(set(steps)) != len(steps):
         raise UserError(f"{param} names a step twice", param=param)
-    return sorted(steps) if sort else steps
+    return steps
 
 
 @torch.no_grad()
