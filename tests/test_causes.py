@@ -182,6 +182,10 @@ def test_interchange_input_is_checked(wp_small, quote_pairs, warpeace):
     _, ps = quote_pairs
     with pytest.raises(UserError, match="bad layer"):
         interchange(wp_small, ps, QUOTE, {"x": "l9"})
+    with pytest.raises(UserError, match="window \\+ horizon = 70"):
+        interchange(wp_small, [(a[:-1], b) for a, b in ps], QUOTE, {"x": "all"})
+    with pytest.raises(UserError, match="vocabulary lacks"):
+        interchange(wp_small, [("Ж" + a[1:], b) for a, b in ps], QUOTE, {"x": "all"})
     with pytest.raises(UserError, match="base and .* source positions"):
         pairs(warpeace[:300], label(warpeace[:300], "in_quote"), QUOTE, n=40)
     with pytest.raises(UserError, match="pairs must be"):

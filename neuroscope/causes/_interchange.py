@@ -121,6 +121,13 @@ def interchange(model, pair_texts: list[tuple[str, str]], b: Behaviour, sets: di
     tell = [vocab.chars.index(c) for c in b.chars if c in vocab.chars]
     if not tell:
         raise UserError(f"none of the characters {b.chars!r} is in the model's vocabulary", param="chars")
+    n = b.window + b.horizon
+    if not pair_texts or any(len(p) != n or len(q) != n for p, q in pair_texts):
+        raise UserError(f"pairs must be (base, source) texts of window + horizon = {n} characters each (causes.pairs "
+                        "makes them)", param="pair_texts")
+    if any(set(p + q) - set(vocab.chars) for p, q in pair_texts):
+        raise UserError("a pair holds characters this model's vocabulary lacks: pairs from a text for another model?",
+                        param="pair_texts")
     base = torch.as_tensor(np.stack([vocab.encode(p) for p, _ in pair_texts]))
     source = torch.as_tensor(np.stack([vocab.encode(s) for _, s in pair_texts]))
     at = b.window - 1                                                  # the patched step: the window's last
