@@ -37,7 +37,7 @@ from neuroscope.features import label
 from neuroscope.files import write_json
 from neuroscope.hooks import Trace
 from neuroscope.names import parse_unit
-from neuroscope.record import record
+from neuroscope.record import Intervention, record
 
 SAMPLES, LENGTH, RANDOM_CELLS = 48, 400, 8
 PRIMES = {"wp_lstm3x512": ["The ", "He said, ", "\r\n\r\n", "Pierre "],
@@ -60,7 +60,8 @@ def best_cell(model: str, feature: str) -> str:
 def sample(net, vocab, primes: list[str], clamp: dict, n: int, length: int) -> list[str]:
     """n samples of `length` characters, n / len(primes) from each prime (one batch, one seeded generator
     per prime, the same in every condition), with {quantity: (unit indices, value)} held at every step."""
-    edit = {q: (lambda v, t, u=torch.as_tensor(u), val=val: v.index_fill_(-1, u, val)) for q, (u, val) in clamp.items()}
+    held = {q: Intervention(q, u, "clamp", val) for q, (u, val) in clamp.items()}        # record's own clamp
+    edit = {q: (lambda v, t, iv=iv: iv.edit(v)) for q, iv in held.items()}
     out = []
     for i, prime in enumerate(primes):
         gen = torch.Generator().manual_seed(i)

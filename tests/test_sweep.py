@@ -102,3 +102,18 @@ def test_a_bad_spec_is_refused_in_one_line_before_any_task(spec_dir, body, words
     assert "\n" not in str(e.value)
     res = CliRunner().invoke(cli, ["sweep", str(folder / "zoo.toml")])
     assert res.exit_code == 1 and words.split("'")[0].split(" ")[0] in res.output and len(res.output.splitlines()) == 1
+
+
+def test_an_out_that_is_a_file_or_a_users_folder_is_refused(spec_dir):
+    folder = spec_dir("e")
+    spec = read_spec(folder / "zoo.toml")
+    spec.out.mkdir()
+    (spec.out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds files that no sweep wrote"):
+        run_sweep(spec, workers=1, progress=False)
+    (spec.out / "notes.txt").unlink()
+    spec.out.rmdir()
+    spec.out.write_text("a file")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        run_sweep(spec, workers=1, progress=False)
+    assert spec.out.read_text() == "a file"

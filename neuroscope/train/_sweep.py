@@ -40,6 +40,7 @@ from ..text import read_bytes, read_text
 MAX_SPEC_BYTES = 1 << 20
 MAX_TASKS = 10_000
 SPEC_KEYS = {"out", "train", "grid", "measure"}
+MARK = ".neuroscope-sweep"        # in a sweep's folder: what lets a later run write there
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,17 @@ def run_task(task: Task, folder: str, measure=None, measure_args: dict | None = 
     return result
 
 
+def _claim(out: Path) -> None:
+    """The sweep's folder: new, or one a sweep made (its MARK inside). A file, or a folder of the user's
+    with other things in it, is refused before any task runs: a sweep writes results.json there."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"the sweep's out {out} is a file, not a folder", param="spec")
+    if out.is_dir() and any(out.iterdir()) and not (out / MARK).exists():
+        raise UserError(f"{out} holds files that no sweep wrote; give the spec another out", param="spec")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).touch()
+
+
 def run_sweep(spec: Spec, scheduler: str | None = None, workers: int = 2, measure=None, progress: bool = True):
     """Every task of spec not finished yet, on dask.distributed: a LocalCluster of `workers` processes, or the
     scheduler at `scheduler`; returns the results as one pandas DataFrame, one row per task, in grid order."""
@@ -138,7 +150,7 @@ def run_sweep(spec: Spec, scheduler: str | None = None, workers: int = 2, measur
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise UserError("a sweep needs dask.distributed: pip install 'neuroscope[sweep]'", param="scheduler") from None
-    spec.out.mkdir(parents=True, exist_ok=True)
+    _claim(spec.out)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)
     try:
