@@ -221,7 +221,7 @@ def checked_weights(state_dict, config: ModelConfig) -> dict[str, torch.Tensor]:
         if not torch.is_tensor(value):
             raise UserError(f"state_dict entry {short_repr(key)} is not a tensor (got {type(value).__name__})")
     expected = weight_shapes(config)
-    misfit = "weights do not fit the config"
+    misfit = f"weights do not fit the config ({config.cell}, {config.num_layers} x {config.hidden_size})"
     for key, shape in expected.items():
         if key not in state_dict:
             raise UserError(f"{misfit} (it lacks the weight {key!r})")

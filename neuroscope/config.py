@@ -15,7 +15,9 @@ from numbers import Integral, Real
 
 from .errors import UserError
 
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "mingru", "minlstm", "slstm", "mlstm", "ssm")   # see neuroscope.cells
+MLSTM_HEADS = 4            # an mLSTM layer's heads: hidden_size must be a multiple of it
+SSM_STATE = 8              # N: an SSM layer keeps an N-wide state per unit (H x N numbers a layer)
 DEVICES = ("auto", "cpu", "cuda")
 SAMPLE_AT = (100, 300, 500, 700, 1200, 2000)
 # The demo's training steps (neuroscope.report.run_demo): 2,000 windows of 32 x 100 characters, 4 passes
@@ -72,7 +74,7 @@ def configured(kind: type, config=None, overrides: dict | None = None):
 @dataclass
 class ModelConfig:
     vocab_size: int
-    cell: str = "lstm"          # lstm | gru | rnn (tanh)
+    cell: str = "lstm"          # one of CELLS: lstm | gru | rnn (tanh) | mingru | minlstm | slstm | mlstm | ssm
     embedding_dim: int = 0      # 0: same as hidden_size, as in the reference checkpoints
     hidden_size: int = 128      # H, units per layer
     num_layers: int = 2         # L
@@ -81,6 +83,8 @@ class ModelConfig:
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ValueError(f"unknown cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if not fits_cell(self.cell, self.hidden_size):
+            raise ValueError(cell_rule(self.cell))
         if self.embedding_dim <= 0:
             self.embedding_dim = self.hidden_size
 
@@ -89,6 +93,15 @@ class ModelConfig:
         d = asdict(self)
         d.pop("vocab_size")
         return d
+
+
+def fits_cell(cell: str, hidden_size) -> bool:
+    """Whether a cell can have `hidden_size` units a layer (an mLSTM's are split evenly among its heads)."""
+    return cell != "mlstm" or (is_int(hidden_size) and hidden_size % MLSTM_HEADS == 0)
+
+
+def cell_rule(cell: str) -> str:
+    return f"an {cell} layer needs a hidden size that is a multiple of {MLSTM_HEADS} (its heads)"
 
 
 def is_int(value) -> bool:
@@ -112,6 +125,8 @@ def model_config_from_dict(raw, vocab_size: int) -> ModelConfig:
         top = MAX_LAYERS if name == "num_layers" else MAX_UNITS
         if not (is_int(value) and 1 <= value <= top):
             raise UserError(f"{name} must be an integer in [1, {top:,}] (got {short_repr(value)})")
+    if not fits_cell(raw["cell"], sizes["hidden_size"]):
+        raise UserError(f"hidden_size {sizes['hidden_size']}: {cell_rule(raw['cell'])}")
     dropout = raw.get("dropout", 0.0)
     if not (isinstance(dropout, Real) and not isinstance(dropout, bool) and 0 <= dropout < 1):
         raise UserError(f"dropout must be a number in [0, 1) (got {short_repr(dropout)})")
@@ -133,7 +148,7 @@ def is_number(value) -> bool:
 
 @dataclass
 class TrainConfig:
-    cell: str = "lstm"              # lstm | gru | rnn
+    cell: str = "lstm"              # one of CELLS (neuroscope.cells describes each)
     layers: int = 2                 # L, recurrent layers
     hidden: int = 128               # H, units per layer
     embedding: int = 0              # E; 0: same as hidden (the reference layout)
@@ -183,6 +198,7 @@ class TrainConfig:
         yield "minutes", self.minutes is None or 0 < self.minutes <= MAX_MINUTES, \
             f"must be > 0 and <= {MAX_MINUTES:,} (a year)"
         yield "cell", self.cell in CELLS, f"must be one of {', '.join(CELLS)}"
+        yield "hidden", fits_cell(self.cell, self.hidden), f"must be a multiple of {MLSTM_HEADS} for an mlstm cell"
         yield "device", isinstance(self.device, str), "must be a string"
         for name in ("dropout", "lr", "clip", "lr_decay"):
             yield name, is_number(getattr(self, name)), "must be a number"

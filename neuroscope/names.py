@@ -9,7 +9,11 @@
     >>> parse_unit("l2.c.323")                # one unit, as on the command line (all 0-based)
     Unit(layer=2, state='c', index=323)
 
-A quantity is one layer's state over time: h, c (LSTM only), gate_i/f/g/o (LSTM) or gate_r/z/n (GRU).
+A quantity is one layer's state over time. Which states a cell has is listed here once (CELL_STATES,
+GATES): h for every cell; c for LSTM, sLSTM, mLSTM and the SSM layer; norm and stab (the normaliser
+n and stabiliser m of xLSTM's exponential gating) for sLSTM and mLSTM; and gates: i/f/g/o (LSTM,
+sLSTM), r/z/n (GRU), z/g (minGRU), f/i/g (minLSTM), i/f/o (mLSTM), z/d (the SSM layer's output gate and
+step). neuroscope.cells documents what each means for its cell.
 The recorder names it "{module}.l{layer}.{state}"; for neuroscope's CharRNN the module is "rnn".
 A unit is one column of a quantity: "l{layer}.{state}.{index}". Cell states are unbounded (|c|
 reaches thousands), so everything that ranks or colours a unit sees tanh(c) (`squashes`).
@@ -29,10 +33,16 @@ from .errors import UserError
 MODULE = "rnn"                                   # CharRNN's recurrent module, the prefix of its names
 LSTM_GATES = ("i", "f", "g", "o")                # PyTorch's row order in weight_ih / weight_hh
 GRU_GATES = ("r", "z", "n")
-GATES = {"lstm": LSTM_GATES, "gru": GRU_GATES, "rnn": ()}
-STATE_TOKENS = ("h", "c", "gates") + tuple(f"gate_{g}" for g in LSTM_GATES + GRU_GATES)
+# Every cell's states besides its gates, h first; c, norm and stab where the cell keeps them.
+CELL_STATES = {"lstm": ("h", "c"), "gru": ("h",), "rnn": ("h",), "mingru": ("h",), "minlstm": ("h",),
+               "slstm": ("h", "c", "norm", "stab"), "mlstm": ("h", "c", "norm", "stab"), "ssm": ("h", "c")}
+GATES = {"lstm": LSTM_GATES, "gru": GRU_GATES, "rnn": (), "mingru": ("z", "g"), "minlstm": ("f", "i", "g"),
+         "slstm": LSTM_GATES, "mlstm": ("i", "f", "o"), "ssm": ("z", "d")}
+EDITABLE = ("h", "c")                            # the states an intervention may change, in every cell
+GATE_LETTERS = tuple(dict.fromkeys(g for gates in GATES.values() for g in gates))
+STATE_TOKENS = ("h", "c", "norm", "stab", "gates") + tuple(f"gate_{g}" for g in GATE_LETTERS)
 
-_QUANTITY = re.compile(r"(?:rnn\.)?l(\d+)[._](h|c|gate_[ifgorzn]|[ifgorzn])")
+_QUANTITY = re.compile(r"(?:rnn\.)?l(\d+)[._](h|c|norm|stab|gate_[a-z]|[" + "".join(GATE_LETTERS) + "])")
 _UNIT = re.compile(r"l(\d+)\.([a-z_]+)\.(\d+)")
 _LATENT = re.compile(r"l(\d+)\.(h|c)/d\.(\d+)")
 DICTIONARY_MARK = "/d"                           # "l1.c" + "/d" + ".123": a dictionary's latent
@@ -49,8 +59,8 @@ def is_gate(name: str) -> bool:
 
 
 def squashes(state: str) -> bool:
-    """Whether a state is shown and ranked as tanh(value): cell states only (they are unbounded)."""
-    return state.rsplit(".", 1)[-1] == "c"
+    """Whether a state is shown and ranked as tanh(value): cell states and normalisers (they are unbounded)."""
+    return state.rsplit(".", 1)[-1] in ("c", "norm")
 
 
 def quantity_name(layer: int, state: str, module: str = MODULE) -> str:
@@ -156,7 +166,7 @@ def parse_unit(text: str, config=None) -> Unit:
     unit = Unit(int(m.group(1)), m.group(2), int(m.group(3)))
     if config is None:
         return unit
-    known = state_names(config, ("h", "c", "gates"))
+    known = state_names(config, ("h", "c", "norm", "stab", "gates"))
     if unit.quantity not in known:
         states = sorted({n.rsplit(".", 1)[-1] for n in known})
         raise UserError(f"unit {text!r} does not exist: the model has layers 0..{config.num_layers - 1} "
@@ -174,10 +184,10 @@ def parse_states(states: Iterable[str] | str) -> tuple[str, ...]:
     out = []
     for s in states:
         s = str(s).strip()
-        s = gate_state(s) if s in LSTM_GATES + GRU_GATES else s
+        s = gate_state(s) if s in GATE_LETTERS else s
         if s not in STATE_TOKENS:
-            raise UserError(f"unknown state {s!r} in states; choose from h, c, gates, "
-                            "or a gate: i, f, g, o (LSTM), r, z, n (GRU)", param="states")
+            raise UserError(f"unknown state {s!r} in states; choose from h, c, norm, stab, gates, "
+                            f"or a gate: {', '.join(GATE_LETTERS)}", param="states")
         if s not in out:
             out.append(s)
     if not out:
@@ -192,12 +202,17 @@ def state_names(config, states: Iterable[str] | str = ("h", "c")) -> list[str]:
     works for every model.
     """
     states = parse_states(states)
-    gates = GATES[config.cell]
+    has = cell_states(config.cell)
     out = []
     for layer in range(config.num_layers):
         for s in states:
             if s == "gates":
-                out += [quantity_name(layer, gate_state(g)) for g in gates]
-            elif s == "h" or (s == "c" and config.cell == "lstm") or (is_gate(s) and s[5:] in gates):
+                out += [quantity_name(layer, gate_state(g)) for g in GATES[config.cell]]
+            elif s in has:
                 out.append(quantity_name(layer, s))
     return list(dict.fromkeys(out))
+
+
+def cell_states(cell: str, gates: bool = True) -> tuple[str, ...]:
+    """The states of one layer of `cell`: h, its other states, then (with gates) its gates."""
+    return CELL_STATES[cell] + (tuple(gate_state(g) for g in GATES[cell]) if gates else ())

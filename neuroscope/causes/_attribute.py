@@ -90,17 +90,23 @@ def attribute(model, text: str, unit, at: int, window: int = 100, *, methods=MET
 class _Read:
     """The value attributed: a unit's shown value, or a latent's activation, from a layer's final state."""
 
-    def __init__(self, name: str, layer: int, state: str, index: int, dictionary=None):
+    def __init__(self, name: str, layer: int, state: str, index: int, dictionary=None, last=None):
         self.name, self.layer, self.state, self.index, self.d = name, layer, state, index, dictionary
+        self.last = last or _torch_last
 
     def __call__(self, final) -> torch.Tensor:
-        """final: the rnn's last state ((h, c) for an LSTM, h otherwise), each [layers, B, H] -> [B]."""
-        h, c = final if isinstance(final, tuple) else (final, None)
-        raw = (c if self.state == "c" else h)[self.layer]                    # [B, H]
+        """final: the rnn's last state -> [B]."""
+        raw = self.last(final, self.state)[self.layer]                      # [B, H]
         v = torch.tanh(raw) if self.state == "c" else raw     # stats.shown, out of place: autograd runs through it
         if self.d is None:
             return v[:, self.index]
         return self.d.sae.encode(v.to(self.d.sae.W_dec))[:, self.index]
+
+
+def _torch_last(final, state: str) -> torch.Tensor:
+    """h or c [layers, B, H] from the last state of an nn.LSTM ((h, c)), nn.GRU or nn.RNN (h)."""
+    h, c = final if isinstance(final, tuple) else (final, None)
+    return c if state == "c" else h
 
 
 def _reader(net, unit, dictionary) -> _Read:
@@ -111,17 +117,17 @@ def _reader(net, unit, dictionary) -> _Read:
         if lat.quantity != dictionary.quantity:
             raise UserError(f"{lat.id} is not a latent of the dictionary over {dictionary.quantity}", param="unit")
         q = parse_unit(f"{lat.id.split('/')[0]}.0", net.config)
-        return _Read(lat.id, q.layer, q.state, lat.index, dictionary)
+        return _Read(lat.id, q.layer, q.state, lat.index, dictionary, getattr(net.rnn, "last_values", None))
     u = parse_unit(str(unit), net.config)
     if u.state not in ("h", "c"):
         raise UserError(f"attribution reads h or c units, not the gate {u.id}", param="unit")
-    return _Read(u.id, u.layer, u.state, u.index)
+    return _Read(u.id, u.layer, u.state, u.index, last=getattr(net.rnn, "last_values", None))
 
 
 def _expand(state, n: int):
     if state is None:
         return None
-    return tuple(s.expand(-1, n, -1).contiguous() for s in state) if isinstance(state, tuple) else \
+    return tuple(s.expand(-1, n, *s.shape[2:]).contiguous() for s in state) if isinstance(state, tuple) else \
         state.expand(-1, n, -1).contiguous()
 
 

@@ -432,7 +432,9 @@ def report_cmd(ckpt, text_request, feature_request, out, force, **settings):
     # settings: units, n_units, max_chars, live, live_force (ReportConfig's names), null, match_span, dictionary
     report = write_report(ckpt, out, text_request, feature_request, force=force, progress=True, **settings)
     click.echo(printable(out))
-    if settings["live"]:
+    if settings["live"] and "live" not in report.data:
+        click.echo("live page: this cell does not run in the page; the page says so", err=True)
+    elif settings["live"]:
         click.echo(f"live page: {os.path.getsize(out) / 1e6:.2f} MB, of which the model's weights "
                    f"{len(report.data['live']['weights']) / 1e6:.2f} MB", err=True)
 

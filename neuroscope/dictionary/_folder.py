@@ -25,7 +25,7 @@ import torch
 from ..errors import UserError
 from ..files import DICTIONARY_FORMAT, json_ready, publish_dir, temp_dir
 from ..hooks import SHOWN_C
-from ..names import latent_id, parse_quantity, quantity_name
+from ..names import latent_id, parse_quantity, quantity_name, state_names
 from ..stats import shown
 from ..text import read_bytes
 from ._sae import TopKSAE
@@ -152,7 +152,7 @@ def check_fits(d: Dictionary, model) -> None:
     if model_fingerprint(model) != d.fingerprint:
         raise DictionaryError(f"{d.path or 'the dictionary'} was trained on another model (fingerprint "
                               f"{d.fingerprint}, this model's is {model_fingerprint(model)})")
-    if q.layer >= cfg.num_layers or (q.state == "c" and cfg.cell != "lstm") or d.sae.d_in != cfg.hidden_size:
+    if q.name not in state_names(cfg, ("h", "c")) or d.sae.d_in != cfg.hidden_size:
         raise DictionaryError(f"{d.path or 'the dictionary'} reads {d.quantity} of {d.sae.d_in} values, "
                               f"which this model does not have")
 

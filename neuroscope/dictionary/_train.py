@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..config import DictionaryConfig, configured
 from ..errors import UserError
 from ..files import WriterLock, check_output
-from ..names import parse_quantity
+from ..names import parse_quantity, state_names
 from ..record import iter_states
 from ..stats import shown
 from ._folder import STATE, Dictionary, load_dictionary, model_fingerprint, save_dictionary
@@ -80,9 +80,9 @@ def _seconds(run: _Run, d: Dictionary) -> float:
 
 def _check_quantity(model, q) -> None:
     cfg = model.config
-    if q.state not in ("h", "c") or q.layer >= cfg.num_layers or (q.state == "c" and cfg.cell != "lstm"):
-        states = ("h", "c") if cfg.cell == "lstm" else ("h",)
-        have = ", ".join(f"rnn.l{i}.{s}" for i in range(cfg.num_layers) for s in states)
+    have = state_names(cfg, ("h", "c"))
+    if q.name not in have:
+        have = ", ".join(have)
         raise UserError(f"a dictionary reads h or c of a layer; this model has {have}, not {q.name}", param="quantity")
 
 

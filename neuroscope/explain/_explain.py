@@ -14,7 +14,7 @@ from ..config import configured
 from ..dictionary import as_dictionary, latent_values, latents_of, most_variable_latents
 from ..errors import UserError
 from ..files import json_ready
-from ..names import Unit, parse_unit
+from ..names import Unit, parse_unit, state_names
 from ..record import AUTO_WARMUP, every_unit, most_variable_units, shown_values, stream_layout
 from ..stats import SHOWN
 from ._atoms import atoms, signatures
@@ -316,7 +316,7 @@ def check_units(config, units=None, top_units: int | None = None) -> list[Unit]:
                         param="units")
     if units:
         return list(dict.fromkeys(parse_unit(u, config) if isinstance(u, str) else u for u in units))
-    total = config.num_layers * config.hidden_size * (2 if config.cell == "lstm" else 1)
+    total = len(state_names(config, ("h", "c"))) * config.hidden_size
     if not 1 <= top_units <= total:
         raise UserError(f"top_units must be between 1 and {total} (h and c units of this model), got {top_units}",
                         param="top_units")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from ..names import GATES, gate_state, is_gate
+from ..names import EDITABLE, GATES, gate_state, is_gate
 from ._loop import EditFn, edit_in_place, loop_layer, prepared_products
 from ._recover import recover_layer
 
@@ -37,17 +37,25 @@ def _states(kind: str, gates: bool = True) -> list[str]:
     return ["h"] + (["c"] if kind == "lstm" else []) + ([gate_state(g) for g in GATES[kind]] if gates else [])
 
 
+def is_layered(mod: nn.Module) -> bool:
+    """A stack of recurrent layers that runs itself one layer at a time for a Trace: it has `run_layer`,
+    `layer_states`, `editable`, `split_state` and `join_state` (neuroscope.cells.CellStack does)."""
+    return callable(getattr(mod, "run_layer", None)) and callable(getattr(mod, "layer_states", None))
+
+
 def recurrent_modules(module: nn.Module) -> dict[str, nn.Module]:
-    """Every nn.LSTM/GRU/RNN and *Cell inside `module` (itself included), by named_modules() name."""
-    return {name: m for name, m in module.named_modules() if isinstance(m, RNN_TYPES + CELL_TYPES)}
+    """Every nn.LSTM/GRU/RNN, *Cell and layered stack inside `module` (itself included), by named_modules() name."""
+    return {name: m for name, m in module.named_modules() if isinstance(m, RNN_TYPES + CELL_TYPES) or is_layered(m)}
 
 
 def quantity_names(module: nn.Module, gates: bool = True) -> list[str]:
     """All names a Trace over `module` can record, in layer order: h, c, then the gates of each layer."""
     out = []
     for name, m in recurrent_modules(module).items():
-        prefixes = [_layer_prefix(name, k) for k in range(m.num_layers)] if isinstance(m, RNN_TYPES) else [name]
-        out += [_q(p, q) for p in prefixes for q in _states(_kind(m), gates)]
+        layered = isinstance(m, RNN_TYPES) or is_layered(m)
+        prefixes = [_layer_prefix(name, k) for k in range(m.num_layers)] if layered else [name]
+        states = m.layer_states(gates) if is_layered(m) else _states(_kind(m), gates)
+        out += [_q(p, q) for p in prefixes for q in states]
     return out
 
 
@@ -95,9 +103,11 @@ class Trace:
         self.available = quantity_names(module, gates=True)
         self.names = select_names(self.available, names, gates)
         self.edit = dict(edit or {})
+        layered = {_layer_prefix(n, k) for n, m in self.modules.items() if is_layered(m) for k in range(m.num_layers)}
         for name in self.edit:
-            shown_c = name.endswith("." + SHOWN_C) and name[:-len(SHOWN_C)] + "c" in self.available
-            if not shown_c and (name not in self.available or is_gate(name)):
+            shown_c = name.endswith("." + SHOWN_C) and name[:-len(SHOWN_C)] + "c" in self.available \
+                and name[:-len(SHOWN_C) - 1] not in layered
+            if not shown_c and (name not in self.available or name.rsplit(".", 1)[-1] not in EDITABLE):
                 raise HookError(f"cannot edit {name!r}: only the h, c and tanh_c of a traced module can be edited")
         self.strategy = strategy
         self.prepared = {} if prepared is None else prepared
@@ -131,9 +141,9 @@ class Trace:
     def __enter__(self) -> "Trace":
         try:
             for name, mod in self.modules.items():
-                if isinstance(mod, RNN_TYPES):
+                if isinstance(mod, RNN_TYPES) or is_layered(mod):
                     had, old = "forward" in mod.__dict__, mod.__dict__.get("forward")
-                    mod.forward = _bind(self._run_rnn, name, mod)
+                    mod.forward = _bind(self._run_layered if is_layered(mod) else self._run_rnn, name, mod)
                     self._undo.append(lambda m=mod, h=had, o=old: _restore(m, h, o))
                 else:
                     self._undo.append(mod.register_forward_hook(_bind(self._cell_hook, name)).remove)
@@ -199,6 +209,28 @@ class Trace:
             if mod.training and mod.dropout and k < mod.num_layers - 1:
                 x = nn.functional.dropout(x, mod.dropout, training=True)
         return _outputs(kind, mod, x, last_h, last_c, batched)
+
+    def _run_layered(self, name: str, mod: nn.Module, input, hx=None):
+        """Replacement forward of a layered stack: each layer's `run_layer`, recorded; steps where edited."""
+        if torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in mod.parameters())):
+            raise HookError("tracing records without gradients: run the model under torch.no_grad()")
+        step0 = self._steps.get(name, 0)
+        self._steps[name] = step0 + input.shape[1]
+        prefixes = [_layer_prefix(name, k) for k in range(mod.num_layers)]
+        edits = [{s: self.edit[_q(p, s)] for s in mod.editable if _q(p, s) in self.edit} for p in prefixes]
+        if not any(edits) and not any(n.startswith(p + ".") for p in prefixes for n in self.names):
+            return type(mod).forward(mod, input, hx)
+        states, finals, x = mod.split_state(hx, input), [], input
+        for k, prefix in enumerate(prefixes):
+            values, last = mod.run_layer(k, x, states[k], edits[k], step0)     # {state: [B, T, H]}
+            for q, v in values.items():
+                if _q(prefix, q) in self.names:                         # already batch-first
+                    self._parts.setdefault(_q(prefix, q), []).append(v)
+            x = values["h"]
+            finals.append(last)
+            if mod.training and mod.dropout and k < mod.num_layers - 1:
+                x = nn.functional.dropout(x, mod.dropout, training=True)
+        return x, mod.join_state(finals)
 
     def _cell_hook(self, name: str, mod: nn.Module, args, output):
         """Forward hook of an nn.*Cell stepped by user code: record one step, apply edits."""

@@ -35,7 +35,7 @@ from ..config import AUTO_EXACT_CHARS, AUTO_WARMUP, auto_streams  # noqa: F401 (
 from ..errors import UserError
 from ..model import iter_logits
 from ..hooks import HookError, Trace
-from ..names import (GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
+from ..names import (CELL_STATES, GATES, Unit, is_gate, parse_quantity, parse_states,  # noqa: F401 (parse_states: importable from here too)
                     squashes, state_names)
 from ..stats import Moments, shown
 
@@ -135,7 +135,7 @@ def recorded_names(config, states: Iterable[str] | str) -> list[str]:
     foreign = [s for s in states if is_gate(s) and s[5:] not in gates]
     names = state_names(config, states)
     if foreign or not names:
-        has = "h" + (", c" if config.cell == "lstm" else "") + (f", gates ({', '.join(gates)})" if gates else "")
+        has = ", ".join(CELL_STATES[config.cell]) + (f", gates ({', '.join(gates)})" if gates else "")
         asked = ",".join(s[5:] if is_gate(s) else s for s in (foreign or states))
         raise UserError(f"states {asked} name nothing in this {config.cell} model, which has {has}", param="states")
     return names

@@ -262,8 +262,9 @@ def build_report(ckpt, text, result=None, features: dict[str, np.ndarray] | None
                                  d is not None)
     data = _page_data(shown_text, span.start, vocab, _shown_units(panels), excerpt.values, labels, panels,
                       excerpt.pred)
-    if payload is not None:
+    runs = payload is not None and "cannot_run" not in payload
+    if runs:
         data["live"] = payload
     return Report(title=f"neuroscope report: {ckpt.name}",
                   subtitle=subtitle(span, len(shown_text), vocab, result is not None, d),
-                  sections=sections, data=data, charts=charts, scripts=[LIVE_JS] if payload is not None else [])
+                  sections=sections, data=data, charts=charts, scripts=[LIVE_JS] if runs else [])

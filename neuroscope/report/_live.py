@@ -18,6 +18,7 @@ nn.Linear), one direction, no LSTM projection, at most MAX_LIVE_WEIGHTS weights 
 from __future__ import annotations
 
 import base64
+from html import escape
 import copy
 from importlib import resources
 
@@ -45,6 +46,16 @@ def _js() -> str:
 LIVE_JS = _js()
 
 
+def cannot_run(model) -> str | None:
+    """What the page says in place of the live view for a cell its script does not run (neuroscope.cells'
+    cells), or None."""
+    cell = getattr(getattr(model, "config", None), "cell", None)
+    if cell in CELLS.values() or cell is None or not hasattr(getattr(model, "rnn", None), "run_layer"):
+        return None
+    return (f"This page cannot run the model: its live script runs LSTM, GRU and RNN cells, and this model's cell is "
+            f"{cell}. Every other section was computed by PyTorch and holds for it.")
+
+
 def check_live(model, force: bool = False) -> None:
     """Refuse, with one line, a model the page cannot run: another layout or cell, or (unless force)
     more than MAX_LIVE_WEIGHTS weights. Cheap: reads the module types and sizes only."""
@@ -53,6 +64,8 @@ def check_live(model, force: bool = False) -> None:
             or not isinstance(getattr(model, "decoder", None), nn.Linear):
         raise UserError(f"a live page runs neuroscope's CharRNN (embedding, RNN, linear), not {type(model).__name__}",
                         param="live")
+    if cannot_run(model):
+        return                                  # the page says so (live_payload); the report is built
     if type(rnn) not in CELLS or CELLS[type(rnn)] != cfg.cell:
         raise UserError(f"a live page runs LSTM, GRU and RNN cells, not {type(rnn).__name__}", param="live")
     cell = ("a " if cfg.cell == "gru" else "an ") + cfg.cell.upper()
@@ -98,6 +111,8 @@ def live_payload(ckpt, force: bool = False) -> dict:
     the weights (see encode_weights); raises UserError as check_live."""
     model, cfg = ckpt.model, ckpt.config
     check_live(model, force)
+    if cannot_run(model):
+        return {"cannot_run": cannot_run(model)}
     tensors, weights, moved = encode_weights(model)
     return {"cell": cfg.cell, "relu": getattr(model.rnn, "nonlinearity", "tanh") == "relu",
             "layers": cfg.num_layers, "hidden": cfg.hidden_size, "embedding": cfg.embedding_dim,
@@ -137,6 +152,9 @@ def live_section(payload: dict, panels: list[dict], text: str) -> tuple[dict, di
     sampling. The page's live script draws it from the payload; it runs the model, not a dictionary, so
     when the panels show latents it offers units and a first note says why. text: the report's excerpt; when the
     vocabulary has "\r", a box "read line breaks as \r\n" is offered, ticked if the excerpt writes them so."""
+    if "cannot_run" in payload:
+        return {"id": "live", "title": "Live: type, watch a unit, intervene", "kind": "html",
+                "html": f"<p class=\"note\">{escape(payload['cannot_run'])}</p>", "notes": []}, {}
     shown = [u for p in panels for u in p["units"]]
     units = list(dict.fromkeys(u for u in shown if isinstance(u, Unit) and u.state in ("h", "c")))
     label = {u: f"{u.id}   ({p['feature']})" if p["feature"] else u.id for p in reversed(panels) for u in p["units"]}
@@ -152,5 +170,5 @@ def live_section(payload: dict, panels: list[dict], text: str) -> tuple[dict, di
             "crlf": crlf, "notes": notes}, {}
 
 
-__all__ = ["LIVE_JS", "MAX_LIVE_WEIGHTS", "check_live", "encode_weights", "live_payload", "live_section",
+__all__ = ["LIVE_JS", "MAX_LIVE_WEIGHTS", "cannot_run", "check_live", "encode_weights", "live_payload", "live_section",
            "rounded_model"]

@@ -12,6 +12,7 @@ import torch
 from ..checkpoint import Checkpoint, checked_tensor, load_checkpoint
 from ..config import MAX_COUNT, ModelConfig, TrainConfig, is_int, is_number, short_repr
 from ..errors import UserError
+from ..model import state_shapes
 from ..text import Vocab
 
 # TrainConfig fields that fix the model, the data order and the validation sample: a resumed run
@@ -155,15 +156,16 @@ def checked_plateau(raw, scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau, 
 
 
 def checked_carried_state(raw, c: ModelConfig, batch: int, device: torch.device):
-    """The recurrent state carried into the next window: None, or [h, c] (LSTM) / [h], each [L, B, H]
-    float32, moved to `device` (as the model's forward takes it: (h, c) or h)."""
+    """The recurrent state carried into the next window: None, or the model's state as a list ([h, c] for an
+    LSTM, [h] for a GRU or RNN, the cell's tensors for the others: model.state_shapes), float32, moved to
+    `device` (as the model's forward takes it: a tuple, or h alone for GRU and RNN)."""
     if raw is None:
         return None
-    n = 2 if c.cell == "lstm" else 1
+    shapes = state_shapes(c, batch)
+    n = len(shapes)
     if not (isinstance(raw, (list, tuple)) and len(raw) == n):
         got = f"{len(raw)} entries" if isinstance(raw, (list, tuple)) else type(raw).__name__
         raise UserError(f"resume.carried_state must be a list of {n} tensors for {c.cell} (got {got})")
-    shape = (c.num_layers, batch, c.hidden_size)
     s = [checked_tensor(f"resume.carried_state[{i}]", t, shape, torch.float32).to(device)
-         for i, t in enumerate(raw)]
-    return tuple(s) if n == 2 else s[0]
+         for i, (t, shape) in enumerate(zip(raw, shapes))]
+    return s[0] if c.cell in ("gru", "rnn") else tuple(s)
