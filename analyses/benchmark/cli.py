@@ -7,7 +7,7 @@ import click
 
 from analyses._paths import SHARED
 
-from . import causes, contention, dictionary, explain, features, headline, imports, match, printer, probe, record, timing, train
+from . import causes, cells, contention, dictionary, explain, features, headline, imports, match, printer, probe, record, timing, train
 
 
 def _model(name: str) -> str:
@@ -42,6 +42,23 @@ def cli():
 def bench_train(as_json, **opts):
     """Training throughput (chars/s) of neuroscope's training step vs a minimal nn.LSTM loop; goal ratio >= 0.95."""
     printer.show("train", train.run(**opts), as_json)
+
+
+@cli.command("cells")
+@click.option("--parameters", default=400_000, show_default=True, help="Weights of every model (hidden sizes to match).")
+@click.option("--layers", default=2, show_default=True, help="Recurrent layers.")
+@click.option("--batch", default=32, show_default=True, help="Streams B of a training step.")
+@click.option("--seq", default=128, show_default=True, help="Characters per window T.")
+@click.option("--steps", default=10, show_default=True, help="Timed training steps of each cell (and of the LSTM).")
+@click.option("--chars", default=20_000, show_default=True, help="Characters of the test split recorded, one stream.")
+@click.option("--cells", default=",".join(cells.CELLS), show_default=True, callback=lambda c, p, v: v.split(","),
+              help="Cells to time.")
+@_threads()
+@_as_json
+def bench_cells(as_json, **opts):
+    """Each cell's training throughput against nn.LSTM's at the same parameter count, and recording all its
+    states against its own forward (goal <= 1.5x)."""
+    printer.show("cells", cells.run(**opts), as_json)
 
 
 @cli.command("record")

@@ -108,6 +108,17 @@ def _explain(res):
            f"({res['explained_share']:.1%}); load average {res['load_average']}")
 
 
+def _cells(res):
+    yield (f"{res['layers']} layers, about {res['parameters']:,} weights each, B={res['batch']} T={res['seq']}, "
+           f"{res['device']}; training: median of {res['steps']} steps alternated with nn.LSTM's; recording: "
+           f"{res['chars']:,} characters, one stream, median of 3")
+    for r in res["rows"]:
+        yield (f"  {r['cell']:<8} H={r['hidden']:<4} {r['parameters']:>9,} weights  train {r['train_chars_per_s']:>7,} "
+               f"chars/s = {r['train_ratio_to_lstm']:.2f}x LSTM   forward {r['forward_s']:.2f} s, recording every "
+               f"state {r['record_s']:.2f} s = {r['record_ratio']:.2f}x")
+    yield f"  load average {res['load_average']}"
+
+
 def _causes(res):
     yield (f"{res['ckpt']}, {res['chars']:,} chars of the warpeace.txt test split, {res['device']}; "
            f"fused nn.LSTM forward over them {res['fused_s'] * 1000:.0f} ms")
@@ -159,4 +170,4 @@ def _dictionary(res):
 
 
 LINES = {"dictionary": _dictionary, "contention": _contention, "train": _train, "record": _record, "features": _features, "probe": _probe, "headline": _headline,
-         "match": _match, "explain": _explain, "imports": _imports, "causes": _causes}
+         "match": _match, "explain": _explain, "imports": _imports, "causes": _causes, "cells": _cells}

@@ -5,25 +5,48 @@ from __future__ import annotations
 import click
 
 from ._options import echo_json
+
+MEASURE_KEYS = {"features", "chars", "explain", "explain_units", "sample_chars"}
 from ._threads import threads_option
 
 
-def probe_measure(ckpt, corpus: str, features=(), chars: int = 20_000) -> dict:
+def probe_measure(ckpt, corpus: str, features=(), chars: int = 20_000, explain: bool = False,
+                  explain_units: int = 0, sample_chars: int = 0) -> dict:
     """After training: per feature, the best unit on the first `chars` test characters (probe, Pearson r
-    only) and its r; a feature constant there gets None."""
+    only) and its r; a feature constant there gets None. With explain: also the held-out IoU of the best
+    formula for each of those units, and the share of the model's h and c units (the `explain_units` most
+    variable; 0: all) that a formula explains (neuroscope.explain's verdict). sample_chars: that many
+    characters of the checkpoint's final sample at temperature 0.5."""
     from ..checkpoint import choose_text
+    from ..explain import explain as explain_units_of
     from ..features import label
+    from ..names import state_names
     from ..probe import probe
     text = choose_text(ckpt, corpus, split="test", chars=chars).text
     labels = {f: label(text, f) for f in features}
     varying = {f: y for f, y in labels.items() if y.min() != y.max()}
-    out = {f"{f}_unit": None for f in features} | {f"{f}_r": None for f in features}
+    out = {f"{f}_{k}": None for f in features for k in ("unit", "r") + (("iou",) if explain else ())}
     if varying:
         ranking = probe(ckpt, text, varying, null=False, sparse=False, control=False, baselines=False, ablate=0,
                         progress=False).ranking
         for f in varying:
             best = ranking[ranking["feature"] == f].iloc[0]
             out[f"{f}_unit"], out[f"{f}_r"] = str(best["unit_id"]), float(best["r"])
+    if explain:
+        best_units = list(dict.fromkeys(out[f"{f}_unit"] for f in varying))
+        if best_units:
+            table = explain_units_of(ckpt, text, units=best_units, contexts=False).table
+            iou = table[table["rank"] == 1].set_index("unit")["iou_heldout"]
+            for f in varying:
+                out[f"{f}_iou"] = float(iou[out[f"{f}_unit"]])
+        total = len(state_names(ckpt.config, ("h", "c"))) * ckpt.config.hidden_size
+        n = min(explain_units or total, total)
+        table = explain_units_of(ckpt, text, top_units=n, contexts=False).table
+        verdicts = table[table["rank"] == 1]["explained"]
+        out |= {"explained_units": int(verdicts.sum()), "explained_of": int(n),
+                "explained_share": float(verdicts.sum()) / n}
+    if sample_chars:
+        out["sample"] = (ckpt.train.get("final_sample_t05") or "")[:sample_chars]
     return out
 
 
@@ -46,8 +69,9 @@ def sweep_cmd(spec, scheduler, workers, as_json):
     from ..train import read_spec, run_sweep
     s = read_spec(spec)
     unknown = [f for f in s.measure.get("features", []) if f not in FEATURES]
-    if unknown or set(s.measure) - {"features", "chars"}:              # refused before any task runs
-        raise UserError(f"[measure] takes features (known ones) and chars; got {unknown or sorted(s.measure)}")
+    if unknown or set(s.measure) - MEASURE_KEYS:                       # refused before any task runs
+        raise UserError(f"[measure] takes features (known ones), {', '.join(sorted(MEASURE_KEYS - {'features'}))}; "
+                        f"got {unknown or sorted(set(s.measure) - MEASURE_KEYS)}")
     table = run_sweep(s, scheduler=scheduler, workers=workers, measure=probe_measure, progress=not as_json)
     if as_json:
         echo_json(table.to_dict(orient="records"))

@@ -117,7 +117,7 @@ def state_shapes(config: ModelConfig, batch: int) -> list[tuple[int, ...]]:
 def hidden_for_parameters(config: ModelConfig, parameters: int) -> int:
     """The hidden size whose model (config's cell, layers, vocabulary; embedding as wide as hidden) comes
     nearest `parameters` weights: how the cells are compared at one size (the mLSTM's a multiple of 4)."""
-    from .config import MLSTM_HEADS, fits_cell
+    from ..config import MLSTM_HEADS, fits_cell
 
     def size(hidden: int) -> int:
         hidden += 0 if fits_cell(config.cell, hidden) else -hidden % MLSTM_HEADS

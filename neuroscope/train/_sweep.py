@@ -18,6 +18,10 @@ The spec (TOML):
     [measure]                            # handed to the measure function as it is
     features = ["in_quote"]
 
+`parameters = N` (beside out) compares cells at one size: each task's hidden size (and embedding, as
+wide) is the one whose model comes nearest N weights on its corpus (model.hidden_for_parameters);
+hidden and embedding may then not be given.
+
 Each task trains into `out/<task>/model.pt` and writes `out/<task>/result.json` when measured. A task
 whose result exists is never run again; one whose checkpoint exists resumes from it (train's resume is
 exact), so a task whose worker dies mid-run is taken up by another worker from its last checkpoint
@@ -32,14 +36,15 @@ import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import TrainConfig, is_int
 from ..errors import UserError
 from ..files import write_json
 from ..text import read_bytes, read_text
 
 MAX_SPEC_BYTES = 1 << 20
 MAX_TASKS = 10_000
-SPEC_KEYS = {"out", "train", "grid", "measure"}
+MAX_PARAMETERS = 10 ** 9
+SPEC_KEYS = {"out", "parameters", "train", "grid", "measure"}
 MARK = ".neuroscope-sweep"        # in a sweep's folder: what lets a later run write there
 
 
@@ -69,11 +74,32 @@ def read_spec(path) -> Spec:
         raise UserError(f"{path} is not a TOML sweep spec: {str(exc).splitlines()[0]}", param="spec") from None
     unknown = set(spec) - SPEC_KEYS
     if unknown:
-        raise UserError(f"{path}: unknown section {sorted(unknown)[0]!r}; a spec has out, [train], [grid], [measure]",
-                        param="spec")
+        raise UserError(f"{path}: unknown section {sorted(unknown)[0]!r}; a spec has out, parameters, [train], "
+                        "[grid], [measure]", param="spec")
     here = Path(path).resolve().parent
     out = here / str(spec.get("out", "sweep"))
-    return Spec(out, tuple(_tasks(spec.get("train", {}), spec.get("grid", {}), here)), dict(spec.get("measure", {})))
+    tasks = _tasks(spec.get("train", {}), spec.get("grid", {}), here)
+    if "parameters" in spec:
+        tasks = _sized(tasks, spec["parameters"], {**spec.get("train", {}), **spec.get("grid", {})})
+    return Spec(out, tuple(tasks), dict(spec.get("measure", {})))
+
+
+def _sized(tasks: list[Task], parameters, given: dict) -> list[Task]:
+    """Each task with the hidden size that brings its model nearest `parameters` weights on its corpus."""
+    from ..model import ModelConfig, hidden_for_parameters
+    from ..text import Vocab
+    if not (is_int(parameters) and 1_000 <= parameters <= MAX_PARAMETERS):
+        raise UserError(f"parameters must be an integer in [1,000, {MAX_PARAMETERS:,}] (got {parameters!r})",
+                        param="spec")
+    if {"hidden", "embedding"} & set(given):
+        raise UserError("give parameters or hidden (and embedding), not both: parameters sets them", param="spec")
+    vocab = {c: len(Vocab.from_text(read_text(c))) for c in {t.corpus for t in tasks}}
+    out = []
+    for t in tasks:
+        m = ModelConfig(vocab_size=vocab[t.corpus], cell=t.config.cell, num_layers=t.config.layers)
+        hidden = hidden_for_parameters(m, parameters)
+        out.append(replace(t, config=replace(t.config, hidden=hidden, embedding=0), params={**t.params, "hidden": hidden}))
+    return out
 
 
 def _tasks(train: dict, grid: dict, here: Path) -> list[Task]:
