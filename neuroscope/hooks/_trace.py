@@ -103,10 +103,8 @@ class Trace:
         self.available = quantity_names(module, gates=True)
         self.names = select_names(self.available, names, gates)
         self.edit = dict(edit or {})
-        layered = {_layer_prefix(n, k) for n, m in self.modules.items() if is_layered(m) for k in range(m.num_layers)}
         for name in self.edit:
-            shown_c = name.endswith("." + SHOWN_C) and name[:-len(SHOWN_C)] + "c" in self.available \
-                and name[:-len(SHOWN_C) - 1] not in layered
+            shown_c = name.endswith("." + SHOWN_C) and name[:-len(SHOWN_C)] + "c" in self.available
             if not shown_c and (name not in self.available or name.rsplit(".", 1)[-1] not in EDITABLE):
                 raise HookError(f"cannot edit {name!r}: only the h, c and tanh_c of a traced module can be edited")
         self.strategy = strategy
@@ -217,7 +215,7 @@ class Trace:
         step0 = self._steps.get(name, 0)
         self._steps[name] = step0 + input.shape[1]
         prefixes = [_layer_prefix(name, k) for k in range(mod.num_layers)]
-        edits = [{s: self.edit[_q(p, s)] for s in mod.editable if _q(p, s) in self.edit} for p in prefixes]
+        edits = [_layered_edits(self.edit, p, mod.editable) for p in prefixes]
         if not any(edits) and not any(n.startswith(p + ".") for p in prefixes for n in self.names):
             return type(mod).forward(mod, input, hx)
         states, finals, x = mod.split_state(hx, input), [], input
@@ -247,6 +245,27 @@ class Trace:
         if all(e is None for e in edits):
             return None
         return (h, c) if kind == "lstm" else h
+
+
+def _layered_edits(edit: dict, prefix: str, editable) -> dict:
+    """A layered stack's edits of one layer: {state: fn}. Its cells have no tanh(c) for h to read, so an
+    edit of SHOWN_C is made on tanh(c) and carried back to c (atanh) on the units it changed."""
+    out = {s: edit[_q(prefix, s)] for s in editable if _q(prefix, s) in edit}
+    shown_fn = edit.get(_q(prefix, SHOWN_C))
+    if shown_fn is not None:
+        first = out.get("c")
+
+        def c_edit(c, t):
+            if first is not None:
+                new = first(c, t)
+                c = c if new is None else new
+            shown = torch.tanh(c)
+            new = shown_fn(shown.clone(), t)
+            new = shown if new is None else new
+            back = torch.atanh(new.clamp(-1 + 1e-6, 1 - 1e-6))
+            return torch.where(new != shown, back, c)
+        out["c"] = c_edit
+    return out
 
 
 class _EmbeddingTap:
