@@ -240,3 +240,15 @@ def test_a_state_the_cell_does_not_have_is_refused_in_one_line(trained):
         Trace(net, names="rnn.l0.norm")
     with pytest.raises(HookError, match="cannot edit 'rnn.l0.gate_z'"):
         Trace(net, edit={"rnn.l0.gate_z": lambda v, t: None})
+
+
+def test_the_sweep_measure_finds_and_explains_units_of_a_new_cell(trained):
+    from neuroscope.cli._sweep import probe_measure
+    folder, paths = trained
+    ckpt = load_checkpoint(paths["slstm"])
+    out = probe_measure(ckpt, str(folder / "corpus.txt"), ["line_position", "in_comment"], chars=6000,
+                        explain=True, explain_units=20, sample_chars=10)
+    assert out["line_position_unit"].split(".")[1] in ("h", "c") and abs(out["line_position_r"]) > 0.2
+    assert 0 <= out["line_position_iou"] <= 1
+    assert out["explained_of"] == 20 and out["explained_units"] == round(out["explained_share"] * 20)
+    assert out["sample"] == ckpt.train["final_sample_t05"][:10]

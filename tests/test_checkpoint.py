@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-import neuroscope.checkpoint as checkpoint_module
+import neuroscope.checkpoint._file as checkpoint_module
 from neuroscope.checkpoint import (Checkpoint, CheckpointError, choose_text, load_checkpoint, save_checkpoint)
 from neuroscope.errors import UserError
 from neuroscope.model import CharRNN, ModelConfig

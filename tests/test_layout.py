@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "neuroscope"
-STAGES = ("model", "hooks", "dictionary", "probe", "explain", "causes", "report", "cli")       # packages whose helpers are private _modules
+STAGES = ("model", "checkpoint", "hooks", "dictionary", "probe", "explain", "causes", "report", "cli")       # packages whose helpers are private _modules
 
 
 def layers() -> dict[str, int]:

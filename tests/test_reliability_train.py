@@ -25,7 +25,7 @@ import torch
 from click.testing import CliRunner
 
 import neuroscope
-import neuroscope.checkpoint as checkpoint_module
+import neuroscope.checkpoint._file as checkpoint_module
 from neuroscope.checkpoint import CheckpointError, load_checkpoint
 from neuroscope.cli import cli
 from neuroscope.config import TrainConfig

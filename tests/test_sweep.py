@@ -117,3 +117,22 @@ def test_an_out_that_is_a_file_or_a_users_folder_is_refused(spec_dir):
     with pytest.raises(UserError, match="is a file, not a folder"):
         run_sweep(spec, workers=1, progress=False)
     assert spec.out.read_text() == "a file"
+
+
+def test_parameters_sizes_every_task_to_one_parameter_count(spec_dir):
+    from neuroscope.model import CharRNN, count_parameters
+    from neuroscope.text import Vocab
+    body = SPEC.replace("hidden = 24\n", "").replace('cell = ["lstm", "gru"]', 'cell = ["lstm", "mingru", "mlstm"]')
+    spec = read_spec(spec_dir("sized", 'parameters = 30000\n' + body) / "zoo.toml")
+    sizes = {}
+    for t in spec.tasks:
+        vocab = len(Vocab.from_text(open(t.corpus, encoding="utf-8").read()))
+        n = count_parameters(CharRNN(t.config.model_config(vocab)))
+        sizes[t.config.cell] = (t.config.hidden, n)
+        assert abs(n - 30_000) / 30_000 < 0.05, (t.config.cell, t.config.hidden, n)
+        assert t.params["hidden"] == t.config.hidden
+    assert sizes["mingru"][0] > sizes["lstm"][0] and sizes["mlstm"][0] % 4 == 0
+    with pytest.raises(UserError, match="give parameters or hidden"):
+        read_spec(spec_dir("both", 'parameters = 30000\n' + SPEC) / "zoo.toml")
+    with pytest.raises(UserError, match=r"parameters must be an integer in \[1,000"):
+        read_spec(spec_dir("bad", 'parameters = "many"\n' + body) / "zoo.toml")

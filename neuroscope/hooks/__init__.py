@@ -1,6 +1,6 @@
 """Record and edit every per-step state of any PyTorch RNN: h, c and gates of every layer, every step.
 
-    >>> with torch.no_grad(), Trace(model) as tr:     # every nn.LSTM / nn.GRU / nn.RNN inside `model`
+    >>> with torch.no_grad(), Trace(model) as tr:     # every nn.LSTM / nn.GRU / nn.RNN (or CellStack) inside
     ...     logits, _ = model(ids)                    # the model's own forward, unchanged
     >>> tr["rnn.l0.c"]                                # [B, T, H]: layer 0's cell state after each step
     >>> with torch.no_grad(), Trace(model, names="rnn.l*.h",
@@ -25,6 +25,10 @@ Two ways to compute the same states, picked per call (`strategy`), each in its o
   edits; fastest at large batch.
 - "recover" (_recover): h from the fused kernel, then gates and c of all steps at once.
   Fastest at batch 1 on CPU.
+
+A module that runs its own layers for a Trace (it has `run_layer`, `layer_states`, `editable`,
+`split_state` and `join_state`, as neuroscope.model.cells.CellStack does) is traced through them:
+its layers return every state of every step, and step one at a time where edited.
 
 Bidirectional modules, LSTM projections (proj_size) and PackedSequence input are refused with HookError.
 The hook machinery (this package: _trace, the two strategies and _fastops) imports nothing of neuroscope but

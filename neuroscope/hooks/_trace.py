@@ -97,7 +97,8 @@ class Trace:
         self.module = module
         self.modules = recurrent_modules(module)
         if not self.modules:
-            raise HookError(f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN (or *Cell) inside")
+            raise HookError(f"{type(module).__name__} has no nn.LSTM, nn.GRU or nn.RNN (or *Cell, or a layered "
+                            "stack) inside")
         if strategy not in STRATEGIES:
             raise HookError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
         self.available = quantity_names(module, gates=True)

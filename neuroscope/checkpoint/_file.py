@@ -30,11 +30,11 @@ from typing import Iterable
 
 import torch
 
-from .config import is_int, model_config_from_dict, short_repr
-from .errors import UserError
-from .files import write_with
-from .model import CharRNN, ModelConfig, count_parameters, weight_shapes
-from .text import Vocab, regular_file_size
+from ..config import is_int, model_config_from_dict, short_repr
+from ..errors import UserError
+from ..files import write_with
+from ..model import CharRNN, ModelConfig, count_parameters, weight_shapes
+from ..text import Vocab, regular_file_size
 
 FORMAT = "plain-char-rnn/1"
 # torch.load reads the whole file into memory, and float16 weights double in float32: a 4 GiB file
@@ -369,7 +369,7 @@ def choose_text(ckpt: Checkpoint | None, text_path: str | None = None, split: st
     `start` counts from the split's first character, with or without `chars`: the one rule every
     command's help states. split "all" is the whole file.
     """
-    from .text import read_text, select_span
+    from ..text import read_text, select_span
     if text_path is not None:
         full = read_text(text_path)
         split = split or default_split
