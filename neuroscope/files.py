@@ -150,6 +150,8 @@ KINDS: dict[str, tuple[str, bool, Callable[[Path], bool]]] = {
     "text": ("a text file", False, lambda p: _utf8(_head(p))),
     "checkpoint": ("a checkpoint", False, _sniff_checkpoint),
     "png": ("a PNG picture", False, lambda p: _head(p, 8) == b"\x89PNG\r\n\x1a\n"),
+    # an ONNX model is a protobuf ModelProto whose first field is ir_version (field 1, a varint)
+    "onnx": ("an ONNX model", False, lambda p: _head(p, 1) == b"\x08"),
     "store": ("an activation store", True, is_store),
     "dictionary": ("a dictionary", True, lambda p: p.is_dir() and _folder_meta(p, "dictionary") is not None),
 }

@@ -21,6 +21,7 @@ from ..features.show import printable
 from ._causes import attribute_cmd, patch_cmd
 from ._dictionary import dictionary_cmd
 from ._sweep import sweep_cmd
+from ._interop import export_cmd, import_cmd
 from ._discover import explain_cmd, match_cmd
 from ._options import (TRAIN_DEFAULTS, Group, check_text_argument, device_option, echo_json, feature_options,
                        parse_steps, probe_options, resolve_device, stream_options, text_options, train_option)
@@ -394,6 +395,8 @@ cli.add_command(dictionary_cmd)
 cli.add_command(patch_cmd)
 cli.add_command(attribute_cmd)
 cli.add_command(sweep_cmd)
+cli.add_command(import_cmd)
+cli.add_command(export_cmd)
 
 
 @cli.command("report")

@@ -25,7 +25,7 @@ class MinLSTMLayer(Layer):
     def _gates(self, x):
         ft, it, g = self.proj(x).chunk(3, -1)                       # [B, T, H] each
         lf, li = F.logsigmoid(ft), F.logsigmoid(it)
-        total = torch.logaddexp(lf, li)
+        total = torch.maximum(lf, li) + torch.log1p(torch.exp(-(lf - li).abs()))    # logaddexp, which ONNX lacks
         return lf - total, (li - total).exp(), g                    # log f', i', g
 
     def parallel(self, x, state):
