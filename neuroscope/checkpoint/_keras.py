@@ -45,7 +45,10 @@ def import_keras(path: str, vocab, text: str | None, size: int):
     from ._import import PARITY_TEXT, Imported, check_parity, vocab_of
     config_json, weights = _read(path, size)
     layers = _layers(config_json, path)
-    import h5py
+    try:
+        import h5py
+    except ImportError:
+        raise UserError("importing a Keras model needs h5py and Keras: pip install 'neuroscope[interop]'") from None
     try:
         h5 = h5py.File(io.BytesIO(weights), "r")
     except OSError as exc:
