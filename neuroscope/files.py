@@ -45,8 +45,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from .errors import UserError
 
 TMP_TAG = ".neuroscope-tmp-"   # hidden temporaries: ".{name}.neuroscope-tmp-{host}-{pid}-{start}-{random}"
-_TMP = re.compile(r"\..+\.neuroscope-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)-[A-Za-z0-9_]+",
-                  re.DOTALL)
+_TMP = re.compile(r"\..+\.neuroscope-tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-(?P<start>\d+)-[A-Za-z0-9_]+", re.DOTALL)
 STORE_FORMAT = "neuroscope-activations/1"
 DICTIONARY_FORMAT = "neuroscope-dictionary/1"
 # folder kind -> (its description file, the format that file names, the files it always may hold)
@@ -150,8 +149,7 @@ KINDS: dict[str, tuple[str, bool, Callable[[Path], bool]]] = {
     "text": ("a text file", False, lambda p: _utf8(_head(p))),
     "checkpoint": ("a checkpoint", False, _sniff_checkpoint),
     "png": ("a PNG picture", False, lambda p: _head(p, 8) == b"\x89PNG\r\n\x1a\n"),
-    # an ONNX model is a protobuf ModelProto whose first field is ir_version (field 1, a varint)
-    "onnx": ("an ONNX model", False, lambda p: _head(p, 1) == b"\x08"),
+    "onnx": ("an ONNX model", False, lambda p: _head(p, 1) == b"\x08"),    # ModelProto opens with ir_version
     "store": ("an activation store", True, is_store),
     "dictionary": ("a dictionary", True, lambda p: p.is_dir() and _folder_meta(p, "dictionary") is not None),
 }
