@@ -229,10 +229,10 @@ def test_a_state_the_cell_does_not_have_is_refused_in_one_line(trained):
     assert res.exit_code == 0, res.output                     # norm skipped, as c is on a GRU: h remains
     res = CliRunner().invoke(cli, ["probe", "--ckpt", str(paths["mingru"]), "--text", str(folder / "corpus.txt"),
                                    "--feature", "line_position", "--states", "norm"])
-    assert res.exit_code == 1 and "nothing to record for --states ('norm',) in a mingru model" in res.output
+    assert res.exit_code == 1 and "--states norm name nothing in this mingru model, which has h, gates (z, g)" in res.output
     res = CliRunner().invoke(cli, ["probe", "--ckpt", str(paths["mlstm"]), "--text", str(folder / "corpus.txt"),
                                    "--feature", "line_position", "--states", "r"])
-    assert res.exit_code == 1 and "states r name nothing in this mlstm model, which has h, c, norm, stab" in res.output
+    assert res.exit_code == 1 and "--states r name nothing in this mlstm model, which has h, c, norm, stab, gates" in res.output
     net = load_checkpoint(paths["mingru"]).model
     with pytest.raises(UserError, match="cannot intervene on 'rnn.l0.c': this model has rnn.l0.h, rnn.l1.h"):
         char_losses(net, np.arange(10) % 5, [Intervention("rnn.l0.c", [1])])

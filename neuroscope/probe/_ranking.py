@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import UserError
-from ..names import DICTIONARY_MARK, latent_id, parse_quantity, squashes, state_names, unit_id
-from ..record import iter_blocks, stream_layout, window_chars
+from ..names import DICTIONARY_MARK, latent_id, parse_quantity, squashes, unit_id
+from ..record import iter_blocks, recorded_names, stream_layout, window_chars
 from ..stats import CorrAccumulator, fast_length, rank_stats, shown
 from ._config import ProbeConfig
 
@@ -66,9 +65,7 @@ def unit_layout(config, cfg: ProbeConfig, dictionary=None) -> Units:
     """The units of a model config for cfg.states (or the latents of a dictionary); UserError if there is none."""
     if dictionary is not None:
         return _latent_layout(dictionary)
-    names = state_names(config, cfg.states)
-    if not names:
-        raise UserError(f"nothing to record for states {tuple(cfg.states)} in a {config.cell} model", param="states")
+    names = recorded_names(config, cfg.states)             # refuses what this cell cannot give, in one line
     H = config.hidden_size
     quantities = [parse_quantity(n) for n in names]
     layer = np.repeat([q.layer for q in quantities], H)
