@@ -179,9 +179,14 @@ def test_probe_and_explain_run_from_the_command_line_on_a_trained_checkpoint(cel
     assert res.exit_code == 0, res.output
     explained = json.loads(res.output)["units"]
     assert len(explained) == 3 and all(0 <= u["formulas"][0]["iou_heldout"] <= 1 for u in explained)
-    res = runner.invoke(cli, ["match", *common, "--span", "100:140", "--units", "l1.h.0,l1.h.1", "--json"])
+    from neuroscope.checkpoint import choose_text
+    ckpt = load_checkpoint(paths[cell])
+    span = choose_text(ckpt, str(folder / "corpus.txt"), chars=6000).text
+    values = record(ckpt.model, np.asarray(ckpt.vocab.encode(span)), states=("h",))["rnn.l1.h"][:, 0]
+    at = int(np.convolve(values, np.ones(6), "valid").argmax())        # where unit l1.h.0 is highest
+    res = runner.invoke(cli, ["match", *common, "--span", f"{at}:{at + 6}", "--units", "l1.h.0", "--json"])
     assert res.exit_code == 0, res.output
-    assert [q["unit"] for q in json.loads(res.output)["query"]] == ["l1.h.0", "l1.h.1"]
+    assert [q["unit"] for q in json.loads(res.output)["query"]] == ["l1.h.0"]
 
 
 def test_resume_of_a_new_cell_continues_exactly(tmp_path):
