@@ -293,3 +293,21 @@ def test_a_dictionary_over_a_new_cell_splices_back_into_its_recurrence(cell, tra
                                    "--json"])
     assert res.exit_code == 0, res.output
     assert all("/d." in u["unit_id"] for u in json.loads(res.output)["units"])
+
+
+@pytest.mark.parametrize("cell", ["mlstm", "ssm", "minlstm"])
+def test_patch_and_attribute_run_on_a_new_cell(cell, trained, tmp_path):
+    from neuroscope.causes import attribute, patch
+    folder, paths = trained
+    ckpt = load_checkpoint(paths[cell])
+    base, source = "def f(x):\n    return x + 1\n", "def g(y):\n    return y * 2\n"
+    same = patch(ckpt, base, base, at=[10], what="all")                   # a patch from the base itself
+    moved = patch(ckpt, base, source, at=[10], what="all")                # every state from another text
+    assert same.steps["position"].min() == moved.steps["position"].min() == 10
+    assert same.steps["kl"].abs().max() < 1e-6 and moved.steps["kl"].max() > 1e-8      # young models: small, not 0
+    unit = "l1.c.3" if "c" in cell_states(cell) else "l1.h.3"
+    found = attribute(ckpt, base * 3, unit, at=40, window=20)
+    assert abs(found.completeness) < 0.01 and len(found.table) == 21
+    res = CliRunner().invoke(cli, ["attribute", "--ckpt", str(paths[cell]), "--text", str(folder / "corpus.txt"),
+                                   "--chars", "500", "--unit", unit, "--at", "300", "--window", "20"])
+    assert res.exit_code == 0, res.output
