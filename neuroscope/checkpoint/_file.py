@@ -106,20 +106,28 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     check_unpacked_size(path, size)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        code = next((re.search(r"GLOBAL ([\w.]+)", ln) for ln in lines if re.search(r"GLOBAL [\w.]+", ln)), None)
-        if code:   # a class or function the file names: unpickling would import and call it
-            raise CheckpointError(f"{path} is not a safe checkpoint: loading it would run code "
-                                  f"({code.group(1)}), which is refused (weights_only=True)") from None
-        detail = next((ln for ln in lines if ln.startswith("Unsupported")), "unpickling failed")
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from None
     except Exception as exc:  # noqa: BLE001 - arbitrary bytes make the unpickler fail in arbitrary ways
-        # (RuntimeError, EOFError, BadZipFile, and KeyError/IndexError/struct.error from garbage opcodes).
-        plain = isinstance(exc, (RuntimeError, EOFError, OSError, ValueError)) and str(exc).strip()
-        msg = str(exc).strip().splitlines()[0] if plain else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({msg})") from None
+        runs_code, detail = load_failure(exc)
+        if runs_code:
+            raise CheckpointError(f"{path} is not a safe checkpoint: loading it would run code "
+                                  f"({detail}), which is refused (weights_only=True)") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({detail})") from None
     return checkpoint_from_dict(blob, path=path, device=device)
+
+
+def load_failure(exc: BaseException) -> tuple[bool, str]:
+    """(whether the file names code to run, a one-line reason) for why torch.load(weights_only=True) failed:
+    a class or function the file names (unpickling would import and call it), an opcode it refuses, or the
+    error that arbitrary bytes raised (RuntimeError, EOFError, BadZipFile, and KeyError/IndexError/struct.error
+    from garbage opcodes)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        code = next((m for ln in lines if (m := re.search(r"GLOBAL ([\w.]+)", ln))), None)
+        if code:
+            return True, code.group(1)
+        return False, next((ln for ln in lines if ln.startswith("Unsupported")), "unpickling failed")
+    plain = isinstance(exc, (RuntimeError, EOFError, OSError, ValueError)) and str(exc).strip()
+    return False, str(exc).strip().splitlines()[0] if plain else type(exc).__name__
 
 
 def check_unpacked_size(path: str, size: int) -> None:

@@ -27,7 +27,8 @@ from ..config import MAX_LAYERS, MAX_UNITS
 from ..errors import UserError
 from ..model import CharRNN, ModelConfig
 from ..text import Vocab, read_bytes, regular_file_size
-from ._file import MAX_CHECKPOINT_BYTES, Checkpoint, check_unpacked_size, checked_tensor, checked_vocab
+from ._file import (MAX_CHECKPOINT_BYTES, Checkpoint, check_unpacked_size, checked_tensor, checked_vocab,
+                    load_failure)
 
 PARITY = 1e-5                      # the largest |logit difference| an import may show
 PARITY_TEXT = ("The model reads this text to check the conversion: \"Well, Prince, so Genoa and Lucca are now "
@@ -68,8 +69,9 @@ def import_model(path: str | os.PathLike, vocab=None, mapping: dict | None = Non
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - as load_checkpoint: arbitrary bytes fail in arbitrary ways
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"{path} is not a PyTorch state_dict that loads without running code ({first[:200]})") from None
+        runs_code, detail = load_failure(exc)
+        reason = f"loading it would run {detail}" if runs_code else detail
+        raise UserError(f"{path} is not a PyTorch state_dict that loads without running code ({reason[:200]})") from None
     if isinstance(blob, dict) and blob.get("format") == "plain-char-rnn/1":
         raise UserError(f"{path} is a neuroscope checkpoint already: use it as it is")
     state = _state_dict(blob, path)

@@ -64,10 +64,7 @@ class _Step(nn.Module):
             quantities += [values[q] for q in cell_states(self.cell)]
             finals.append(last)
             x = values["h"]
-        if layers is None:
-            new = tuple(torch.stack(parts) for parts in zip(*finals))
-        else:
-            new = m.rnn.join_state(finals)
+        new = tuple(torch.stack(parts) for parts in zip(*finals))      # each [L, B, ...], as the model's state
         return (m.decoder(x), *new, *quantities)
 
 

@@ -17,6 +17,8 @@ def probe_measure(ckpt, corpus: str, features=(), chars: int = 20_000, explain: 
     formula for each of those units, and the share of the model's h and c units (the `explain_units` most
     variable; 0: all) that a formula explains (neuroscope.explain's verdict). sample_chars: that many
     characters of the checkpoint's final sample at temperature 0.5."""
+    import pandas as pd
+
     from ..checkpoint import choose_text
     from ..explain import explain as explain_units_of
     from ..features import label
@@ -33,18 +35,18 @@ def probe_measure(ckpt, corpus: str, features=(), chars: int = 20_000, explain: 
             best = ranking[ranking["feature"] == f].iloc[0]
             out[f"{f}_unit"], out[f"{f}_r"] = str(best["unit_id"]), float(best["r"])
     if explain:
-        best_units = list(dict.fromkeys(out[f"{f}_unit"] for f in varying))
-        if best_units:
-            table = explain_units_of(ckpt, text, units=best_units, contexts=False).table
-            iou = table[table["rank"] == 1].set_index("unit")["iou_heldout"]
-            for f in varying:
-                out[f"{f}_iou"] = float(iou[out[f"{f}_unit"]])
         total = len(state_names(ckpt.config, ("h", "c"))) * ckpt.config.hidden_size
         n = min(explain_units or total, total)
-        table = explain_units_of(ckpt, text, top_units=n, contexts=False).table
-        verdicts = table[table["rank"] == 1]["explained"]
-        out |= {"explained_units": int(verdicts.sum()), "explained_of": int(n),
-                "explained_share": float(verdicts.sum()) / n}
+        best = explain_units_of(ckpt, text, top_units=n, contexts=False).table
+        best = best[best["rank"] == 1].set_index("unit")
+        out |= {"explained_units": int(best["explained"].sum()), "explained_of": int(n),
+                "explained_share": float(best["explained"].sum()) / n}
+        missing = [u for u in dict.fromkeys(out[f"{f}_unit"] for f in varying) if u not in best.index]
+        if missing:                                   # a best unit outside the most variable ones (or a gate)
+            more = explain_units_of(ckpt, text, units=missing, contexts=False).table
+            best = pd.concat([best, more[more["rank"] == 1].set_index("unit")])
+        for f in varying:
+            out[f"{f}_iou"] = float(best.at[out[f"{f}_unit"], "iou_heldout"])
     if sample_chars:
         out["sample"] = (ckpt.train.get("final_sample_t05") or "")[:sample_chars]
     return out

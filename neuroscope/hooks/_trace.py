@@ -211,8 +211,7 @@ class Trace:
 
     def _run_layered(self, name: str, mod: nn.Module, input, hx=None):
         """Replacement forward of a layered stack: each layer's `run_layer`, recorded; steps where edited."""
-        if torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in mod.parameters())):
-            raise HookError("tracing records without gradients: run the model under torch.no_grad()")
+        _check_no_grad(mod, input)
         step0 = self._steps.get(name, 0)
         self._steps[name] = step0 + input.shape[1]
         prefixes = [_layer_prefix(name, k) for k in range(mod.num_layers)]
@@ -328,6 +327,10 @@ def _check_traceable(name: str, mod: nn.Module, input) -> None:
         raise HookError(f"{name or 'module'}: bidirectional RNNs cannot be traced (states run both ways)")
     if getattr(mod, "proj_size", 0):
         raise HookError(f"{name or 'module'}: LSTMs with proj_size cannot be traced")
+    _check_no_grad(mod, input)
+
+
+def _check_no_grad(mod: nn.Module, input) -> None:
     if torch.is_grad_enabled() and (input.requires_grad or any(p.requires_grad for p in mod.parameters())):
         raise HookError("tracing records without gradients: run the model under torch.no_grad()")
 
