@@ -1,14 +1,15 @@
-"""Other dictionary designs on wp_lstm3x512's l2.c, against the default (4,096 latents, k 32): does a
-smaller dictionary, or a nested (Matryoshka) one, split the quote and line features less?
+"""Other dictionary designs against the default (4,096 latents, k 32): does a smaller dictionary, a nested
+(Matryoshka) one or a BatchTopK one split the reference features less, and does a larger one explain
+more directions?
 
-Each design is trained like the default (1M training characters of War and Peace, 2 epochs, every
+Each design is trained like the default (1M training characters of its corpus, 2 epochs, every
 other setting the command's), then measured as analyses/dictionary_reference.py measures the
-default: held-out quality on the first 100,000 test characters, the two reference features tracked
+default: held-out quality on the first 100,000 test characters, its case's reference features tracked
 on the first 60,000 (best latent and best 4, chosen on explain's fitting blocks, scored on its
 held-out blocks), and the latents explained by a structural formula. The default's numbers are read
 from reports/dictionary_reference.json (the same measures, the same text).
 
-    python analyses/dictionary_designs.py                  # every design: about 13 minutes each, 2-core CPU
+    python analyses/dictionary_designs.py                  # every design: 13-40 minutes each, 2-core CPU
     python analyses/dictionary_designs.py nested           # one design; the others' results are kept
 
 Writes reports/dictionary_designs.json (a design run again replaces its own entry).
@@ -32,14 +33,25 @@ from neuroscope.files import write_json
 from neuroscope.names import latent_id
 
 NESTED = {"latents": 4096, "k": 32, "nested": (64, 256, 1024)}
+BATCH = {"latents": 4096, "k": 32, "batch_topk": True}
 WP = ("wp_lstm3x512", "warpeace.txt", "rnn.l2.c", ("in_quote", "line_position"))
+ENWIKI_L1 = ("enwiki_lstm2x512", "enwiki.xml", "rnn.l1.c", ("in_wikilink", "in_url"))
+LINUX_L0 = ("linux_lstm3x512", "linux.txt", "rnn.l0.c", ("in_comment",))
+LINUX_L1 = ("linux_lstm3x512", "linux.txt", "rnn.l1.c", ("brace_depth",))
 DESIGNS = {                  # name: (model, corpus, quantity, features), train_dictionary's settings
     "1024_k32": (WP, {"latents": 1024, "k": 32}),
     "512_k32": (WP, {"latents": 512, "k": 32}),
     "nested": (WP, NESTED),
-    "nested_enwiki_l1": (("enwiki_lstm2x512", "enwiki.xml", "rnn.l1.c", ("in_wikilink", "in_url")), NESTED),
-    "nested_linux_l0": (("linux_lstm3x512", "linux.txt", "rnn.l0.c", ("in_comment",)), NESTED),
-    "nested_linux_l1": (("linux_lstm3x512", "linux.txt", "rnn.l1.c", ("brace_depth",)), NESTED),
+    "nested_enwiki_l1": (ENWIKI_L1, NESTED),
+    "nested_linux_l0": (LINUX_L0, NESTED),
+    "nested_linux_l1": (LINUX_L1, NESTED),
+    "batch": (WP, BATCH),
+    "16384_k32": (WP, {"latents": 16384, "k": 32}),
+    "16384_k32_dead50k": (WP, {"latents": 16384, "k": 32, "dead_after": 50_000}),
+    "nested_batch": (WP, {**NESTED, **BATCH}),
+    "nested_batch_enwiki_l1": (ENWIKI_L1, {**NESTED, **BATCH}),
+    "nested_batch_linux_l0": (LINUX_L0, {**NESTED, **BATCH}),
+    "nested_batch_linux_l1": (LINUX_L1, {**NESTED, **BATCH}),
 }
 
 

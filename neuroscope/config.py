@@ -243,6 +243,9 @@ class DictionaryConfig:
     # Matryoshka prefixes (Bussmann et al. 2025): the first m latents must also reconstruct alone, for each
     # m here, so general features gather in early latents instead of splitting. Empty: plain TopK.
     nested: tuple[int, ...] = ()
+    # BatchTopK (Bussmann et al. 2024): k x batch latents selected over the whole batch, k per row on
+    # average; read afterwards as a JumpReLU at the learned threshold. False: k per row (TopK).
+    batch_topk: bool = False
     epochs: int = 2              # passes over the training text, each recorded afresh
     batch: int = 1024            # rows per step
     # Adam's. Gao et al.'s rule, 2e-4 / sqrt(latents / 2**14), gives 4e-4 at 4,096 latents; for our short
@@ -270,6 +273,8 @@ class DictionaryConfig:
         if not all(is_int(m) and 1 <= m < self.latents for m in self.nested) or list(self.nested) != sorted(set(self.nested)):
             raise UserError(f"nested must be increasing whole numbers below latents ({self.latents}), got "
                             f"{list(self.nested)!r}", param="nested")
+        if not isinstance(self.batch_topk, bool):
+            raise UserError(f"batch_topk must be true or false, got {self.batch_topk!r}", param="batch_topk")
         if self.batch > self.block:
             raise UserError(f"batch ({self.batch}) must not exceed block ({self.block})", param="batch")
         if not (isinstance(self.lr, Real) and 0 < self.lr < 1):

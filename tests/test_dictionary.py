@@ -51,8 +51,29 @@ def test_topk_selects_exactly_k_and_keeps_at_most_k_on():
     z = sae.encode(x)
     assert int((z != 0).sum(1).max()) <= 7 and bool((z >= 0).all())
     assert torch.allclose(sae.decode(z), sae(x), atol=1e-5)            # dense and sparse decoding agree
+    fvu = float((x - sae.decode(z)).pow(2).sum(1).mean() / (x - x.mean(0)).pow(2).sum(1).mean())
+    assert losses(sae, x, None)["fvu"].item() == pytest.approx(fvu, rel=1e-5)    # training's gathered decoding too
     assert torch.equal(sae.W_enc, sae.W_dec.t())                       # the encoder starts as the decoder's transpose
     assert torch.allclose(sae.W_dec.norm(dim=1), torch.ones(300), atol=1e-6)
+
+
+def test_batch_topk_selects_k_per_row_on_average_and_reads_at_its_threshold():
+    from neuroscope.dictionary._sae import ROW_CAP, batch_select
+    sae = TopKSAE(64, 300, 7, torch.Generator().manual_seed(1))
+    x = torch.randn(500, 64, generator=torch.Generator().manual_seed(2))
+    pre = sae.pre_acts(x).detach()
+    values, indices, cut = batch_select(pre, 7)
+    chosen = sae.scatter(values, indices).detach() > 0
+    per_row = chosen.sum(1)
+    assert int(chosen.sum()) == 7 * 500                                 # k x n over the batch
+    assert int(per_row.min()) < 7 < int(per_row.max()) <= ROW_CAP * 7     # rows take what they need
+    assert float(pre[chosen].min()) == float(cut) >= float(pre[~chosen].max())   # the batch's largest
+    sae.threshold = torch.full((300,), float(cut) - 1e-6)
+    z = sae.encode(x).detach()
+    assert torch.equal(z > 0, chosen) and torch.equal(z[chosen], pre[chosen])      # JumpReLU at the cut
+    assert torch.allclose(sae.decode(z), sae(x), atol=1e-5)            # dense and sparse decoding agree
+    out = losses(sae, x, None, (), batch_topk=True)
+    assert out["cut"] is not None and int(out["fired"].sum()) == int(chosen.any(0).sum())
 
 
 def test_training_steps_keep_decoder_rows_at_unit_norm_and_lower_the_loss():
@@ -229,6 +250,43 @@ def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_
         train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **SMALL)
 
 
+def test_a_batch_topk_dictionary_is_saved_as_jumprelu_and_resumes_exactly(wp_small, ids, tmp_path, monkeypatch):
+    import neuroscope.dictionary._train as trainer
+    settings = {**SMALL, "epochs": 2, "batch_topk": True}
+    whole = train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "whole", held_out=ids[1], **settings)
+    cfg = json.loads((tmp_path / "whole" / "cfg.json").read_text())
+    assert cfg["architecture"] == "jumprelu" and cfg["neuroscope"]["config"]["batch_topk"] is True
+    theta = whole.sae.threshold
+    assert theta.shape == (256,) and float(theta.min()) == float(theta.max()) > 0
+    assert 6 <= cfg["neuroscope"]["held_out"]["l0"] <= 10                # k 8 on average, held out
+    back = load_dictionary(tmp_path / "whole", wp_small.model)
+    assert torch.equal(back.sae.threshold, theta)
+    real, calls = trainer.save_dictionary, []
+
+    def stop_after_the_fifth(*args, **kwargs):
+        real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(trainer, "save_dictionary", stop_after_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut", **settings)
+    monkeypatch.setattr(trainer, "save_dictionary", real)
+    half = load_dictionary(tmp_path / "cut", wp_small.model)
+    assert half.sae.threshold is not None and not half.info["complete"]      # usable mid-run
+    resumed = train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut", resume=True, **settings)
+    for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+        assert torch.allclose(getattr(resumed.sae, name), getattr(whole.sae, name), atol=1e-6), name
+    with pytest.raises(UserError, match="batch_topk was True, now False"):
+        monkeypatch.setattr(trainer, "save_dictionary", stop_after_the_fifth)
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt):
+            train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut2", **settings)
+        monkeypatch.setattr(trainer, "save_dictionary", real)
+        train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut2", resume=True,
+                         **{**settings, "batch_topk": False})
+
+
 def test_settings_are_checked_before_any_work(wp_small, ids, tmp_path):
     for bad, match in (({"k": 300}, "k .300. must not exceed latents"), ({"latents": 0}, "latents must be"),
                        ({"lr": float("nan")}, "lr must be"), ({"batch": 8192}, "batch .8192. must not exceed block"),
@@ -282,6 +340,16 @@ def test_a_folder_is_untrusted_input(wp_small, reference, ids, tmp_path):
     cfg.write_text("{not json")
     with pytest.raises(UserError, match="is not JSON"):
         load_dictionary(tmp_path / "d")
+    cfg.write_text(text.replace('"architecture": "topk"', '"architecture": "gated"'))
+    with pytest.raises(UserError, match="architecture must be one of topk, jumprelu, got 'gated'"):
+        load_dictionary(tmp_path / "d")
+    cfg.write_text(text.replace('"architecture": "topk"', '"architecture": "jumprelu"'))
+    with pytest.raises(UserError, match=r"threshold must be float32 \(256,\), found missing"):
+        load_dictionary(tmp_path / "d")
+    d.sae.threshold = torch.full((256,), -0.5)
+    save_dictionary(tmp_path / "d", d, force=True)
+    with pytest.raises(UserError, match="threshold must not be negative"):
+        load_dictionary(tmp_path / "d")
 
 
 # ------------------------------------------------------------------ the command
@@ -296,6 +364,10 @@ def test_the_command_prints_the_json_keys_and_refuses_bad_input(shared_models, s
     assert {"fvu", "l0", "dead", "loss_recovered", "latents", "k", "chars", "seconds"} <= set(out)
     assert (out["latents"], out["k"], out["chars"], out["quantity"]) == (256, 8, 12_000, "rnn.l1.c")
     assert 0 < out["fvu"] < 1 and 0 <= out["dead"] <= 1 and out["l0"] <= 8
+    batch = run(*common, "--batch-topk", "--out", tmp_path / "b", "--json")
+    assert batch.exit_code == 0, batch.output
+    assert json.loads((tmp_path / "b" / "cfg.json").read_text())["architecture"] == "jumprelu"
+    assert 4 <= json.loads(batch.stdout)["l0"] <= 12
     one_line_error(run(*common, "--out", tmp_path / "d"), "exists")
     one_line_error(run(*common, "--out", ckpt, "--force"), "is an input of this command")
     one_line_error(run(*common[:-4], "--k", 300, "--latents", 256, "--epochs", 1, "--out", tmp_path / "e"),

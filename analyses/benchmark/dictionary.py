@@ -2,9 +2,10 @@
 latents against recording the states they are computed from, in one run.
 
 - training: `steps` optimiser steps of neuroscope's TopK autoencoder (losses, backward, the decoder's
-  norm upkeep, Adam) on batches of the shown states, rows/s; beside it the same step's three dense
-  products alone (encoder forward [B, d] x [d, n], and its two backward products), timed back to back,
-  as the floor: the share of the step spent in them, and the rate in GFLOP/s of each;
+  norm upkeep, Adam) on batches of the shown states, rows/s; beside it the same step's six dense
+  products alone (the encoder's forward [B, d] x [d, n] and the decoder's [B, n] x [n, d], each with
+  its two backward products), timed back to back, as the floor: the share of the step spent in them,
+  and the rate in GFLOP/s of each;
 - encoding: record.iter_states of the quantity over `chars` characters, then the same with the
   encoder applied (dictionary.iter_latents), the ratio of the two.
 """
@@ -62,8 +63,10 @@ def run(ckpt, quantity, latents, k, batch, steps, chars, threads) -> dict:
     train_steps()                                                    # warm-up: allocator, Adam's state
     t_train = _median_seconds(train_steps, 3)
     x, W, gy = batches[0], sae.W_enc.detach(), torch.randn(batch, latents)
+    z, D, gx = torch.relu(torch.randn(batch, latents)), sae.W_dec.detach(), torch.randn(batch, d_in)
     products = {"forward x @ W_enc": lambda: x @ W, "grad W_enc = x^T g": lambda: x.t() @ gy,
-                "grad x = g @ W_enc^T": lambda: gy @ W.t()}
+                "grad x = g @ W_enc^T": lambda: gy @ W.t(), "forward z @ W_dec": lambda: z @ D,
+                "grad W_dec = z^T g": lambda: z.t() @ gx, "grad z = g @ W_dec^T": lambda: gx @ D.t()}
     flop = 2 * batch * d_in * latents
     rates = {}
     for name, fn in products.items():

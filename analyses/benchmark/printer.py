@@ -161,7 +161,7 @@ def _contention(res):
 def _dictionary(res):
     yield (f"{res['ckpt']} {res['quantity']}: {res['latents']:,} latents, k {res['k']}, batch {res['batch']}, "
            f"{res['device']}, load average {res['load_average'][0]:.1f}")
-    yield (f"training: {res['rows_per_s']:,} rows/s ({res['steps']} steps in {res['train_s']} s); the three dense "
+    yield (f"training: {res['rows_per_s']:,} rows/s ({res['steps']} steps in {res['train_s']} s); the {len(res['products'])} dense "
            f"products alone {res['dense_products_s']} s = {res['dense_share_of_step']:.0%} of the step")
     for name, r in res["products"].items():
         yield f"  {name}: {r['ms']} ms, {r['gflops']} GFLOP/s"

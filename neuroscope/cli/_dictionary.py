@@ -30,6 +30,8 @@ training_options = option_group(
                  help="Latents on per character."),
     click.option("--nested", type=str, default="", metavar="M,M,...", callback=_sizes,
                  help="Matryoshka prefixes: the first M latents also reconstruct alone (e.g. 128,512)."),
+    click.option("--batch-topk", "batch_topk", is_flag=True,
+                 help="BatchTopK: k per row on average over each batch; read afterwards at a threshold."),
     click.option("--epochs", type=click.IntRange(min=1), default=DEFAULTS["epochs"], show_default=True,
                  help="Passes over the training characters."),
     click.option("--batch", type=click.IntRange(min=2), default=DEFAULTS["batch"], show_default=True,
@@ -85,7 +87,8 @@ def dictionary_cmd(ckpt, source, quantity, settings, reading, device, output, as
     train = choose_text(c, source["text_path"], split="train", chars=source["chars"])
     test = choose_text(c, source["text_path"], split="test", chars=source["held_out"])
     if not as_json:
-        click.echo(f"training {settings['latents']:,} latents (k {settings['k']}) over {quantity} on "
+        per = "on average, BatchTopK" if config.batch_topk else "per character"
+        click.echo(f"training {settings['latents']:,} latents (k {settings['k']} {per}) over {quantity} on "
                    f"{len(train.text):,} characters [{train.start:,}, {train.start + len(train.text):,}), "
                    f"{config.epochs} epochs; held out: {len(test.text):,} test characters")
     d = train_dictionary(c.model, c.vocab.encode(train.text), quantity, out, config, held_out=c.vocab.encode(test.text),
@@ -93,7 +96,7 @@ def dictionary_cmd(ckpt, source, quantity, settings, reading, device, output, as
     q = d.info["held_out"]
     if as_json:
         echo_json({"out": out, "quantity": quantity, **{k: q[k] for k in JSON_KEYS}, "latents": d.sae.d_sae,
-                   "k": d.sae.k, "chars": len(train.text), "held_out_chars": q["chars"], "epochs": config.epochs,
+                   "k": d.sae.k, "selection": "batch_topk" if config.batch_topk else "topk", "chars": len(train.text), "held_out_chars": q["chars"], "epochs": config.epochs,
                    "seconds": d.info["seconds"]})
         return
     click.echo(f"held out: FVU {q['fvu']:.3f}, L0 {q['l0']:.1f}, dead {q['dead']:.1%}, loss recovered "

@@ -1,9 +1,11 @@
 """A dictionary on disk, in SAELens' folder layout, loaded as untrusted input.
 
-    dict/cfg.json                    SAELens' config (d_in, d_sae, architecture "topk", k, hook_name, ...)
+    dict/cfg.json                    SAELens' config (d_in, d_sae, architecture "topk" or, for BatchTopK,
+                                     "jumprelu", k, hook_name, ...)
                                      plus "format": "neuroscope-dictionary/1" and a "neuroscope" section:
                                      the quantity, the model's fingerprint, training and held-out numbers
-    dict/sae_weights.safetensors     W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec (float32)
+    dict/sae_weights.safetensors     W_enc [d_in, d_sae], b_enc, W_dec [d_sae, d_in], b_dec (float32);
+                                     "jumprelu" also threshold [d_sae] (SAELens' form of a BatchTopK SAE)
     dict/training_state.safetensors  only while training is unfinished: Adam's moments, the step, the
                                      rows each latent last fired at (what `resume` continues from)
 
@@ -34,6 +36,7 @@ CFG, WEIGHTS, STATE = "cfg.json", "sae_weights.safetensors", "training_state.saf
 MAX_CFG_BYTES = 1 << 20
 MAX_WEIGHTS_BYTES = 4 << 30          # 4 GiB: 262,144 latents over 2,048 values in float32
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
+ARCHITECTURES = ("topk", "jumprelu")     # jumprelu: a BatchTopK dictionary read at its threshold
 
 
 class DictionaryError(UserError):
@@ -80,8 +83,9 @@ def model_fingerprint(model) -> str:
 def saelens_config(d: Dictionary) -> dict:
     """cfg.json: SAELens' field names for what it needs, ours under "neuroscope"."""
     sae = d.sae
-    return {"format": DICTIONARY_FORMAT, "architecture": "topk", "d_in": sae.d_in, "d_sae": sae.d_sae,
-            "activation_fn_str": "topk", "activation_fn_kwargs": {"k": sae.k}, "k": sae.k,
+    act = {"architecture": "topk", "activation_fn_str": "topk", "activation_fn_kwargs": {"k": sae.k}} \
+        if sae.threshold is None else {"architecture": "jumprelu", "activation_fn_str": "relu"}
+    return {"format": DICTIONARY_FORMAT, **act, "d_in": sae.d_in, "d_sae": sae.d_sae, "k": sae.k,
             "apply_b_dec_to_input": True, "normalize_activations": "none", "dtype": "float32", "device": "cpu",
             "model_name": f"neuroscope:{d.fingerprint}", "hook_name": d.quantity,
             "hook_layer": parse_quantity(d.quantity).layer,
@@ -91,7 +95,8 @@ def saelens_config(d: Dictionary) -> dict:
 def write_folder(folder: Path, d: Dictionary, state: dict[str, torch.Tensor] | None = None) -> None:
     """Fill an empty folder with cfg.json, the weights and (unfinished) the training state."""
     from safetensors.torch import save_file
-    save_file({n: getattr(d.sae, n).detach().float().cpu().contiguous() for n in WEIGHT_NAMES}, folder / WEIGHTS)
+    names = WEIGHT_NAMES + (() if d.sae.threshold is None else ("threshold",))
+    save_file({n: getattr(d.sae, n).detach().float().cpu().contiguous() for n in names}, folder / WEIGHTS)
     if state is not None:
         save_file({n: t.contiguous() for n, t in state.items()}, folder / STATE)
     text = json.dumps(json_ready(saelens_config(d)), indent=2, allow_nan=False)
@@ -121,10 +126,12 @@ def load_dictionary(path: str | os.PathLike, model=None, with_state: bool = Fals
     ours = cfg["neuroscope"]
     sae = TopKSAE(cfg["d_in"], cfg["d_sae"], cfg["k"])
     weights = _tensors(path / WEIGHTS)
-    _check_weights(path, weights, sae)
+    _check_weights(path, weights, sae, cfg["architecture"])
     with torch.no_grad():
         for n in WEIGHT_NAMES:
             getattr(sae, n).copy_(weights[n])
+    if cfg["architecture"] == "jumprelu":
+        sae.threshold = weights["threshold"].clone()
     d = Dictionary(sae, ours["quantity"], ours["fingerprint"],
                    {k: v for k, v in ours.items() if k not in ("quantity", "fingerprint")}, path)
     if model is not None:
@@ -170,6 +177,10 @@ def _config(path: Path) -> dict:
     sizes = [cfg.get(key) for key in ("d_in", "d_sae", "k")]
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20 for v in sizes):
         raise DictionaryError(f"{path / CFG}: d_in, d_sae and k must be whole numbers from 1 to {1 << 20:,}")
+    if cfg.get("architecture", "topk") not in ARCHITECTURES:
+        raise DictionaryError(f"{path / CFG}: architecture must be one of {', '.join(ARCHITECTURES)}, got "
+                              f"{str(cfg.get('architecture'))[:40]!r}")
+    cfg.setdefault("architecture", "topk")
     kwargs = cfg.get("activation_fn_kwargs")
     if isinstance(kwargs, dict) and "k" in kwargs and kwargs["k"] != cfg["k"]:
         raise DictionaryError(f"{path / CFG}: k {cfg['k']} and activation_fn_kwargs.k {str(kwargs['k'])[:20]} differ")
@@ -199,9 +210,11 @@ def _tensors(p: Path) -> dict[str, torch.Tensor]:
         raise DictionaryError(f"{p} is not a safetensors file ({str(exc).splitlines()[0][:120]})") from None
 
 
-def _check_weights(path: Path, weights: dict, sae: TopKSAE) -> None:
-    for n in WEIGHT_NAMES:
-        want = tuple(getattr(sae, n).shape)
+def _check_weights(path: Path, weights: dict, sae: TopKSAE, architecture: str) -> None:
+    shapes = {n: tuple(getattr(sae, n).shape) for n in WEIGHT_NAMES}
+    if architecture == "jumprelu":
+        shapes["threshold"] = (sae.d_sae,)
+    for n, want in shapes.items():
         t = weights.get(n)
         if t is None or tuple(t.shape) != want or t.dtype != torch.float32:
             got = "missing" if t is None else f"{t.dtype} {tuple(t.shape)}"
@@ -210,3 +223,5 @@ def _check_weights(path: Path, weights: dict, sae: TopKSAE) -> None:
             raise DictionaryError(f"{path / WEIGHTS}: {n} holds NaN or inf")
     if not math.isclose(float(weights["W_dec"].norm(dim=1).mean()), 1.0, rel_tol=1e-3):
         raise DictionaryError(f"{path / WEIGHTS}: decoder rows must have unit norm")
+    if architecture == "jumprelu" and bool((weights["threshold"] < 0).any()):
+        raise DictionaryError(f"{path / WEIGHTS}: a JumpReLU threshold must not be negative")

@@ -1,6 +1,7 @@
 """A dictionary's latents over a text: the values every analysis reads for a latent, as it reads a
-unit's shown value. A latent's value is its TopK activation (0 where it is not among the k on, else
-positive), computed from the shown value of the dictionary's quantity (tanh(c) for cells)."""
+unit's shown value. A latent's value is its activation (0 where it is not among the k on, or for a
+BatchTopK dictionary below its threshold; else positive), computed from the shown value of the
+dictionary's quantity (tanh(c) for cells)."""
 from __future__ import annotations
 
 import math
@@ -62,8 +63,8 @@ def most_variable_latents(d, model, ids: np.ndarray, n: int, **read) -> list[Lat
 
 def latent_quantiles(d, model, ids: np.ndarray, q: float, **read) -> np.ndarray:
     """float32 [d_sae]: each latent's q-quantile over ids, exactly: the ceil(q N)-th smallest of its N
-    values, so that a latent is above it at most N - ceil(q N) times. Latents are 0 except at the k on
-    per character, so only the non-zero values are kept (at most k x N of them) and a latent on at no
+    values, so that a latent is above it at most N - ceil(q N) times. Latents are 0 except at the few on
+    per character, so only the non-zero values are kept (at most 4k x N of them) and a latent on at no
     more than N - ceil(q N) characters gets 0. read: iter_latents' streams, warmup, progress."""
     cols, vals, n = [], [], 0
     for _, z in iter_latents(d, model, ids, **read):

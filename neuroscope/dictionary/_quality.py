@@ -65,7 +65,7 @@ def _reconstruction(d, model, ids, streams, warmup) -> dict:
         x = shown(acts[d.quantity], q.squash, inplace=True)
         moments.add(x)
         xt = torch.from_numpy(x).to(device)
-        values, indices = d.sae.select(d.sae.pre_acts(xt))
+        values, indices = d.sae.active(d.sae.pre_acts(xt))
         sse += float((xt - d.sae.decode_sparse(values, indices)).pow(2).sum())
         active = values > 0
         on += int(active.sum())

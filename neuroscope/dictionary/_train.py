@@ -10,7 +10,7 @@ continues from the block after it, giving the same weights as an uninterrupted r
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from ._quality import held_out_quality
 from ._sae import TopKSAE, losses
 
 # What a resumed run must share with the run it continues; epochs may grow (train longer).
-SAME_ON_RESUME = ("latents", "k", "nested", "batch", "lr", "block", "dead_after", "seed", "streams", "warmup")
+SAME_ON_RESUME = ("latents", "k", "nested", "batch_topk", "batch", "lr", "block", "dead_after", "seed", "streams", "warmup")
 
 
 @dataclass
@@ -40,6 +40,7 @@ class _Run:
     last_fired: torch.Tensor | None = None
     started: float = 0.0
     fvu: float = float("nan")            # the last batch's, as training goes
+    cuts: list = field(default_factory=list)    # BatchTopK: each batch's smallest selected value, this block
 
 
 def train_dictionary(model, ids: np.ndarray, quantity: str, out, config: DictionaryConfig | None = None, *,
@@ -137,6 +138,7 @@ def _epoch(run: _Run, d: Dictionary, model, ids, epoch: int, config: DictionaryC
             bar.update(config.batch)
         bar.update(first_row + len(block) - run.rows)  # the rows of a last part smaller than a batch
         run.rows = first_row + len(block)
+        _set_threshold(run)
         d.info.update(rows=run.rows, train_fvu=round(run.fvu, 5), seconds=_seconds(run, d))
         save_dictionary(where[0], d, _state(run), True, where[1])
         bar.set_postfix_str(f"fvu {run.fvu:.3f}", refresh=False)
@@ -144,7 +146,7 @@ def _epoch(run: _Run, d: Dictionary, model, ids, epoch: int, config: DictionaryC
 
 def _step(run: _Run, x: torch.Tensor, config: DictionaryConfig) -> None:
     dead = (run.rows - run.last_fired) > config.dead_after if run.rows > config.dead_after else None
-    out = losses(run.sae, x, dead, config.nested)
+    out = losses(run.sae, x, dead, config.nested, config.batch_topk)
     if not torch.isfinite(out["loss"]):
         raise UserError("the dictionary's loss became NaN or inf: the states hold NaN or inf, or lr is too high",
                         param="lr")
@@ -156,6 +158,17 @@ def _step(run: _Run, x: torch.Tensor, config: DictionaryConfig) -> None:
     run.rows += len(x)
     run.last_fired[out["fired"]] = run.rows
     run.fvu = out["fvu"].item()
+    if out["cut"] is not None:
+        run.cuts.append(max(float(out["cut"]), 0.0))
+
+
+def _set_threshold(run: _Run) -> None:
+    """BatchTopK's JumpReLU threshold after a block: the mean of its batches' smallest selected values
+    (a mean over the whole run would drag the first steps' values along). Set after every block, so that a
+    folder saved mid-run reads as the finished one will, and resume starts where the block ended."""
+    if run.cuts:
+        run.sae.threshold = torch.full((run.sae.d_sae,), sum(run.cuts) / len(run.cuts), device=run.sae.W_dec.device)
+        run.cuts.clear()
 
 
 def _state(run: _Run) -> dict[str, torch.Tensor]:
@@ -180,7 +193,8 @@ def _restore(run: _Run, d: Dictionary, out: Path, model, config: DictionaryConfi
         raise UserError(f"{out} was trained on {saved.quantity}, not {d.quantity}", param="quantity")
     before, chars = saved.info.get("config", {}), d.info["chars"]
     now = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}   # as JSON kept them
-    old = {k: before.get(k, [] if k == "nested" else None) for k in SAME_ON_RESUME}       # nested came later
+    later = {"nested": [], "batch_topk": False}                                         # settings that came later
+    old = {k: before.get(k, later.get(k)) for k in SAME_ON_RESUME}
     changed = [k for k in SAME_ON_RESUME if old[k] != now[k]]
     if changed:
         raise UserError(f"resume keeps the settings of the run it continues; {changed[0]} was "
@@ -195,6 +209,8 @@ def _restore(run: _Run, d: Dictionary, out: Path, model, config: DictionaryConfi
     with torch.no_grad():
         for name, p in run.sae.named_parameters():
             p.copy_(getattr(saved.sae, name))
+        if saved.sae.threshold is not None:
+            run.sae.threshold = saved.sae.threshold.clone().to(run.sae.W_dec.device)
     _load_state(run, state, out)
     if run.rows > before.get("epochs", 0) * chars:
         raise UserError(f"{out / STATE} claims {run.rows:,} rows, more than its run of {before.get('epochs')!r} "

@@ -70,7 +70,8 @@ def subtitle(span, n: int, vocab, ranked: bool, dictionary=None) -> list[str]:
     if dictionary is not None:
         d = dictionary
         lines.append(f"Latents of the dictionary {shown_path(d.path) if d.path else '(in memory)'} over {d.quantity} "
-                     f"({d.sae.d_sae:,} latents, {d.sae.k} on per character) take the units' place.")
+                     f"({d.sae.d_sae:,} latents, {'about ' if d.sae.threshold is not None else ''}{d.sae.k} on per "
+                     "character) take the units' place.")
     return lines
 
 
