@@ -209,20 +209,25 @@ def test_training_writes_a_saelens_folder_tied_to_its_model(wp_small, ids, tmp_p
     assert back.prefix == "l1.c/d" and back.quantity == "rnn.l1.c"
 
 
-def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_path, monkeypatch):
+def interrupted(monkeypatch, saves: int, *args, **kwargs) -> None:
+    """train_dictionary(*args, **kwargs), stopped by a KeyboardInterrupt right after its `saves`-th save."""
     import neuroscope.dictionary._train as trainer
-    whole = train_dictionary(wp_small.model, ids[0], "rnn.l0.h", tmp_path / "whole", **{**SMALL, "epochs": 2})
     real, calls = trainer.save_dictionary, []
 
-    def stop_after_the_third(*args, **kwargs):
-        real(*args, **kwargs)
+    def stop(*a, **k):
+        real(*a, **k)
         calls.append(1)
-        if len(calls) == 3:
+        if len(calls) == saves:
             raise KeyboardInterrupt
-    monkeypatch.setattr(trainer, "save_dictionary", stop_after_the_third)
-    with pytest.raises(KeyboardInterrupt):
-        train_dictionary(wp_small.model, ids[0], "rnn.l0.h", tmp_path / "cut", **{**SMALL, "epochs": 2})
-    monkeypatch.setattr(trainer, "save_dictionary", real)
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "save_dictionary", stop)
+        with pytest.raises(KeyboardInterrupt):
+            train_dictionary(*args, **kwargs)
+
+
+def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_path, monkeypatch):
+    whole = train_dictionary(wp_small.model, ids[0], "rnn.l0.h", tmp_path / "whole", **{**SMALL, "epochs": 2})
+    interrupted(monkeypatch, 3, wp_small.model, ids[0], "rnn.l0.h", tmp_path / "cut", **{**SMALL, "epochs": 2})
     half = load_dictionary(tmp_path / "cut", wp_small.model, with_state=True)
     assert not half[0].info["complete"] and half[0].info["rows"] == 3 * 4096 and "rows" in half[1]
     resumed = train_dictionary(wp_small.model, ids[0], "rnn.l0.h", tmp_path / "cut", resume=True,
@@ -231,13 +236,9 @@ def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_
         assert torch.allclose(getattr(resumed.sae, name), getattr(whole.sae, name), atol=1e-6), name
     with pytest.raises(UserError, match="is complete"):
         train_dictionary(wp_small.model, ids[0], "rnn.l0.h", tmp_path / "cut", resume=True, **{**SMALL, "epochs": 2})
+    half_again = tmp_path / "cut2"
+    interrupted(monkeypatch, 3, wp_small.model, ids[0], "rnn.l0.h", half_again, **SMALL)
     with pytest.raises(UserError, match="keeps the settings.*k was 8, now 4"):
-        half_again = tmp_path / "cut2"
-        monkeypatch.setattr(trainer, "save_dictionary", stop_after_the_third)
-        calls.clear()
-        with pytest.raises(KeyboardInterrupt):
-            train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, **SMALL)
-        monkeypatch.setattr(trainer, "save_dictionary", real)
         train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **{**SMALL, "k": 4})
     with pytest.raises(UserError, match=r"keeps the settings.*nested was \[\], now \[16, 64\]"):
         train_dictionary(wp_small.model, ids[0], "rnn.l0.h", half_again, resume=True, **{**SMALL, "nested": (16, 64)})
@@ -251,7 +252,6 @@ def test_resume_after_an_interrupt_gives_the_same_dictionary(wp_small, ids, tmp_
 
 
 def test_a_batch_topk_dictionary_is_saved_as_jumprelu_and_resumes_exactly(wp_small, ids, tmp_path, monkeypatch):
-    import neuroscope.dictionary._train as trainer
     settings = {**SMALL, "epochs": 2, "batch_topk": True}
     whole = train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "whole", held_out=ids[1], **settings)
     cfg = json.loads((tmp_path / "whole" / "cfg.json").read_text())
@@ -261,28 +261,14 @@ def test_a_batch_topk_dictionary_is_saved_as_jumprelu_and_resumes_exactly(wp_sma
     assert 6 <= cfg["neuroscope"]["held_out"]["l0"] <= 10                # k 8 on average, held out
     back = load_dictionary(tmp_path / "whole", wp_small.model)
     assert torch.equal(back.sae.threshold, theta)
-    real, calls = trainer.save_dictionary, []
-
-    def stop_after_the_fifth(*args, **kwargs):
-        real(*args, **kwargs)
-        calls.append(1)
-        if len(calls) == 5:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(trainer, "save_dictionary", stop_after_the_fifth)
-    with pytest.raises(KeyboardInterrupt):
-        train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut", **settings)
-    monkeypatch.setattr(trainer, "save_dictionary", real)
+    interrupted(monkeypatch, 5, wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut", **settings)
     half = load_dictionary(tmp_path / "cut", wp_small.model)
     assert half.sae.threshold is not None and not half.info["complete"]      # usable mid-run
     resumed = train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut", resume=True, **settings)
     for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
         assert torch.allclose(getattr(resumed.sae, name), getattr(whole.sae, name), atol=1e-6), name
+    interrupted(monkeypatch, 5, wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut2", **settings)
     with pytest.raises(UserError, match="batch_topk was True, now False"):
-        monkeypatch.setattr(trainer, "save_dictionary", stop_after_the_fifth)
-        calls.clear()
-        with pytest.raises(KeyboardInterrupt):
-            train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut2", **settings)
-        monkeypatch.setattr(trainer, "save_dictionary", real)
         train_dictionary(wp_small.model, ids[0], "rnn.l1.c", tmp_path / "cut2", resume=True,
                          **{**settings, "batch_topk": False})
 
