@@ -9,7 +9,7 @@ on the first 60,000 (best latent and best 4, chosen on explain's fitting blocks,
 held-out blocks), and the latents explained by a structural formula. The default's numbers are read
 from reports/dictionary_reference.json (the same measures, the same text).
 
-    python analyses/dictionary_designs.py                  # every design: 13-40 minutes each, 2-core CPU
+    python analyses/dictionary_designs.py                  # every design: 10-70 minutes each, 2-core CPU
     python analyses/dictionary_designs.py nested           # one design; the others' results are kept
 
 Writes reports/dictionary_designs.json (a design run again replaces its own entry).
@@ -34,6 +34,7 @@ from neuroscope.names import latent_id
 
 NESTED = {"latents": 4096, "k": 32, "nested": (64, 256, 1024)}
 BATCH = {"latents": 4096, "k": 32, "batch_topk": True}
+FINE = {"latents": 4096, "k": 32, "nested": (4, 16, 64, 256, 1024)}
 WP = ("wp_lstm3x512", "warpeace.txt", "rnn.l2.c", ("in_quote", "line_position"))
 ENWIKI_L1 = ("enwiki_lstm2x512", "enwiki.xml", "rnn.l1.c", ("in_wikilink", "in_url"))
 LINUX_L0 = ("linux_lstm3x512", "linux.txt", "rnn.l0.c", ("in_comment",))
@@ -48,6 +49,12 @@ DESIGNS = {                  # name: (model, corpus, quantity, features), train_
     "batch": (WP, BATCH),
     "16384_k32": (WP, {"latents": 16384, "k": 32}),
     "16384_k32_dead50k": (WP, {"latents": 16384, "k": 32, "dead_after": 50_000}),
+    "32768_k32_dead50k": (WP, {"latents": 32768, "k": 32, "dead_after": 50_000}),
+    "4096_k16": (WP, {"latents": 4096, "k": 16}),
+    "16384_k64_dead50k": (WP, {"latents": 16384, "k": 64, "dead_after": 50_000}),
+    "nested_fine": (WP, FINE),
+    "nested_fine_linux_l0": (LINUX_L0, FINE),
+    "nested_fine_enwiki_l1": (ENWIKI_L1, FINE),
     "nested_batch": (WP, {**NESTED, **BATCH}),
     "nested_batch_enwiki_l1": (ENWIKI_L1, {**NESTED, **BATCH}),
     "nested_batch_linux_l0": (LINUX_L0, {**NESTED, **BATCH}),
