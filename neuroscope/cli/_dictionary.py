@@ -96,7 +96,8 @@ def dictionary_cmd(ckpt, source, quantity, settings, reading, device, output, as
     q = d.info["held_out"]
     if as_json:
         echo_json({"out": out, "quantity": quantity, **{k: q[k] for k in JSON_KEYS}, "latents": d.sae.d_sae,
-                   "k": d.sae.k, "selection": "batch_topk" if config.batch_topk else "topk", "chars": len(train.text), "held_out_chars": q["chars"], "epochs": config.epochs,
+                   "k": d.sae.k, "selection": "batch_topk" if config.batch_topk else "topk",
+                   "chars": len(train.text), "held_out_chars": q["chars"], "epochs": config.epochs,
                    "seconds": d.info["seconds"]})
         return
     click.echo(f"held out: FVU {q['fvu']:.3f}, L0 {q['l0']:.1f}, dead {q['dead']:.1%}, loss recovered "

@@ -15,8 +15,8 @@ BatchTopK (Bussmann, Leask & Nanda 2024) selects the k x n largest pre-activatio
 instead of k per row, so a row holds as many latents as it needs and k on average; a latent then is not
 cut off where other latents of its row happen to be larger. Trained that way, the dictionary is read as
 a JumpReLU: a latent is on where its pre-activation is above a threshold, the mean of the smallest
-value each batch selected (the paper's choice), over the batches of the last block trained on. A row holds at most ROW_CAP x k latents either
-way, which bounds the work (a measured row needs far fewer).
+value each batch selected (the paper's choice), over the batches of the last block trained on. A row
+holds at most ROW_CAP x k latents either way, which bounds the work (a measured row needs far fewer).
 """
 from __future__ import annotations
 
@@ -111,9 +111,9 @@ def batch_select(pre: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor,
 def _reconstructions(sae: TopKSAE, values, indices, nested) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """x_hat from the selected latents, and from each Matryoshka prefix's (the latents below m) alone.
     Without prefixes this is decode_sparse's rule (TopK gathers the k decoder rows of each row, a wider
-    selection decodes densely); the prefixes decode densely too, which costs less there. Per step of 1,024 rows over 512 values, 2 threads, load 0.4-1.2:
-    4,096 latents, TopK 172-276 ms gathered against 167-191 ms dense, with three prefixes 380-419 against
-    240; 16,384 latents, TopK 564 against 766."""
+    selection decodes densely); the prefixes decode densely too, which costs less there. Per step of
+    1,024 rows over 512 values, 2 threads, load 0.4-1.2: 4,096 latents, TopK 172-276 ms gathered against
+    167-191 ms dense, with three prefixes 380-419 against 240; 16,384 latents, TopK 564 against 766."""
     if not nested:
         return sae.decode_sparse(values, indices), []
     z = sae.scatter(values, indices)

@@ -28,7 +28,8 @@ from ._quality import held_out_quality
 from ._sae import TopKSAE, losses
 
 # What a resumed run must share with the run it continues; epochs may grow (train longer).
-SAME_ON_RESUME = ("latents", "k", "nested", "batch_topk", "batch", "lr", "block", "dead_after", "seed", "streams", "warmup")
+SAME_ON_RESUME = ("latents", "k", "nested", "batch_topk", "batch", "lr", "block", "dead_after", "seed",
+                  "streams", "warmup")
 
 
 @dataclass
